@@ -1,0 +1,155 @@
+"""The `pybuild` command line.
+
+Owns: the subcommand table, global flags, and the single place where exceptions become
+messages and exit codes (0 ok, 1 PybuildError, 2 usage, 3 internal bug, 130 interrupted).
+Each subcommand lives in `builder.commands.<module>` exposing `add_parser(sub)` and
+`run(args) -> int`; only the module for the command being run is imported, so start-up
+stays small. Must not: hold build logic (that is the engine's) or import heavy libraries
+(rich, lark, zstandard, yaml) at module level.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# command name -> module under builder.commands. Aliases map to the same module.
+COMMANDS: dict[str, str] = {
+    "build": "build",
+    "parse": "parse",
+    "lint": "lint",
+    "images": "images",
+    "tag": "images",
+    "rmi": "images",
+    "inspect": "images",
+    "history": "images",
+    "save": "archive",
+    "load": "archive",
+    "import": "archive",
+    "export": "archive",
+    "prune": "store",
+    "store": "store",
+    "cache": "cache",
+    "run": "run",
+    "bundle": "run",
+    "pull": "registry",
+    "push": "registry",
+    "login": "registry",
+    "logout": "registry",
+    "version": "version",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (no usage dump) on bad usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"pybuild: error: {message}\n")
+        sys.exit(2)
+
+
+def _module(name: str):
+    return importlib.import_module(f"builder.commands.{COMMANDS[name]}")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = _Parser(prog="pybuild", description="Daemonless OCI image builder.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
+    parser.add_argument("--root", help="state directory (default: $PYBUILD_ROOT or /var/lib/pybuild)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    seen: set[str] = set()
+    for name, mod in COMMANDS.items():
+        if only is not None and COMMANDS.get(only) != mod:
+            continue
+        if mod in seen:
+            continue
+        seen.add(mod)
+        try:
+            m = importlib.import_module(f"builder.commands.{mod}")
+        except ModuleNotFoundError as e:
+            if e.name == f"builder.commands.{mod}":
+                continue  # command not built yet
+            raise
+        m.add_parser(sub)
+    return parser
+
+
+def _pre_scan(argv: list[str]) -> str | None:
+    """The subcommand name in argv (skipping global flags), to import only its module."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--root":
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        return a if a in COMMANDS else None
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv or os.environ.get("PYBUILD_DEBUG") == "1"
+    try:
+        code = _dispatch(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("pybuild: interrupted\n")
+        code = 130
+    except BrokenPipeError:
+        code = 1
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except BaseException as e:  # noqa: BLE001 - the one catch site
+        code = _report(e, debug)
+    sys.stdout.flush() if not sys.stdout.closed else None
+    sys.exit(code)
+
+
+def _dispatch(argv: list[str]) -> int:
+    name = _pre_scan(argv)
+    parser = build_parser(only=name)
+    args = parser.parse_args(argv)
+    if args.root:
+        os.environ["PYBUILD_ROOT"] = os.path.abspath(args.root)
+    if not args.command:
+        parser.print_help()
+        return 2
+    return int(_module(args.command).run(args) or 0)
+
+
+def _report(e: BaseException, debug: bool) -> int:
+    from builder.errors import PybuildError
+
+    if isinstance(e, PybuildError):
+        sys.stderr.write(e.render() + "\n")
+        if debug:
+            import traceback
+
+            traceback.print_exception(e)
+        return e.exit_code
+    try:
+        from runtime.errors import SandboxError
+    except ImportError:  # runtime not built yet
+        SandboxError = ()  # type: ignore[assignment]
+    if SandboxError and isinstance(e, SandboxError):
+        sys.stderr.write(f"error: {e}\n")
+        return 1
+    if isinstance(e, OSError) and e.filename:
+        # An environment problem (permissions, disk full) rather than a bug.
+        sys.stderr.write(f"error: {e.strerror}: {e.filename}\n")
+        return 1
+    sys.stderr.write(f"pybuild: internal error: {type(e).__name__}: {e}\n")
+    if debug:
+        import traceback
+
+        traceback.print_exception(e)
+    else:
+        sys.stderr.write("(run with --debug for a traceback)\n")
+    return 3
+
+
+if __name__ == "__main__":
+    main()

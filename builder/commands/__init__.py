@@ -1,0 +1,1 @@
+"""builder.commands (see DESIGN.md module map)."""

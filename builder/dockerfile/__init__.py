@@ -1,0 +1,1 @@
+"""builder.dockerfile (see DESIGN.md module map)."""

@@ -1,0 +1,1 @@
+"""builder.engine (see DESIGN.md module map)."""

@@ -1,0 +1,1 @@
+"""builder.layers (see DESIGN.md module map)."""

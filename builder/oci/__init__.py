@@ -1,0 +1,1 @@
+"""builder.oci (see DESIGN.md module map)."""

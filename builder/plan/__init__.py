@@ -1,0 +1,1 @@
+"""builder.plan (see DESIGN.md module map)."""

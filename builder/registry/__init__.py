@@ -1,0 +1,1 @@
+"""builder.registry (see DESIGN.md module map)."""

@@ -1,0 +1,1 @@
+"""Package holding the Dockerfile grammar (dockerfile.lark) as package data."""

@@ -1,0 +1,1 @@
+"""runtime: the namespace + overlayfs sandbox. Standard library only; never imports builder."""

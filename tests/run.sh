@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Command two of the README: install everything the tests need, then run the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=$(grep -v '^\s*#' tests/apt-packages.txt | tr '\n' ' ')
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  if [ -n "$missing" ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  fi
+fi
+python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as the' || true
+exec python3 -m pytest -q -m 'not slow' "$@"
