@@ -113,11 +113,11 @@ def _parse(data: dict, path: Path) -> Settings:
 
 
 @lru_cache(maxsize=None)
-def _load(root_env: str | None, cfg: str) -> Settings:
+def _load(root_env: str | None, comp_env: str | None, cfg: str) -> Settings:  # env in the key: no stale values
     path = Path(cfg)
     return _parse(_read_config(path), path)
 
 
 def load() -> Settings:
     """The effective settings: config file, then environment variables on top."""
-    return _load(os.environ.get("PYBUILD_ROOT"), str(config_path()))
+    return _load(os.environ.get("PYBUILD_ROOT"), os.environ.get("PYBUILD_COMPRESSION"), str(config_path()))
