@@ -1,0 +1,413 @@
+"""The build context: which files a build may read, and what their content is worth.
+
+Owns: `.dockerignore` reading and matching exactly as Docker does (moby/patternmatcher:
+`read_ignore_patterns`, `PatternMatcher`), `BuildContext` (a directory, or a tar unpacked into a
+private directory) with source selection for COPY/ADD (wildcards, directories), and content
+digests of sources by content + metadata (mode, uid, gid, size, link target, xattrs; never
+mtime) through a `StatCache` keyed by (dev, inode, size, mtime_ns, ctime_ns) so unchanged
+files are not re-read on a rebuild.
+
+Must not: know about Dockerfiles, the sandbox or the image; copy files into a rootfs (ops does).
+Paths handed in are untrusted: nothing resolves outside the context root.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.errors import ContextError
+
+# ---------------------------------------------------------------------------------------------
+# .dockerignore patterns (moby/patternmatcher semantics)
+
+
+class PatternError(ContextError):
+    """A .dockerignore pattern that is not valid Go filepath.Match syntax."""
+
+
+def go_clean(path: str) -> str:
+    """Go's filepath.Clean for '/'-separated paths (lexical: '.', '..', duplicate slashes)."""
+    if path == "":
+        return "."
+    rooted = path.startswith("/")
+    out: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if out and out[-1] != "..":
+                out.pop()
+            elif not rooted:
+                out.append("..")
+            continue
+        out.append(part)
+    s = "/".join(out)
+    if rooted:
+        return "/" + s
+    return s or "."
+
+
+def go_dir(path: str) -> str:
+    """Go's filepath.Dir: everything before the last slash, cleaned."""
+    i = path.rfind("/")
+    return go_clean(path[: i + 1])
+
+
+def read_ignore_patterns(text: str | None) -> list[str]:
+    """Patterns from .dockerignore text, as moby's ignorefile.ReadAll reads them."""
+    if text is None:
+        return []
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    out: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        pat = line.strip()
+        if not pat:
+            continue
+        invert = pat.startswith("!")
+        if invert:
+            pat = pat[1:].strip()
+        if pat:
+            pat = go_clean(pat)
+            if pat.startswith("/"):
+                pat = pat[1:] or "."  # patterns are relative to the context root
+        out.append("!" + pat if invert else pat)
+    return out
+
+
+def _class_char(pat: str, i: int) -> tuple[str, int]:
+    """Go's getEsc: one (possibly escaped) character of a [class]; returns (char, next index)."""
+    if i >= len(pat) or pat[i] in "-]":
+        raise PatternError("syntax error in pattern")
+    if pat[i] == "\\":
+        i += 1
+        if i >= len(pat):
+            raise PatternError("syntax error in pattern")
+    ch = pat[i]
+    if i + 1 >= len(pat):
+        raise PatternError("syntax error in pattern")
+    return ch, i + 1
+
+
+def translate(pattern: str) -> str:
+    """A cleaned pattern → a Python regex (anchored), checking Go filepath.Match syntax.
+
+    `*` and `?` never cross '/', `**` spans directories (moby's extension), `\\x` is literal x.
+    Reversed ranges pass the syntax check (as in Go) but fail to compile: matching then errors,
+    which is what upstream does for `[Local-Only]`.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        if ch == "*":
+            if i + 1 < n and pattern[i + 1] == "*":
+                i += 2
+                if i < n and pattern[i] == "/":
+                    i += 1
+                if i >= n:
+                    out.append(".*")
+                else:
+                    out.append("(?:.*/)?")
+                continue
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\":
+            if i + 1 >= n:
+                raise PatternError("syntax error in pattern")
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif ch == "[":
+            i += 1
+            negated = i < n and pattern[i] == "^"
+            if negated:
+                i += 1
+            parts: list[str] = []
+            while True:
+                if i < n and pattern[i] == "]" and parts:
+                    break
+                lo, i = _class_char(pattern, i)
+                if pattern[i] == "-":
+                    hi, i = _class_char(pattern, i + 1)
+                    parts.append(f"{re.escape(lo)}-{re.escape(hi)}")
+                else:
+                    parts.append(re.escape(lo))
+            out.append("[" + ("^/" if negated else "") + "".join(parts) + "]")
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "^" + "".join(out) + "$"
+
+
+@dataclass(slots=True)
+class Pattern:
+    text: str  # cleaned, without the "!"
+    exclusion: bool
+    _regex: str
+    _compiled: re.Pattern | None = None
+
+    def match(self, path: str) -> bool:
+        if self._compiled is None:
+            try:
+                self._compiled = re.compile(self._regex, re.DOTALL)
+            except re.error as e:
+                raise PatternError(f"bad .dockerignore pattern {self.text!r}: {e}") from None
+        return self._compiled.match(path) is not None
+
+
+class PatternMatcher:
+    """moby's PatternMatcher: last matching pattern wins; a pattern matching a parent counts."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns: list[Pattern] = []
+        for raw in patterns:
+            p = raw.strip()
+            if not p:
+                continue
+            excl = p.startswith("!")
+            if excl:
+                p = p[1:]
+                if not p:
+                    raise PatternError('illegal exclusion pattern: "!"')
+            p = go_clean(p)
+            self.patterns.append(Pattern(p, excl, translate(p)))
+
+    @property
+    def has_exclusions(self) -> bool:
+        return any(p.exclusion for p in self.patterns)
+
+    def matches(self, path: str) -> bool:
+        """MatchesOrParentMatches: is `path` (relative, '/'-separated) ignored?"""
+        matched = False
+        parent = go_dir(path)
+        parent_dirs = parent.split("/")
+        for pat in self.patterns:
+            if pat.exclusion != matched:
+                continue
+            m = pat.match(path)
+            if not m and parent != ".":
+                for i in range(len(parent_dirs)):
+                    if pat.match("/".join(parent_dirs[: i + 1])):
+                        m = True
+                        break
+            if m:
+                matched = not pat.exclusion
+        return matched
+
+    def could_include_below(self, directory: str) -> bool:
+        """Whether an exception pattern may re-include something under an ignored directory."""
+        prefix = directory.rstrip("/") + "/"
+        for p in self.patterns:
+            if p.exclusion and (p.text.startswith(prefix) or any(c in p.text for c in "*?[\\")):
+                return True
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# content digests with a stat cache
+
+
+@dataclass(slots=True)
+class StatCache:
+    """(dev, inode, size, mtime_ns, ctime_ns) → sha256 of content, persisted between builds."""
+
+    path: Path | None = None
+    entries: dict[str, list] = field(default_factory=dict)
+    dirty: bool = False
+    reads: int = 0  # files actually read (for tests and benchmarks)
+
+    @classmethod
+    def load(cls, path: Path | None) -> "StatCache":
+        sc = cls(path=path)
+        if path is not None:
+            try:
+                sc.entries = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                sc.entries = {}
+        return sc
+
+    def file_digest(self, abspath: str, st: os.stat_result) -> str:
+        key = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        hit = self.entries.get(abspath)
+        if hit is not None and hit[:5] == key:
+            return hit[5]
+        h = hashlib.sha256()
+        with open(abspath, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        self.reads += 1
+        digest = h.hexdigest()
+        self.entries[abspath] = key + [digest]
+        self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if self.path is None or not self.dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".stat-")
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.entries, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        self.dirty = False
+
+
+def _xattrs(path: str) -> list[tuple[str, str]]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return []
+    out = []
+    for n in sorted(names):
+        if n.startswith("security.selinux"):
+            continue
+        try:
+            out.append((n, os.getxattr(path, n, follow_symlinks=False).hex()))
+        except OSError:
+            pass
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the context
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One selected context path: `rel` relative to the context root, '/'-separated."""
+
+    rel: str
+    abspath: str
+    is_dir: bool
+
+
+class BuildContext:
+    """A directory of files COPY/ADD may read, minus what .dockerignore excludes."""
+
+    def __init__(self, root: Path, ignore_patterns: list[str] | None = None,
+                 stat_cache: StatCache | None = None) -> None:
+        self.root = Path(root).resolve()
+        if not self.root.is_dir():
+            raise ContextError(f"build context {root} is not a directory")
+        self.matcher = PatternMatcher(ignore_patterns or [])
+        self.stat_cache = stat_cache or StatCache()
+        self._digests: dict[str, str] = {}
+
+    @staticmethod
+    def ignore_file_for(root: Path, dockerfile: Path | None) -> Path | None:
+        """`<Dockerfile name>.dockerignore` beside the Dockerfile wins over `.dockerignore`."""
+        if dockerfile is not None:
+            specific = Path(str(dockerfile) + ".dockerignore")
+            if specific.is_file():
+                return specific
+        p = Path(root) / ".dockerignore"
+        return p if p.is_file() else None
+
+    def ignored(self, rel: str) -> bool:
+        return rel not in ("", ".") and self.matcher.matches(rel)
+
+    # -- selection ------------------------------------------------------------------------
+    def _safe(self, rel: str) -> str:
+        clean = go_clean("/" + rel.replace("\\", "/") if not rel.startswith("/") else rel)
+        return clean.lstrip("/")  # '..' cannot climb above '/'
+
+    def walk(self, rel: str = "") -> Iterator[Source]:
+        """Every non-ignored path under `rel` (not `rel` itself), sorted, depth-first."""
+        base = os.path.join(self.root, rel) if rel else str(self.root)
+        try:
+            with os.scandir(base) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except NotADirectoryError:
+            return
+        for e in entries:
+            child = f"{rel}/{e.name}" if rel else e.name
+            is_dir = e.is_dir(follow_symlinks=False)
+            if self.ignored(child):
+                if is_dir and self.matcher.could_include_below(child):
+                    yield from self.walk(child)  # an exception may bring a child back
+                continue
+            yield Source(child, e.path, is_dir)
+            if is_dir:
+                yield from self.walk(child)
+
+    def select(self, pattern: str) -> list[Source]:
+        """Top-level sources named by a COPY/ADD source (a path or a wildcard), sorted.
+
+        Raises ContextError when nothing matches (with a hint if .dockerignore is why).
+        """
+        rel = self._safe(pattern)
+        if rel in ("", "."):
+            return [Source("", str(self.root), True)]
+        if not any(c in rel for c in "*?["):
+            full = os.path.join(self.root, rel)
+            if os.path.lexists(full) and not self.ignored(rel) and self._inside(full):
+                return [Source(rel, full, os.path.isdir(full) and not os.path.islink(full))]
+            hint = f'.dockerignore excludes "{rel}"' if os.path.lexists(full) and self.ignored(rel) else None
+            raise ContextError(f'source "{pattern}" not found in build context', hint=hint)
+        rx = re.compile(translate(go_clean(rel)), re.DOTALL)
+        depth = rel.count("/")
+        out = [s for s in self.walk() if s.rel.count("/") == depth and rx.match(s.rel)]
+        if not out:
+            raise ContextError(f'no source files were specified: "{pattern}" matches nothing in the build context')
+        return out
+
+    def _inside(self, full: str) -> bool:
+        real = os.path.realpath(os.path.dirname(full))
+        return real == str(self.root) or real.startswith(str(self.root) + os.sep)
+
+    # -- digests --------------------------------------------------------------------------
+    def _entry(self, src: Source, name: str) -> list:
+        st = os.lstat(src.abspath)
+        row: list = [name, stat.S_IFMT(st.st_mode) >> 12, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid]
+        if stat.S_ISREG(st.st_mode):
+            row += [st.st_size, self.stat_cache.file_digest(src.abspath, st)]
+        elif stat.S_ISLNK(st.st_mode):
+            row.append(os.readlink(src.abspath))
+        xa = _xattrs(src.abspath)
+        if xa:
+            row.append(xa)
+        return row
+
+    def digest(self, src: Source) -> str:
+        """sha256 over metadata + content of a source (a directory: its whole non-ignored tree)."""
+        cached = self._digests.get(src.rel)
+        if cached is not None:
+            return cached
+        rows = [self._entry(src, ".")]
+        if src.is_dir:
+            prefix = src.rel + "/" if src.rel else ""
+            for s in self.walk(src.rel):
+                rows.append(self._entry(s, s.rel[len(prefix):]))
+        d = "sha256:" + hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+        self._digests[src.rel] = d
+        return d
+
+
+def stat_cache_path(cache_dir: Path, context_root: Path) -> Path:
+    """Where the stat cache for one context directory lives (one file per context)."""
+    h = hashlib.sha256(str(Path(context_root).resolve()).encode()).hexdigest()[:32]
+    return Path(cache_dir) / "stat" / f"{h}.json"
+
+
+def unpack_context_tar(stream, dest: Path) -> Path:
+    """A context given as a tar (stdin or a file; gzip/bz2/xz detected) unpacked under `dest`."""
+    import tarfile
+
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tf:
+            tf.extractall(dest, filter="data")  # the data filter refuses escapes and devices
+    except (tarfile.TarError, OSError) as e:
+        raise ContextError(f"cannot read build context tar: {e}") from None
+    return dest
