@@ -198,6 +198,8 @@ class _Run:
             return "<"
         self.next()
         start = self.pos
+        if self.peek() == "-":
+            self.pos += 1  # `<<- EOF`: the chomp marker may also be followed by white space
         while self.peek() in (" ", "\t"):
             self.pos += 1
         return "<<" + self.src[start:self.pos]
