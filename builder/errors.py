@@ -161,3 +161,7 @@ class CacheError(PybuildError):
 
 class LayerError(PybuildError):
     """A layer archive is malformed or hostile (escapes its root, forbidden entry)."""
+
+
+class InvalidDocument(StoreError):
+    """An OCI / Docker JSON document (descriptor, manifest, index, config, layout) is malformed."""
