@@ -85,7 +85,8 @@ class RegistryClient:
 
     def __init__(self, registry: str, *, insecure: bool | None = None, ca_cert: str | os.PathLike | None = None,
                  credentials: "_auth.Credentials | None" = _AUTO, timeout: float = 60.0,
-                 retries: int = 3, pool: int = 16, insecure_registries: Iterable[str] = ()) -> None:
+                 retries: int = 3, pool: int = 16, insecure_registries: Iterable[str] = (),
+                 backoff: float = 0.2) -> None:
         import requests  # lazy (start-up budget)
         from requests.adapters import HTTPAdapter
 
@@ -95,6 +96,7 @@ class RegistryClient:
         self.credentials = _auth.lookup(registry) if credentials is _AUTO else credentials
         self.timeout = (min(10.0, timeout), timeout)
         self.retries = retries
+        self.backoff = backoff  # first retry waits backoff*2 seconds, doubling
         self._requests = requests
         self.session = requests.Session()
         self.session.headers["User-Agent"] = "pybuild/0.1"
@@ -207,22 +209,26 @@ class RegistryClient:
             self._tokens[scopes] = (token, time.monotonic() + max(life - 10, 5))
         return token
 
-    def _on_challenge(self, header: str, scopes: tuple[str, ...], what: str) -> bool:
-        """Learn the scheme from a 401; True when a retry with credentials makes sense."""
+    def _on_challenge(self, header: str, scopes: tuple[str, ...], what: str, sent: str | None) -> bool:
+        """Learn the scheme from a 401; True when one retry with (fresh) credentials makes sense.
+
+        Decided by what *this* request sent, not by shared state: parallel requests all see
+        the first 401 before any of them has authenticated.
+        """
         for ch in _auth.parse_www_authenticate(header):
             if ch.scheme == "bearer":
-                first = self._scheme_auth != "bearer"
-                self._scheme_auth, self._bearer = "bearer", ch.params
                 with self._lock:
-                    had = self._tokens.pop(scopes, None)
-                return first or had is not None
+                    self._scheme_auth, self._bearer = "bearer", ch.params
+                    cached = self._tokens.get(scopes)
+                    if cached and sent == f"Bearer {cached[0]}":
+                        del self._tokens[scopes]  # expired or revoked: fetch a new one
+                return True
             if ch.scheme == "basic":
                 if not self.credentials or not self.credentials.username:
                     raise AuthError(f"{self.registry}: {what} needs a login (Basic auth)",
                                     hint=f"pybuild login {self.registry}")
-                first = self._scheme_auth != "basic"
                 self._scheme_auth = "basic"
-                return first
+                return sent is None or not sent.startswith("Basic ")
         return False
 
     # --- requests -----------------------------------------------------------------------------
@@ -257,20 +263,20 @@ class RegistryClient:
             except (req.exceptions.ConnectionError, req.exceptions.Timeout) as e:
                 if idempotent and attempt < self.retries:
                     attempt += 1
-                    time.sleep(0.2 * 2 ** attempt)
+                    time.sleep(self.backoff * 2 ** attempt)
                     continue
                 raise RegistryError(f"cannot reach registry {self.registry} ({what}): {_short_reason(e)}") from None
             if r.status_code == 401 and not auth_retried:
                 auth_retried = True
                 hdr = r.headers.get("WWW-Authenticate", "")
                 r.close()
-                if self._on_challenge(hdr, scopes, what):
+                if self._on_challenge(hdr, scopes, what, a):
                     continue
                 raise self._error(r, what)
             if r.status_code in _RETRY_STATUS and idempotent and attempt < self.retries:
                 attempt += 1
                 r.close()
-                time.sleep(0.2 * 2 ** attempt)
+                time.sleep(self.backoff * 2 ** attempt)
                 continue
             if r.status_code in ok:
                 return r

@@ -138,6 +138,6 @@ def test_unknown_repo_tag_and_blob(registry, docker_config):
 def test_registry_down_is_one_line(tmp_path, docker_config):
     with start_registry(tmp_path / "r") as reg:
         host = reg.host
-    c = RegistryClient(host, retries=1)
+    c = RegistryClient(host, retries=2, backoff=0.01)
     with pytest.raises(RegistryError, match=rf"^cannot reach registry {host}( \(manifest a:b\))?: connection refused$"):
         c.get_manifest("a", "b")

@@ -1,0 +1,358 @@
+"""Pull and push images between a registry and the local image store.
+
+Owns: `pull` (index → platform manifest, OCI or Docker schema2; config and layers downloaded
+in parallel, hashed while streaming straight into the content store, resumed with Range and
+retried with backoff; manifest written only after every blob it names, tag last) and `push`
+(HEAD existence checks, cross-repository mounts, monolithic or chunked uploads in parallel,
+manifest PUT with the stored bytes and media type, several tags), progress per blob as plain
+callables. Must not: print, read settings (callers pass `insecure_registries`/`ca_cert`), or
+leave a half-written blob: a failed download aborts its BlobWriter (temp file removed).
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from builder.errors import DigestMismatch, ImageNotFound, RegistryError, StoreError
+from builder.oci import mediatypes as mt
+from builder.oci.digest import Digest, digest_bytes
+from builder.oci.image import select_platform
+from builder.oci.layout import ImageStore
+from builder.oci.model import Descriptor, Index, Manifest, Platform
+from builder.oci.reference import Reference, parse_reference
+from builder.registry.client import MANIFEST_TYPES, RegistryClient
+
+CHUNK = 1 << 20
+ATTEMPTS = 4  # per blob: first try + retries with backoff
+
+
+@dataclass(frozen=True, slots=True)
+class BlobProgress:
+    """One progress report for one blob. status: downloading, uploading, exists, mounted, done."""
+
+    digest: str
+    media_type: str
+    done: int
+    total: int
+    status: str
+
+
+Progress = Callable[[BlobProgress], None]
+
+
+@dataclass
+class Options:
+    """How to reach registries; the CLI fills this from flags and builder.settings."""
+
+    ca_cert: str | None = None
+    insecure_registries: tuple[str, ...] = ()
+    jobs: int = 4
+    chunk_size: int | None = None  # None: monolithic uploads; else PATCH chunks of this size
+    backoff: float = 0.25  # seconds before the first retry; doubles each time
+    credentials: object = field(default=None)  # None: look up docker config; else Credentials
+    clients: dict = field(default_factory=dict, repr=False)
+
+    def client(self, registry: str) -> RegistryClient:
+        c = self.clients.get(registry)
+        if c is None:
+            kw = {} if self.credentials is None else {"credentials": self.credentials}
+            c = RegistryClient(registry, ca_cert=self.ca_cert, insecure_registries=self.insecure_registries,
+                               pool=max(4, self.jobs * 2), backoff=self.backoff, **kw)
+            self.clients[registry] = c
+        return c
+
+
+def parse_platform(s: str) -> Platform:
+    parts = s.split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise RegistryError(f"invalid platform {s!r}: expected os/arch[/variant]")
+    return Platform(architecture=parts[1], os=parts[0], variant=parts[2] if len(parts) == 3 else None)
+
+
+def _noop(_: BlobProgress) -> None:
+    pass
+
+
+# --- pull --------------------------------------------------------------------------------------
+
+def pull(ref: str, image_store: ImageStore, *, progress: Progress | None = None, platform: str = "linux/amd64",
+         options: Options | None = None, tag: bool = True) -> Descriptor:
+    """Download `ref` into `image_store` and tag it there; returns the platform manifest descriptor.
+
+    The engine's FROM calls this when an image is not local (and with --pull).
+    """
+    r = parse_reference(ref)
+    opts = options or Options()
+    client = opts.client(r.registry)
+    progress = progress or _noop
+    data, media_type = client.get_manifest(r.repository, r.reference)
+    if r.digest and digest_bytes(data) != r.digest:
+        raise DigestMismatch(f"{r.registry}: manifest {r.repository}@{r.digest} hashes to {digest_bytes(data)}")
+    if mt.is_index(media_type):
+        desc = _pick(r, Index.from_json(data), platform)
+        data, media_type = client.get_manifest(r.repository, desc.digest, accept=(desc.media_type,))
+        if digest_bytes(data) != desc.digest:
+            raise DigestMismatch(f"{r.registry}: manifest {r.repository}@{desc.digest} hashes to "
+                                 f"{digest_bytes(data)}")
+    elif media_type == "application/vnd.docker.distribution.manifest.v1+prettyjws" or \
+            media_type == "application/vnd.docker.distribution.manifest.v1+json":
+        raise RegistryError(f"{r.registry}: {r.repository}:{r.reference} is a Docker schema 1 manifest, "
+                            "which is not supported")
+    elif not mt.is_manifest(media_type):
+        raise RegistryError(f"{r.registry}: {r}: unexpected manifest media type {media_type or '(none)'!r}")
+    manifest = Manifest.from_json(data, allow_empty_layers=True)
+    image_store.ensure()
+    blobs = [manifest.config, *manifest.layers]
+    _run_parallel(opts.jobs, [lambda d=d: _download(client, r, d, image_store, progress, opts.backoff)
+                                for d in blobs])
+    mdesc = image_store.blobs.put_bytes(data, media_type)  # after its blobs: never a dangling manifest
+    cfg_platform = _config_platform(image_store, manifest)
+    result = Descriptor(media_type, mdesc.digest, mdesc.size, platform=cfg_platform)
+    if tag:
+        image_store.tag(str(r), result)
+    return result
+
+
+def _pick(r: Reference, index: Index, platform: str) -> Descriptor:
+    try:
+        return select_platform(index, parse_platform(platform))
+    except StoreError as e:
+        raise RegistryError(f"{r.registry}: {r.repository}:{r.reference}: {e}") from None
+
+
+def _config_platform(store: ImageStore, manifest: Manifest) -> Platform | None:
+    import json
+
+    try:
+        cfg = json.loads(store.blobs.read_bytes(manifest.config.digest))
+        return Platform(cfg["architecture"], cfg["os"], variant=cfg.get("variant"))
+    except (ValueError, KeyError, TypeError, StoreError):
+        return None
+
+
+def _download(client: RegistryClient, r: Reference, d: Descriptor, store: ImageStore, progress: Progress,
+              backoff: float) -> None:
+    if store.blobs.has(d.digest):
+        progress(BlobProgress(d.digest, d.media_type, d.size, d.size, "exists"))
+        return
+    import requests
+    import urllib3
+
+    # raw.stream raises urllib3's errors (ProtocolError on a cut connection), not requests'.
+    transient = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                 requests.exceptions.Timeout, urllib3.exceptions.HTTPError, OSError)
+    w = store.blobs.writer(d.media_type)
+    try:
+        attempt = 0
+        while True:
+            resp = None
+            try:
+                resp = client.open_blob(r.repository, d.digest, offset=w.size)
+                if w.size and resp.status_code != 206:  # server ignored Range: start over
+                    w.abort()
+                    w = store.blobs.writer(d.media_type)
+                for chunk in resp.raw.stream(CHUNK, decode_content=False):
+                    w.write(chunk)
+                    if w.size > d.size:
+                        raise DigestMismatch(f"{r.registry}: blob {d.digest} of {r.repository} is larger "
+                                             f"than the {d.size} bytes the manifest says")
+                    progress(BlobProgress(d.digest, d.media_type, w.size, d.size, "downloading"))
+                if w.size < d.size:
+                    raise ConnectionError(f"stream ended after {w.size} of {d.size} bytes")
+                break
+            except transient as e:
+                attempt += 1
+                if attempt >= ATTEMPTS:
+                    raise RegistryError(f"{r.registry}: download of blob {d.digest.short} of {r.repository} failed "
+                                        f"after {ATTEMPTS} attempts: {_reason(e)}") from None
+                time.sleep(backoff * 2 ** attempt)
+            finally:
+                if resp is not None:
+                    resp.close()
+        try:
+            w.commit(d.digest)
+        except DigestMismatch:
+            raise DigestMismatch(f"{r.registry}: blob {d.digest} of {r.repository} failed verification: "
+                                 f"the content received does not hash to its digest") from None
+    except BaseException:
+        w.abort()  # the temp file goes; nothing half-written stays in the store
+        raise
+    progress(BlobProgress(d.digest, d.media_type, d.size, d.size, "done"))
+
+
+def _reason(e: Exception) -> str:
+    s = str(e)
+    for needle in ("Connection refused", "Connection reset", "IncompleteRead", "timed out", "stream ended"):
+        if needle in s:
+            return s[s.index(needle):].split(")")[0][:120] if needle == "stream ended" else needle.lower()
+    return type(e).__name__
+
+
+def _run_parallel(jobs: int, tasks: list[Callable[[], object]]) -> list:
+    """Run tasks on `jobs` threads; the first failure is raised after the others finish."""
+    if len(tasks) <= 1 or jobs <= 1:
+        return [t() for t in tasks]
+    with ThreadPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
+        futures = [pool.submit(t) for t in tasks]
+        results, first = [], None
+        for f in futures:
+            try:
+                results.append(f.result())
+            except BaseException as e:  # noqa: BLE001 - re-raised below, after the rest settle
+                first = first or e
+        if first is not None:
+            raise first
+        return results
+
+
+# --- push --------------------------------------------------------------------------------------
+
+def push(image_store: ImageStore, source: str, destinations: str | Iterable[str], *,
+         progress: Progress | None = None, options: Options | None = None,
+         mount_from: Iterable[str] = ()) -> Descriptor:
+    """Upload the local image `source` (ref, digest or id) under every destination reference.
+
+    Blobs go once per repository; a second repository on the same registry gets them by
+    cross-repository mount (also tried from `mount_from` repositories). Returns the pushed
+    manifest (or index) descriptor, whose digest equals the registry's.
+    """
+    dests = [destinations] if isinstance(destinations, str) else list(destinations)
+    if not dests:
+        raise RegistryError("push: no destination given")
+    refs = [parse_reference(d) for d in dests]
+    try:
+        desc = image_store.resolve(source)
+    except ImageNotFound:
+        raise
+    opts = options or Options()
+    progress = progress or _noop
+    done_repos: dict[str, list[str]] = {}  # registry -> repositories that already hold the blobs
+    for r in refs:
+        client = opts.client(r.registry)
+        sources = [*done_repos.get(r.registry, ()), *mount_from]
+        push_tree(client, image_store, desc, r.repository, opts, progress, sources)
+        tag = r.tag or r.reference
+        data = image_store.blobs.read_bytes(desc.digest)
+        got = client.put_manifest(r.repository, r.digest or tag, data, desc.media_type)
+        if got and got != desc.digest:
+            raise RegistryError(f"{r.registry}: manifest for {r.repository}:{tag} stored as {got}, "
+                                f"expected {desc.digest}")
+        done_repos.setdefault(r.registry, []).append(r.repository)
+    return Descriptor(desc.media_type, desc.digest, desc.size, platform=desc.platform)
+
+
+def push_tree(client: RegistryClient, store: ImageStore, desc: Descriptor, repo: str, opts: Options,
+              progress: Progress, mount_from: Iterable[str] = ()) -> None:
+    """Every blob under `desc` into `repo` (children of an index are pushed by digest first)."""
+    data = store.blobs.read_bytes(desc.digest)
+    if mt.is_index(desc.media_type):
+        for child in Index.from_json(data).manifests:
+            if mt.is_manifest(child.media_type) or mt.is_index(child.media_type):
+                if not store.blobs.has(child.digest):
+                    continue  # a platform we did not pull: the registry must already have it
+                push_tree(client, store, child, repo, opts, progress, mount_from)
+                client.put_manifest(repo, child.digest, store.blobs.read_bytes(child.digest), child.media_type)
+        return
+    manifest = Manifest.from_json(data, allow_empty_layers=True)
+    blobs = {d.digest: d for d in [manifest.config, *manifest.layers]}
+    mounts = tuple(dict.fromkeys(m for m in mount_from if m != repo))
+    _run_parallel(opts.jobs, [lambda d=d: upload_blob(client, store, d, repo, opts, progress, mounts)
+                              for d in blobs.values()])
+
+
+def upload_blob(client: RegistryClient, store: ImageStore, d: Descriptor, repo: str, opts: Options,
+                progress: Progress, mount_from: tuple[str, ...] = ()) -> str:
+    """One blob into `repo`: "exists", "mounted" or "uploaded"."""
+    if client.blob_size(repo, d.digest, push=True) is not None:
+        progress(BlobProgress(d.digest, d.media_type, d.size, d.size, "exists"))
+        return "exists"
+    for src in mount_from:
+        if client.mount_blob(repo, d.digest, src):
+            progress(BlobProgress(d.digest, d.media_type, d.size, d.size, "mounted"))
+            return "mounted"
+    if not store.blobs.has(d.digest):
+        raise RegistryError(f"{client.registry}: cannot push blob {d.digest.short} to {repo}: "
+                            "it is not in the local store (and the registry does not have it)")
+    size = store.blobs.size(d.digest)
+    attempt = 0
+    while True:
+        try:
+            if opts.chunk_size:
+                _upload_chunked(client, store, d, repo, size, opts.chunk_size, progress)
+            else:
+                _upload_monolithic(client, store, d, repo, size, progress)
+            break
+        except RegistryError as e:
+            attempt += 1
+            if attempt >= ATTEMPTS or not _retryable(e):
+                raise
+            time.sleep(opts.backoff * 2 ** attempt)
+    progress(BlobProgress(d.digest, d.media_type, size, size, "done"))
+    return "uploaded"
+
+
+def _retryable(e: RegistryError) -> bool:
+    s = str(e)
+    return "cannot reach" in s or "HTTP 5" in s or "connection" in s.lower()
+
+
+class _CountingReader:
+    """A file wrapper requests can stream (it knows its length) that reports progress."""
+
+    def __init__(self, f, size: int, on_read: Callable[[int], None]) -> None:
+        self._f, self._size, self._n, self._on = f, size, 0, on_read
+        self.len = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(CHUNK if n is None or n < 0 or n < CHUNK else n)
+        if data:
+            self._n += len(data)
+            self._on(self._n)
+        else:
+            self._f.close()  # requests does not close bodies it was given
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _upload_monolithic(client: RegistryClient, store: ImageStore, d: Descriptor, repo: str, size: int,
+                       progress: Progress) -> None:
+    loc = client.start_upload(repo)
+
+    def body():
+        f = store.blobs.open(d.digest, verify=False)  # the registry verifies the digest on PUT
+        return _CountingReader(f, size, lambda n: progress(BlobProgress(d.digest, d.media_type, n, size,
+                                                                         "uploading")))
+    client.finish_upload(repo, loc, d.digest, body=body, size=size)
+
+
+def _upload_chunked(client: RegistryClient, store: ImageStore, d: Descriptor, repo: str, size: int,
+                    chunk_size: int, progress: Progress) -> None:
+    loc = client.start_upload(repo)
+    offset = 0
+    with store.blobs.open(d.digest, verify=False) as f:
+        while True:
+            chunk = f.read(chunk_size)
+            if not chunk:
+                break
+            loc = client.upload_chunk(repo, loc, chunk, offset)
+            offset += len(chunk)
+            progress(BlobProgress(d.digest, d.media_type, offset, size, "uploading"))
+    client.finish_upload(repo, loc, d.digest)
+
+
+def manifest_types() -> tuple[str, ...]:
+    return MANIFEST_TYPES
+
+
+def remote_digest(ref: str, *, options: Options | None = None) -> Digest | None:
+    """The digest a registry holds for `ref` (HEAD, no download), None when it has none."""
+    r = parse_reference(ref)
+    info = (options or Options()).client(r.registry).head_manifest(r.repository, r.reference)
+    return Digest(info.digest) if info and info.digest else None
