@@ -19,7 +19,12 @@ from typing import Callable, Sequence
 
 
 class NotAvailable(Exception):
-    """A variant cannot run on this machine or at this state of pybuild (message says why)."""
+    """A variant cannot run on this machine or at this state of pybuild (message says why);
+    `output` keeps the failed command's whole stderr for callers that classify it."""
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +159,10 @@ def check(cmd: Sequence[str], *, what: str = "", env: dict | None = None, cwd=No
     except subprocess.TimeoutExpired:
         raise NotAvailable(f"{what or cmd[0]}: timed out after {timeout:.0f} s") from None
     if r.returncode != 0:
-        err = (r.stderr or r.stdout).decode(errors="replace").strip().splitlines()
+        text = (r.stderr or r.stdout).decode(errors="replace").strip()
+        err = text.splitlines()
         last = err[-1] if err else f"exit status {r.returncode}"
-        raise NotAvailable(f"{what or ' '.join(map(str, cmd[:3]))} failed: {last[:200]}")
+        raise NotAvailable(f"{what or ' '.join(map(str, cmd[:3]))} failed: {last[:200]}", text)
     return r
 
 

@@ -1,16 +1,13 @@
 """Scenario 3: layer export of 1 GB of mixed data, zstd and gzip, against the machine's floor.
 
 Owns: the floor pipelines (`tar | tee >(sha256sum) | zstd -T0 -3 | tee blob | sha256sum`, the
-same with gzip), pybuild's layer writer called in-process when `builder.layers.tarball` offers
-one, and the end-to-end figure through the CLI (`pybuild build` of `COPY data/ /data/` with
+same with gzip), pybuild's layer writer called in-process (`write_layer` into a DirStore), and
+the end-to-end figure through the CLI (`pybuild build` of `COPY data/ /data/` with
 PYBUILD_COMPRESSION=zstd|gzip). Docker's build of the same COPY is shown for context (it does
 not compress at build time). Must not: keep blobs between samples (each sample writes afresh).
 """
 from __future__ import annotations
 
-import importlib
-import inspect
-import os
 import shutil
 from pathlib import Path
 
@@ -29,29 +26,20 @@ COMPRESSORS = {"zstd": "zstd -T0 -3 -q -c", "gzip": "gzip -c"}
 
 
 def _writer():
-    """pybuild's single-pass layer writer as `f(src_dir, out_path, compression)`, or NotAvailable.
-
-    The writer's signature is the layers helper's to choose; this adapts to what has landed."""
+    """pybuild's single-pass layer writer as `f(src_dir, store_dir, compression)`: the real
+    `builder.layers.tarball.write_layer` into a `builder.oci.store.DirStore` (temp → fsync →
+    rename, both digests), or NotAvailable while it has not landed."""
     try:
-        mod = importlib.import_module("builder.layers.tarball")
-    except ModuleNotFoundError:
-        raise NotAvailable("not available yet: builder.layers.tarball") from None
-    for name in ("write_layer_from_dir", "write_dir_layer", "write_layer", "layer_from_dir",
-                 "write_tree", "write"):
-        fn = getattr(mod, name, None)
-        if callable(fn):
-            params = list(inspect.signature(fn).parameters)
-            return _adapt(fn, params)
-    raise NotAvailable("not available yet: no directory → layer writer in builder.layers.tarball")
+        from builder.layers.tarball import write_layer
+        from builder.oci.store import DirStore
+    except ImportError as e:
+        raise NotAvailable(f"not available yet: builder.layers.tarball.write_layer ({e})") from None
 
-
-def _adapt(fn, params):
-    def call(src: Path, out: Path, compression: str) -> None:
-        kwargs = {}
-        if "compression" in params:
-            kwargs["compression"] = compression
-        with open(out, "wb") as f:
-            fn(src, f, **kwargs)
+    def call(src: Path, store_dir: Path, compression: str) -> None:
+        try:
+            write_layer(src, DirStore(store_dir), compression=compression)
+        except Exception as e:  # a writer bug shows as this row's note, not a crashed bench
+            raise NotAvailable(f"write_layer failed: {type(e).__name__}: {e}") from None
     return call
 
 
@@ -63,10 +51,13 @@ def run(env: Env, key: str) -> ScenarioResult:
     nbytes = tree_bytes(data)
     (ctx / "Dockerfile").write_text("FROM busybox:bench\nCOPY data/ /data/\n")
     out = env.state / "export-blob"
+    store_dir = env.state / "export-store"
 
     def clean() -> None:
         for p in out.parent.glob(out.name + "*"):
             p.unlink()
+        shutil.rmtree(store_dir, ignore_errors=True)
+        store_dir.mkdir()
 
     def floor(comp: str):
         script = FLOOR.replace("{comp}", COMPRESSORS[comp])
@@ -74,15 +65,15 @@ def run(env: Env, key: str) -> ScenarioResult:
 
     def api(comp: str):
         def go() -> None:
-            _writer()(data, out, comp)
+            _writer()(data, store_dir, comp)
         return go
 
     def cli(comp: str):
         def go() -> None:
             env.pybuild.require("build", "build")
             env.pybuild.require_base()
-            argv, e = env.pybuild.build_argv(ctx, f"bench-export-{comp}", no_cache=True)
-            check(argv, what="pybuild build", env=dict(e, PYBUILD_COMPRESSION=comp))
+            argv, _e = env.pybuild.build_argv(ctx, f"bench-export-{comp}", no_cache=True)
+            env.pybuild.check(argv, "pybuild build", {"PYBUILD_COMPRESSION": comp})
         return go
 
     variants = []

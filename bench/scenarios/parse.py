@@ -56,8 +56,8 @@ def split_floor(text: str) -> int:
 def _parser():
     try:
         mod = importlib.import_module("builder.dockerfile")
-    except ModuleNotFoundError:
-        raise NotAvailable("not available yet: builder.dockerfile") from None
+    except ImportError as e:  # the front end is landing piece by piece
+        raise NotAvailable(f"not available yet: builder.dockerfile ({e})") from None
     fn = getattr(mod, "parse_dockerfile", None)
     if fn is None:
         raise NotAvailable("not available yet: builder.dockerfile.parse_dockerfile")
@@ -76,14 +76,14 @@ def run(env: Env, key: str) -> ScenarioResult:
         fn = _parser()
         try:
             fn(text, "Dockerfile")
-        except NotAvailable:
-            raise
+        except ImportError as e:  # a module the parser needs has not landed yet
+            raise NotAvailable(f"not available yet: {e}") from None
         except Exception as e:  # a parser bug must show as a row, not end the bench
             raise NotAvailable(f"parse_dockerfile failed: {type(e).__name__}: {e}") from None
 
     def cold():
         env.pybuild.require("parse", "parse")
-        check(env.pybuild.argv("parse", str(path)), what="pybuild parse", env=env.pybuild.env)
+        env.pybuild.check(env.pybuild.argv("parse", str(path)), "pybuild parse")
 
     variants = [Variant("floor: split + join lines", run=lambda: split_floor(text)),
                 Variant("pybuild parse_dockerfile (warm)", run=warm)]

@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from bench.harness import NotAvailable, Row, ScenarioResult, Variant, run_interleaved
-from bench.peers import Builder, Docker, Pybuild
+from bench.peers import Builder, Docker, Pybuild, landing
 from bench.scenarios import Env
 
 TITLE = "peak RSS while building a 2 GB layer (cold)"
@@ -41,9 +41,10 @@ def wait4_rss(argv: list[str], env: dict) -> tuple[float, float]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
-        lines = err.decode(errors="replace").strip().splitlines()
-        raise NotAvailable(f"{os.path.basename(argv[0])} build failed: "
-                           f"{(lines[-1] if lines else proc.returncode)}"[:200])
+        text = err.decode(errors="replace").strip()
+        lines = text.splitlines()
+        msg = f"{os.path.basename(argv[0])} build failed: {(lines[-1] if lines else proc.returncode)}"
+        raise NotAvailable(("not available yet: " if landing(text) else "") + msg[:200], text)
     return elapsed, usage.ru_maxrss / 1024
 
 
