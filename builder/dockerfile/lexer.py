@@ -21,8 +21,7 @@ from builder.dockerfile import lineparse as lp
 from builder.dockerfile.directives import DirectiveParser, build as build_directives, check_escape
 from builder.errors import DockerfileSyntaxError, SourceSpan
 
-KEYWORDS = ("FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
-            "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "MAINTAINER")
+KEYWORDS = lp.KEYWORDS
 _KW = {k.lower(): k for k in KEYWORDS}
 # How the rest of the line becomes arguments (BuildKit's dispatch table).
 _WORDS = {"FROM", "EXPOSE"}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from builder.dockerfile.expand import ExpansionError, ShellLexer, is_space
 from builder.errors import DockerfileSyntaxError
 
+KEYWORDS = ("FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
+            "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "MAINTAINER")
 WS_RE = re.compile(r"[\t\v\f\r ]+")
 
 
