@@ -1,0 +1,240 @@
+"""`pybuild pull`, `push`, `login`, `logout`: the registry subcommands.
+
+Owns: their flags, reading settings (insecure registries) for builder.registry, turning
+per-blob BlobProgress into reporter events (`progress_adapter`, also for `build --push`), and
+what the user sees on stdout (the reference and digest). Must not: hold transfer logic
+(builder.registry.transfer does) or catch errors (cli.main is the one catch site).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from typing import Callable
+
+
+def add_parser(sub) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--ca-cert", metavar="FILE", help="trust this CA certificate (PEM) for the registry")
+    common.add_argument("--progress", choices=["auto", "tty", "plain", "json", "quiet"], default="auto",
+                        help="progress output on stderr (default: auto)")
+    common.add_argument("-j", "--jobs", type=int, default=4, help="blobs transferred in parallel (default 4)")
+
+    p = sub.add_parser("pull", parents=[common], help="download an image from a registry")
+    p.add_argument("image", help="reference, e.g. alpine:3.19 or localhost:5000/app@sha256:…")
+    p.add_argument("--platform", default="linux/amd64", help="os/arch[/variant] to pick from an index")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the reference")
+
+    p = sub.add_parser("push", parents=[common], help="upload a local image to a registry")
+    p.add_argument("image", help="local image (reference, digest or id)")
+    p.add_argument("destinations", nargs="*", metavar="DEST",
+                   help="remote references (default: the local reference itself)")
+    p.add_argument("--chunk-size", metavar="BYTES", type=_size, default=None,
+                   help="upload in PATCH chunks of this size (e.g. 16M) instead of one PUT")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+
+    p = sub.add_parser("login", help="save credentials for a registry (in docker's config.json format)")
+    p.add_argument("server", nargs="?", default="docker.io", help="registry host[:port] (default docker.io)")
+    p.add_argument("-u", "--username")
+    p.add_argument("-p", "--password", help="password (prefer --password-stdin)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--ca-cert", metavar="FILE")
+
+    p = sub.add_parser("logout", help="forget the credentials for a registry")
+    p.add_argument("server", nargs="?", default="docker.io")
+
+
+def _size(text: str) -> int:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*", text.lower())
+    n = int(float(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2)]) if m else 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 5M, 1048576)")
+    return n
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"pull": _pull, "push": _push, "login": _login, "logout": _logout}[args.command](args)
+
+
+def _options(args: argparse.Namespace, **extra):
+    from builder import settings
+    from builder.registry.transfer import Options
+
+    s = settings.load()
+    ca = getattr(args, "ca_cert", None)
+    if ca and not os.path.isfile(ca):
+        from builder.errors import UsageError
+
+        raise UsageError(f"--ca-cert {ca}: no such file")
+    return Options(ca_cert=ca, insecure_registries=s.insecure_registries, jobs=max(1, getattr(args, "jobs", 4)),
+                   **extra)
+
+
+def _store():
+    from builder import settings
+    from builder.oci.layout import ImageStore
+
+    return ImageStore(settings.load().store_dir)
+
+
+def progress_adapter(reporter, verb: str) -> Callable:
+    """BlobProgress → reporter events: one step per blob, progress at most ~4 times a second."""
+    from builder.report import StepCached, StepFinished, StepProgress, StepStarted
+
+    lock = threading.Lock()
+    ids: dict[str, int] = {}
+    started: dict[str, float] = {}
+    last: dict[str, float] = {}
+
+    def on(ev) -> None:
+        short = ev.digest.split(":")[-1][:12]
+        with lock:
+            if ev.digest not in ids:
+                ids[ev.digest] = len(ids) + 1
+                started[ev.digest] = time.monotonic()
+                if ev.status in ("exists", "mounted"):
+                    word = "already exists" if ev.status == "exists" else "mounted from another repository"
+                    reporter.emit(StepCached(ids[ev.digest], f"{verb} {short} ({word})"))
+                    return
+                reporter.emit(StepStarted(ids[ev.digest], f"{verb} {short} {_human(ev.total)}"))
+            sid = ids[ev.digest]
+            now = time.monotonic()
+            if ev.status == "done":
+                reporter.emit(StepFinished(sid, now - started[ev.digest]))
+            elif ev.status in ("downloading", "uploading") and now - last.get(ev.digest, 0) > 0.25:
+                last[ev.digest] = now
+                reporter.emit(StepProgress(sid, f"{_human(ev.done)} / {_human(ev.total)}", ev.done, ev.total))
+    return on
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000
+    return str(n)
+
+
+def _reporter(args):
+    from builder.report import make_reporter
+
+    mode = "quiet" if getattr(args, "quiet", False) else args.progress
+    return make_reporter(mode, sys.stderr)
+
+
+def _finish(reporter, t0: float, image: str | None, error: str | None = None) -> None:
+    from builder.report import BuildFinished
+
+    reporter.emit(BuildFinished(time.monotonic() - t0, image=image, error=error))
+
+
+def _pull(args) -> int:
+    from builder.oci.reference import parse_reference
+    from builder.registry.transfer import pull
+
+    ref = parse_reference(args.image)
+    reporter = _reporter(args)
+    t0 = time.monotonic()
+    try:
+        desc = pull(str(ref), _store(), progress=progress_adapter(reporter, "pull"), platform=args.platform,
+                    options=_options(args))
+    except BaseException as e:
+        _finish(reporter, t0, None, str(e) or type(e).__name__)
+        raise
+    _finish(reporter, t0, None)
+    if args.quiet:
+        print(ref.familiar())
+    else:
+        print(f"{ref.familiar()}: pulled {desc.digest}")
+    return 0
+
+
+def _push(args) -> int:
+    from builder.oci.reference import parse_reference
+    from builder.registry.transfer import push
+
+    dests = args.destinations or [args.image]
+    for d in dests:
+        parse_reference(d)  # fail on a bad name before any upload
+    reporter = _reporter(args)
+    t0 = time.monotonic()
+    try:
+        desc = push(_store(), args.image, dests, progress=progress_adapter(reporter, "push"),
+                    options=_options(args, chunk_size=args.chunk_size))
+    except BaseException as e:
+        _finish(reporter, t0, None, str(e) or type(e).__name__)
+        raise
+    _finish(reporter, t0, None)
+    if args.quiet:
+        print(desc.digest)
+    else:
+        for d in dests:
+            print(f"{parse_reference(d).familiar()}: digest: {desc.digest} size: {desc.size}")
+    return 0
+
+
+def _server(text: str) -> str:
+    """`https://host:5000/v2/` or `host:5000` → `host:5000` (docker accepts both)."""
+    import re
+
+    from builder.errors import UsageError
+
+    host = re.sub(r"^[a-z]+://", "", text.strip()).split("/", 1)[0]
+    if not host:
+        raise UsageError(f"invalid registry {text!r}")
+    if host in ("index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"):
+        host = "docker.io"
+    return host
+
+
+def _login(args) -> int:
+    from builder.errors import UsageError
+    from builder.registry import auth
+    from builder.registry.client import RegistryClient
+
+    server = _server(args.server)
+    user, password = args.username, args.password
+    if args.password_stdin:
+        if password:
+            raise UsageError("--password and --password-stdin are mutually exclusive")
+        if not user:
+            raise UsageError("--password-stdin needs --username")
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not user:
+        if not sys.stdin.isatty():
+            raise UsageError("login needs --username (and --password-stdin) when stdin is not a terminal")
+        user = input("Username: ").strip()
+    if password is None:
+        if not sys.stdin.isatty():
+            raise UsageError("login needs --password-stdin (or -p) when stdin is not a terminal")
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    if not user or not password:
+        raise UsageError("login needs a username and a password")
+    if args.password:
+        sys.stderr.write("WARNING! Using --password via the CLI is insecure. Use --password-stdin.\n")
+    creds = auth.Credentials(user, password)
+    from builder import settings
+
+    client = RegistryClient(server, credentials=creds, ca_cert=args.ca_cert,
+                            insecure_registries=settings.load().insecure_registries)
+    client.ping()  # refuses wrong credentials before anything is saved
+    where = auth.store(server, creds)
+    print(f"Login Succeeded ({server}, saved in {where})")
+    return 0
+
+
+def _logout(args) -> int:
+    from builder.registry import auth
+
+    server = _server(args.server)
+    if auth.erase(server):
+        print(f"Removing login credentials for {server}")
+    else:
+        print(f"Not logged in to {server}")
+    return 0
