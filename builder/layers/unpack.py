@@ -1,0 +1,314 @@
+"""Apply a layer (tar, tar+gzip, tar+zstd) to a directory, safely.
+
+Owns: whiteouts (`.wh.NAME` deletes, `.wh..wh..opq` hides lower content; or, for overlay
+lowerdirs, conversion to overlay whiteouts), hardlinks, owners, modes, xattrs, mtimes —
+and never writing outside the root: absolute names and `..` are rejected, every parent
+component is resolved inside the root (a symlink is followed as if the root were `/`, so it
+can never lead out), hardlink targets must be inside the root, device nodes are created only
+where permitted. Every refusal is a LayerError naming the entry.
+Must not: trust the archive, or print (warnings go to a callback).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tarfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from builder.errors import LayerError
+from builder.oci import mediatypes as mt
+from builder.oci.digest import Digest
+
+CHUNK = 1 << 20
+MAX_LINKS = 40
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_GZIP_MAGIC = b"\x1f\x8b"
+Warn = Callable[[str], None]
+
+
+class _Hashing(io.RawIOBase):
+    """Counts and hashes the uncompressed tar bytes as tarfile reads them (→ diff_id)."""
+
+    def __init__(self, f) -> None:
+        self._f = f
+        self.h = hashlib.sha256()
+        self.n = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        try:
+            data = self._f.read(len(b))
+        except Exception as e:  # noqa: BLE001 - zstd/gzip/zlib each have their own error types
+            raise LayerError(f"layer stream is corrupt: {e}") from None
+        n = len(data)
+        b[:n] = data
+        self.h.update(data)
+        self.n += n
+        return n
+
+
+def open_layer_stream(f: BinaryIO, media_type: str | None = None) -> BinaryIO:
+    """Uncompressed tar bytes from `f`, by media type or (None / unknown) by magic number."""
+    comp = mt.layer_compression(media_type) if media_type else None
+    buf = f if hasattr(f, "peek") else io.BufferedReader(f, CHUNK)  # type: ignore[arg-type]
+    if comp is None:
+        head = buf.peek(4)[:4]
+        comp = "zstd" if head == _ZSTD_MAGIC else "gzip" if head[:2] == _GZIP_MAGIC else "none"
+    if comp == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(buf, read_size=CHUNK, read_across_frames=True)
+    if comp == "gzip":
+        try:
+            from isal import igzip  # type: ignore[import-not-found]
+
+            return igzip.IGzipFile(fileobj=buf)  # type: ignore[return-value]
+        except ImportError:
+            import gzip
+
+            return gzip.GzipFile(fileobj=buf)  # type: ignore[return-value]
+    return buf  # type: ignore[return-value]
+
+
+class _Root:
+    """Resolves entry parents inside the root, creating missing directories (mode 0755)."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = os.path.realpath(root)
+        self._cache: dict[str, str] = {}
+
+    def forget(self) -> None:
+        self._cache.clear()  # a symlink or directory changed: cached resolutions may be stale
+
+    def dir(self, parts: list[str], entry: str, create: bool = True) -> str:
+        key = "/".join(parts)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        resolved: list[str] = []
+        pending = list(parts)
+        links = 0
+        while pending:
+            c = pending.pop(0)
+            if c in ("", "."):
+                continue
+            if c == "..":
+                if resolved:
+                    resolved.pop()  # `..` at the root stays at the root, as in a chroot
+                continue
+            cand = self.path + "/" + "/".join(resolved + [c])
+            try:
+                st = os.lstat(cand)
+            except FileNotFoundError:
+                if not create:
+                    raise LayerError(f"layer entry {entry!r}: {'/'.join(resolved + [c])} does not exist") from None
+                os.mkdir(cand, 0o755)
+                resolved.append(c)
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                links += 1
+                if links > MAX_LINKS:
+                    raise LayerError(f"layer entry {entry!r}: too many levels of symbolic links")
+                target = os.readlink(cand)
+                if target.startswith("/"):
+                    resolved = []
+                pending = target.split("/") + pending
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                raise LayerError(f"layer entry {entry!r}: {'/'.join(resolved + [c])} is not a directory")
+            resolved.append(c)
+        out = self.path + ("/" + "/".join(resolved) if resolved else "")
+        self._cache[key] = out
+        return out
+
+
+def _parts(name: str, entry: str, what: str = "path") -> list[str]:
+    if name.startswith("/"):
+        raise LayerError(f"layer entry {entry!r}: absolute {what} is not allowed in a layer")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise LayerError(f"layer entry {entry!r}: {what} with '..' would escape the root")
+    return parts
+
+
+def _remove(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, media_type: str | None = None,
+                whiteouts: str = "delete", chown: bool | None = None, devices: str = "create",
+                warn: Warn | None = None) -> Digest:
+    """Apply one layer to `root`; returns the diff_id (sha256 of the uncompressed tar).
+
+    whiteouts: "delete" (apply them: the root is a full filesystem) or "overlay" (turn them
+    into overlayfs whiteouts: the root is one layer of an overlay lowerdir stack).
+    devices: "create" (mknod; refused → LayerError), "skip" (warn) or "reject" (LayerError).
+    chown: set owners from the tar (default: when running as root).
+    """
+    if whiteouts not in ("delete", "overlay") or devices not in ("create", "skip", "reject"):
+        raise ValueError("bad whiteouts/devices mode")
+    chown = os.geteuid() == 0 if chown is None else chown
+    if isinstance(path_or_stream, (str, Path)):
+        with open(path_or_stream, "rb") as f:
+            return apply_layer(f, root, media_type=media_type, whiteouts=whiteouts, chown=chown,
+                               devices=devices, warn=warn)
+    Path(root).mkdir(parents=True, exist_ok=True)
+    hashing = _Hashing(open_layer_stream(path_or_stream, media_type))
+    r = _Root(Path(root))
+    added: set[str] = set()
+    dir_times: list[tuple[str, int]] = []
+    try:
+        with tarfile.open(fileobj=io.BufferedReader(hashing, CHUNK), mode="r|") as tar:
+            for m in tar:
+                _apply_entry(tar, m, r, added, dir_times, whiteouts, chown, devices, warn)
+        # tarfile stops at the end-of-archive blocks: the rest still counts for the diff_id.
+        while hashing.read(CHUNK):
+            pass
+    except tarfile.TarError as e:
+        raise LayerError(f"layer is not a valid tar archive: {e}") from None
+    except EOFError as e:
+        raise LayerError(f"layer archive is truncated: {e}") from None
+    for path, mtime in reversed(dir_times):  # children first: their writes touched the parents
+        os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+    return Digest("sha256:" + hashing.h.hexdigest())
+
+
+def _apply_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, r: _Root, added: set[str],
+                 dir_times: list[tuple[str, int]], whiteouts: str, chown: bool, devices: str,
+                 warn: Warn | None) -> None:
+    entry = m.name
+    parts = _parts(m.name, entry)
+    if not parts:
+        return  # the root itself ("./"): its metadata belongs to the caller
+    name = parts[-1]
+    if name.startswith(".wh."):
+        _whiteout(r, parts, entry, added, whiteouts)
+        return
+    parent = r.dir(parts[:-1], entry)
+    target = parent + "/" + name
+    added.add(target)
+    if m.isdir():
+        try:
+            st = os.lstat(target)
+            if not stat.S_ISDIR(st.st_mode):
+                _remove(target)
+                r.forget()
+                os.mkdir(target, 0o700)
+        except FileNotFoundError:
+            os.mkdir(target, 0o700)
+    elif m.islnk():
+        lparts = _parts(m.linkname, entry, "hardlink target")
+        if not lparts:
+            raise LayerError(f"layer entry {entry!r}: hardlink to the root directory")
+        src = r.dir(lparts[:-1], entry, create=False) + "/" + lparts[-1]
+        try:
+            if stat.S_ISDIR(os.lstat(src).st_mode):
+                raise LayerError(f"layer entry {entry!r}: hardlink to a directory")
+        except FileNotFoundError:
+            raise LayerError(f"layer entry {entry!r}: hardlink target {m.linkname!r} does not exist") from None
+        if src == target:
+            return
+        _remove(target)
+        os.link(src, target, follow_symlinks=False)
+        return  # a hardlink shares the target's inode: its metadata is already there
+    else:
+        _remove(target)
+        r.forget()
+        if m.isreg():
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                src_f = tar.extractfile(m)
+                left = m.size
+                while left > 0 and src_f is not None:
+                    chunk = src_f.read(min(CHUNK, left))
+                    if not chunk:
+                        raise LayerError(f"layer entry {entry!r}: archive ends inside the file")
+                    os.write(fd, chunk)
+                    left -= len(chunk)
+            finally:
+                os.close(fd)
+        elif m.issym():
+            os.symlink(m.linkname, target)
+        elif m.ischr() or m.isblk():
+            if devices == "reject":
+                raise LayerError(f"layer entry {entry!r}: device nodes are not permitted here")
+            if devices == "skip":
+                if warn:
+                    warn(f"skipped device node {entry}")
+                added.discard(target)
+                return
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            try:
+                os.mknod(target, kind | 0o600, os.makedev(m.devmajor, m.devminor))
+            except PermissionError:
+                raise LayerError(f"layer entry {entry!r}: not permitted to create a device node here",
+                                 hint="unpack as root, or skip device nodes") from None
+        elif m.isfifo():
+            os.mkfifo(target, 0o600)
+        else:
+            if warn:
+                warn(f"skipped layer entry {entry}: unsupported tar type {m.type!r}")
+            return
+    _set_metadata(m, target, chown, warn, dir_times)
+
+
+def _set_metadata(m: tarfile.TarInfo, target: str, chown: bool, warn: Warn | None,
+                  dir_times: list[tuple[str, int]]) -> None:
+    if chown:
+        os.lchown(target, m.uid, m.gid)  # before chmod: chown clears setuid/setgid
+    for k, v in m.pax_headers.items():
+        if k.startswith("SCHILY.xattr."):
+            try:
+                os.setxattr(target, k[len("SCHILY.xattr."):], v.encode("utf-8", "surrogateescape"),
+                            follow_symlinks=False)
+            except OSError as e:
+                if warn:
+                    warn(f"could not set xattr {k[13:]} on {m.name}: {e.strerror}")
+    if not m.issym():
+        os.chmod(target, m.mode & 0o7777)
+    mtime = int(m.mtime * 1_000_000_000)
+    if m.isdir():
+        dir_times.append((target, mtime))
+    else:
+        os.utime(target, ns=(mtime, mtime), follow_symlinks=False)
+
+
+def _whiteout(r: _Root, parts: list[str], entry: str, added: set[str], mode: str) -> None:
+    name = parts[-1]
+    parent = r.dir(parts[:-1], entry)
+    r.forget()
+    if name == ".wh..wh..opq":
+        if mode == "overlay":
+            key = "trusted.overlay.opaque" if os.geteuid() == 0 else "user.overlay.opaque"
+            os.setxattr(parent, key, b"y", follow_symlinks=False)
+            return
+        for child in os.listdir(parent):
+            p = parent + "/" + child
+            if p not in added:
+                _remove(p)
+        return
+    if name.startswith(".wh..wh."):
+        return  # other aufs metadata (.wh..wh.plnk...): not content
+    real = name[len(".wh."):]
+    if real in ("", ".", ".."):
+        raise LayerError(f"layer entry {entry!r}: whiteout of {real!r} is not allowed")
+    target = parent + "/" + real
+    _remove(target)
+    if mode == "overlay":
+        try:
+            os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+        except PermissionError:
+            raise LayerError(f"layer entry {entry!r}: cannot create an overlay whiteout here") from None
