@@ -22,6 +22,7 @@ from builder.oci.image import select_platform
 from builder.oci.layout import ImageStore
 from builder.oci.model import Descriptor, Index, Manifest, Platform
 from builder.oci.reference import Reference, parse_reference
+from builder.oci.store import DirStore
 from builder.registry.client import MANIFEST_TYPES, RegistryClient
 
 CHUNK = 1 << 20
@@ -105,7 +106,7 @@ def pull(ref: str, image_store: ImageStore, *, progress: Progress | None = None,
     manifest = Manifest.from_json(data, allow_empty_layers=True)
     image_store.ensure()
     blobs = [manifest.config, *manifest.layers]
-    _run_parallel(opts.jobs, [lambda d=d: _download(client, r, d, image_store, progress, opts.backoff)
+    _run_parallel(opts.jobs, [lambda d=d: _download_to(client, r, d, image_store.blobs, progress, opts.backoff)
                                 for d in blobs])
     mdesc = image_store.blobs.put_bytes(data, media_type)  # after its blobs: never a dangling manifest
     cfg_platform = _config_platform(image_store, manifest)
@@ -132,9 +133,10 @@ def _config_platform(store: ImageStore, manifest: Manifest) -> Platform | None:
         return None
 
 
-def _download(client: RegistryClient, r: Reference, d: Descriptor, store: ImageStore, progress: Progress,
-              backoff: float) -> None:
-    if store.blobs.has(d.digest):
+def _download_to(client: RegistryClient, r: Reference, d: Descriptor, blobs: DirStore, progress: Progress,
+                 backoff: float) -> None:
+    """One blob into `blobs`, verified while streaming; resumed with Range after a cut."""
+    if blobs.has(d.digest):
         progress(BlobProgress(d.digest, d.media_type, d.size, d.size, "exists"))
         return
     import requests
@@ -143,7 +145,7 @@ def _download(client: RegistryClient, r: Reference, d: Descriptor, store: ImageS
     # raw.stream raises urllib3's errors (ProtocolError on a cut connection), not requests'.
     transient = (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError,
                  requests.exceptions.Timeout, urllib3.exceptions.HTTPError, OSError)
-    w = store.blobs.writer(d.media_type)
+    w = blobs.writer(d.media_type)
     try:
         attempt = 0
         while True:
@@ -152,7 +154,7 @@ def _download(client: RegistryClient, r: Reference, d: Descriptor, store: ImageS
                 resp = client.open_blob(r.repository, d.digest, offset=w.size)
                 if w.size and resp.status_code != 206:  # server ignored Range: start over
                     w.abort()
-                    w = store.blobs.writer(d.media_type)
+                    w = blobs.writer(d.media_type)
                 for chunk in resp.raw.stream(CHUNK, decode_content=False):
                     w.write(chunk)
                     if w.size > d.size:
