@@ -358,6 +358,8 @@ class _Run:
             if m:
                 value = value[:m.start()] + repl + value[m.end():]
             return value
+        if ch == _EOF:
+            raise ExpansionError("syntax error: missing '}'")
         raise ExpansionError(f"unsupported modifier ({chs}) in substitution")
 
 

@@ -51,6 +51,12 @@ class Source:
     lines: list[str] | None = None
 
 
+class KeywordToken(Token):
+    """A keyword token that also carries its instruction's logical line (`original`)."""
+
+    original: str
+
+
 class _Positions:
     """Maps offsets in a joined logical line back to (physical line, column)."""
 
@@ -231,7 +237,10 @@ def _instruction_tokens(line: str, escape: str, pos: _Positions, start: int, end
     sp = lp.split_command(line)
     kw = _KW.get(sp.keyword.lower(), "UNKNOWN")
     at = base + lead
-    out = [_tok(kw, sp.keyword, pos, at, start, end)]
+    line_no, col = pos.at(at)
+    kt = KeywordToken(kw, sp.keyword, line=line_no, column=col, end_line=end)
+    kt.original = line
+    out: list[Token] = [kt]
     for f, o in zip(sp.flags, sp.flag_offsets):
         out.append(_tok("FLAG", f, pos, at + o, start, end))
     rest = sp.rest

@@ -51,7 +51,7 @@ class NodeBuilder(Transformer):
                 args.append(t.value)
                 apos.append(_pos(t))
         return Node(keyword=kw.value, flags=tuple(f.value for f in flags), args=tuple(args), json=is_json,
-                    child=child, line=kw.line, column=kw.column, end_line=kw.end_line,
+                    child=child, original=getattr(kw, "original", ""), line=kw.line, column=kw.column, end_line=kw.end_line,
                     flag_positions=tuple(_pos(f) for f in flags), arg_positions=tuple(apos))
 
     from_ = run = cmd = entrypoint = shell = add = copy = volume = label = env = expose = arg = _generic
