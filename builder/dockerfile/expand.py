@@ -40,9 +40,14 @@ class Expansion:
     unmatched: frozenset[str]
 
 
+# Go's unicode.IsSpace set (Python's isspace also counts \x1c-\x1f, Go does not).
+GO_SPACES = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+_SPACE_SET = frozenset(GO_SPACES)
+
+
 def is_space(ch: str) -> bool:
-    """Go's unicode.IsSpace (Python's isspace also counts \\x1c-\\x1f)."""
-    return ch.isspace() and not ("\x1c" <= ch <= "\x1f")
+    """Go's unicode.IsSpace."""
+    return ch in _SPACE_SET
 
 
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")

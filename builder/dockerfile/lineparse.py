@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from builder.dockerfile.expand import ExpansionError, ShellLexer, is_space
+from builder.dockerfile.expand import GO_SPACES, ExpansionError, ShellLexer, is_space
 from builder.errors import DockerfileSyntaxError
 
 KEYWORDS = ("FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
@@ -28,12 +28,7 @@ class NotStringArray(DockerfileSyntaxError):
 
 def go_trim(s: str) -> str:
     """Go strings.TrimSpace."""
-    i, j = 0, len(s)
-    while i < j and is_space(s[i]):
-        i += 1
-    while j > i and is_space(s[j - 1]):
-        j -= 1
-    return s[i:j]
+    return s.strip(GO_SPACES)
 
 
 @dataclass(frozen=True, slots=True)

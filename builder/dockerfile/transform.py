@@ -28,8 +28,8 @@ class NodeBuilder(Transformer):
         return items
 
     def instruction(self, items):
-        node, docs, eol = items
-        return _with_end(node, tuple(d.value for d in docs), eol.end_line)
+        fields, docs, eol = items
+        return Node(**fields, heredocs=tuple(d.value for d in docs), end_line=eol.end_line)
 
     def _generic(self, items):
         kw, flags, *rest = items
@@ -38,8 +38,8 @@ class NodeBuilder(Transformer):
         is_json = False
         child = None
         for t in rest:
-            if isinstance(t, Node):
-                child = t
+            if isinstance(t, dict):
+                child = Node(**t, end_line=kw.end_line)
             elif t.type == "JSON":
                 is_json = True
                 args.extend(t.value)
@@ -50,15 +50,11 @@ class NodeBuilder(Transformer):
             else:
                 args.append(t.value)
                 apos.append(_pos(t))
-        return Node(keyword=kw.value, flags=tuple(f.value for f in flags), args=tuple(args), json=is_json,
-                    child=child, original=getattr(kw, "original", ""), line=kw.line, column=kw.column, end_line=kw.end_line,
+        # A dict, not a Node: `instruction` adds heredocs and the end line in one construction.
+        return dict(keyword=kw.value, flags=tuple(f.value for f in flags), args=tuple(args), json=is_json,
+                    child=child, original=getattr(kw, "original", ""), line=kw.line, column=kw.column,
                     flag_positions=tuple(_pos(f) for f in flags), arg_positions=tuple(apos))
 
     from_ = run = cmd = entrypoint = shell = add = copy = volume = label = env = expose = arg = _generic
     user = workdir = stopsignal = maintainer = healthcheck = onbuild = unknown = _generic
 
-
-def _with_end(node: Node, heredocs: tuple, end_line: int) -> Node:
-    from dataclasses import replace
-
-    return replace(node, heredocs=heredocs, end_line=end_line)
