@@ -181,7 +181,11 @@ def _stage_checks(frm: A.From, body: list, meta: dict, build_args: dict, base_en
                 out.append(_w("WorkdirRelativePath", f"Relative workdir \"{path}\" can have unexpected results "
                               "if the base image changes", ins.span))
         for name in _unmatched(ins, defined, escape):
-            out.append(_w("UndefinedVar", f"Usage of undefined variable '${name}'", ins.span))
+            import difflib
+
+            close = difflib.get_close_matches(name, sorted(defined), n=1, cutoff=0.6)
+            hint = f" (did you mean ${close[0]}?)" if close else ""
+            out.append(_w("UndefinedVar", f"Usage of undefined variable '${name}'{hint}", ins.span))
         if isinstance(ins, A.Env):
             out += _secret_check(ins, [p.key for p in ins.pairs])
             defined.update(p.key for p in ins.pairs)

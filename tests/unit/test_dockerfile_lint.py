@@ -39,6 +39,11 @@ def test_rules(text: str, want: list) -> None:
     assert rules(text) == want
 
 
+def test_undefined_var_suggests_close_name() -> None:
+    (w,) = lint(parse_dockerfile("FROM a\nARG VERSION\nCOPY app-$VERSON /x\n"))
+    assert w.rule == "UndefinedVar" and w.message == "Usage of undefined variable '$VERSON' (did you mean $VERSION?)"
+
+
 def test_warning_has_url_and_span() -> None:
     (w,) = lint(parse_dockerfile("FROM a\nCMD x\n"))
     assert w.url == "https://docs.docker.com/go/dockerfile/rule/json-args-recommended/"
