@@ -17,7 +17,8 @@ import time
 import traceback
 from pathlib import Path
 
-from bench.harness import NotAvailable, Row, ScenarioResult, format_result, machine_info, to_json
+from bench.harness import (NotAvailable, Row, ScenarioResult, format_result, machine_info,
+                           to_json, to_markdown)
 from bench.peers import Buildah, Docker, Pybuild, install_peers, remove_tree
 from bench.scenarios import MODES, SCENARIOS, Env, scenario_module
 from bench.scenarios.data import make_busybox_rootfs, tar_tree
@@ -35,6 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--install-peers", action="store_true",
                    help="apt-get install Debian's docker.io and buildah first")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--markdown", metavar="FILE", help="also write the tables as Markdown")
     p.add_argument("--state-dir", default="/var/tmp",
                    help="where tool stores go (a fresh dir is made inside; default /var/tmp)")
     return p.parse_args(argv)
@@ -141,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     meta["peers"] = [p.name for p in started]
     if args.json:
         Path(args.json).write_text(to_json(results, meta) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(to_markdown(results, meta) + "\n")
     return 0
 
 

@@ -244,3 +244,31 @@ def to_json(results: Sequence[ScenarioResult], meta: dict) -> str:
 
 __all__ = ["NotAvailable", "Stats", "Row", "Variant", "ScenarioResult", "interleaved_order",
            "run_interleaved", "check", "format_result", "machine_info", "to_json"]
+
+
+def to_markdown(results: Sequence[ScenarioResult], meta: dict) -> str:
+    """The tables of one run as Markdown, for bench/RESULTS.md."""
+    out = [f"Run: {meta.get('date', '?')}, mode `{meta.get('mode', '?')}`, command "
+           f"`{meta.get('command', '?')}`", "",
+           f"Machine: {meta.get('nproc')} cores ({meta.get('cpu', '')}), {meta.get('ram_gib')} GiB "
+           f"RAM, kernel {meta.get('kernel')}, Python {meta.get('python')}", ""]
+    vers = meta.get("versions", {})
+    if vers:
+        out.append("Versions: " + "; ".join(f"{k}: {v}" for k, v in vers.items()))
+        out.append("")
+    for res in results:
+        out += [f"### {res.key}: {res.title}", "",
+                "| variant | min | median | max | n | note |", "|---|---:|---:|---:|---:|---|"]
+        for r in res.rows:
+            if r.stats:
+                s = r.stats
+                out.append(f"| {r.name} | {fmt_value(s.min, s.unit)} | {fmt_value(s.median, s.unit)} "
+                           f"| {fmt_value(s.max, s.unit)} | {len(s.samples)} | {r.note} |")
+            else:
+                out.append(f"| {r.name} | – | – | – | 0 | {r.note} |")
+        out.append("")
+        for num, den, value in res.ratios:
+            out.append(f"- {num} / {den}: " + (f"**{value:.2f}×**" if value is not None else "n/a"))
+        out += [f"- note: {n}" for n in res.notes]
+        out.append("")
+    return "\n".join(out)

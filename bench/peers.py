@@ -157,9 +157,9 @@ class Docker(Builder):
         self.sock = short / "docker.sock"
         self.log = state / "dockerd.log"
         self.pid: int | None = None
-        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}", DOCKER_BUILDKIT="1")
-        self.env.pop("DOCKER_CONFIG", None)
-        self.env["DOCKER_CONFIG"] = str(short / "dcfg")
+        # a private client config too, so the bench neither reads nor writes ~/.docker
+        self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}", DOCKER_BUILDKIT="1",
+                        DOCKER_CONFIG=str(short / "dcfg"))
 
     @staticmethod
     def installed() -> bool:

@@ -2,8 +2,8 @@
 
 Owns: a deterministic 1,000-line Dockerfile in the common syntax (stages, ARG/ENV/LABEL,
 multi-line RUN, COPY --from, JSON CMD, comments) and three figures: the warm in-process
-`builder.dockerfile.parse_dockerfile(text, filename)` time (the issue 3 target), the cold
-`pybuild parse FILE` process, and floors (splitting and joining lines in the same process;
+`builder.dockerfile.parse_dockerfile(text, filename)` time (the issue 3 target), the on-disk
+parse cache's hit (what a no-op rebuild pays), the cold `pybuild parse -f FILE` process, and floors (splitting and joining lines in the same process;
 a bare `python -I` start). No peer: BuildKit's parser runs inside the daemon and cannot be
 timed alone. Must not: touch the filesystem beyond the one Dockerfile it writes.
 """
@@ -83,10 +83,20 @@ def run(env: Env, key: str) -> ScenarioResult:
 
     def cold():
         env.pybuild.require("parse", "parse")
-        env.pybuild.check(env.pybuild.argv("parse", str(path)), "pybuild parse")
+        env.pybuild.check(env.pybuild.argv("parse", "-f", str(path)), "pybuild parse")
+
+    cache_dir = env.fresh_dir("parse-cache", on_shm=False)
+
+    def cached():
+        import builder.dockerfile as fe
+        fn = getattr(fe, "parse_dockerfile_cached", None)
+        if fn is None:
+            raise NotAvailable("not available yet: builder.dockerfile.parse_dockerfile_cached")
+        fn(text, "Dockerfile", cache_dir)
 
     variants = [Variant("floor: split + join lines", run=lambda: split_floor(text)),
-                Variant("pybuild parse_dockerfile (warm)", run=warm)]
+                Variant("pybuild parse_dockerfile (warm)", run=warm),
+                Variant("pybuild parse_dockerfile_cached (hit)", run=cached)]
     res.rows += run_interleaved(variants, reps, warmup=1)  # warm-up loads the grammar once
     cold_variants = [
         Variant("floor: python -I -c pass", run=lambda: check([sys.executable, "-I", "-c", "pass"])),
