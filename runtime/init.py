@@ -1,0 +1,277 @@
+"""The sandbox's init child: `python -I -S -c 'import runtime.init ...' CFG_FD STATUS_FD [SYNC_FD]`
+(also runnable as `python -I -m runtime.init CFG_FD STATUS_FD`).
+
+Owns: the setup sequence inside the new namespaces, as a straight list of named steps,
+and the two processes it runs as:
+  outer  - outside the new pid namespace: joins the cgroups, unshares, forks the container
+           process, forwards signals to it, waits, reports its exit status. It stays in the
+           host pid namespace so the parent can signal/kill it and so that pid 1 can die.
+  child  - pid 1 of the new pid namespace: builds the root (overlay, /proc, /dev, /sys,
+           binds, /etc files), pivot_roots into it, drops privileges and execs the process
+           (or, with `init`, stays as a minimal reaping init and runs it as pid 2).
+Talks to runtime.sandbox over STATUS_FD, one line per record:
+  "S <d|f> <parent mtime ns> <path>"   a mount-point stub created in the rootfs (the parent removes it later)
+  "E <kind> <msg>"   setup failed (kind: mount, namespace, exec, sandbox)
+  "X <code> <sig>"   the process ended (the first X wins)
+Must not: import builder, runtime.config (dataclasses) or anything slow: every import
+here is paid on every container start (`python -X importtime` keeps this honest); the
+config arrives as a marshal-ed plain dict (`marshal` is builtin; json would cost ~5 ms).
+"""
+from __future__ import annotations
+
+import _signal
+import marshal
+import os
+import sys
+
+from runtime import mounts, namespaces
+from runtime import syscalls as sc
+from runtime.errors import ExecError, MountError, NamespaceError, SandboxError
+
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
+             _signal.SIGUSR1, _signal.SIGUSR2)
+TIOCSCTTY = 0x540E
+
+
+class Status:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, *words: object) -> None:
+        line = " ".join(str(w).replace("\n", " ") for w in words) + "\n"
+        os.write(self.fd, line.encode("utf-8", "surrogateescape"))
+
+    def fail(self, e: SandboxError) -> None:
+        kind = {MountError: "mount", NamespaceError: "namespace", ExecError: "exec"}.get(type(e), "sandbox")
+        self.send("E", kind, e)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    cfg_fd, status_fd = int(args[0]), int(args[1])
+    sync_fd = int(args[2]) if len(args) > 2 else -1
+    for fd in (cfg_fd, status_fd, sync_fd):
+        if fd >= 0:
+            os.set_inheritable(fd, False)  # close on exec: the container must not see them
+    plan = marshal.loads(_read_all(cfg_fd))
+    os.close(cfg_fd)
+    status = Status(status_fd)
+    try:
+        outer(plan, status, sync_fd)
+    except SandboxError as e:
+        status.fail(e)
+        os._exit(1)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- outer: outside the pid namespace -----------------------------------------------------
+def outer(plan: dict, status: Status, sync_fd: int) -> None:
+    cfg = plan["config"]
+    # 1. Die with the builder: kill -9 of the builder must take the container with it, and the
+    #    mount namespace (all our mounts) dies with its last process.
+    sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)
+    if os.getppid() != plan["parent_pid"]:
+        os._exit(1)  # the builder died before the line above took effect
+    # 2. Join the cgroups before unsharing: the cgroup namespace root becomes the container's
+    #    cgroup, and every process forked later is inside the limits from its first instruction.
+    namespaces.join_cgroups(plan["cgroup_procs"])
+    # 3. Unshare everything at once; the kernel makes the user namespace first and the others
+    #    owned by it. The pid namespace applies to our children only, hence the fork below.
+    namespaces.unshare(plan["unshare"])
+    if plan["self_map"]:
+        # Rootless: an unprivileged process may map exactly its own ids, nothing else.
+        uid, gid = plan["self_map"]
+        namespaces.write_id_maps("self", [(0, uid, 1)], [(0, gid, 1)], deny_setgroups=True)
+    elif sync_fd >= 0:
+        # A multi-range map needs CAP_SETUID in the parent namespace: the builder writes it.
+        status.send("U", os.getpid())
+        if os.read(sync_fd, 1) != b"G":
+            raise NamespaceError("the sandbox parent did not write the id maps")
+    if "net" in plan["unshare"]:
+        mounts.loopback_up()
+    # 4. Make every mount private before the first mount: nothing we do may propagate to the
+    #    host's mount table (the host's / may be a shared mount).
+    mounts.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    if "pid" not in plan["unshare"]:
+        sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # no pid 1 of our own: we reap the orphans
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child(plan, status)
+        except SandboxError as e:
+            status.fail(e)
+        except BaseException as e:  # never let the child return into the outer's code
+            status.send("E", "sandbox", f"internal error in sandbox init: {type(e).__name__}: {e}")
+        os._exit(127)
+    code, sig = _forward_and_wait(pid)
+    status.send("X", code, sig)
+    os._exit(0)
+
+
+def _forward_and_wait(pid: int) -> tuple[int, int]:
+    """Forward the usual signals to `pid`, reap everything, return pid's (exit code, signal)."""
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    for s in FORWARDED:
+        _signal.signal(s, forward)
+    while True:
+        try:
+            got, st = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255, 0
+        if got == pid:
+            if os.WIFSIGNALED(st):
+                return 128 + os.WTERMSIG(st), os.WTERMSIG(st)
+            return os.waitstatus_to_exitcode(st), 0
+
+
+# --- child: pid 1 inside, builds the root and becomes the process -------------------------
+def child(plan: dict, status: Status) -> None:
+    cfg = plan["config"]
+    proc = cfg["process"]
+    root = plan["root"]
+    userns = "user" in plan["unshare"]
+    # The outer is our parent but outside our pid namespace: if it dies, so do we (and
+    # with pid 1, the whole namespace).
+    sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)
+    step_rootfs(cfg, root, userns)
+    stubs = mounts.Stubs(root)
+    # /proc after the fork: a proc mount shows the pid namespace of the process mounting it.
+    mounts.mount_proc(root, stubs)
+    mounts.mount_dev(root, stubs, userns)
+    mounts.protect_proc(root)  # masks bind /dev/null, so after /dev
+    mounts.mount_sys(stubs, "net" in plan["unshare"])
+    # User mounts after the standard ones, so a config can override /dev/shm or mount /proc/x.
+    for m in cfg["mounts"]:
+        mounts.mount_one(m, stubs)
+    # /etc/hosts, resolv.conf, hostname: bind-mounted from the sandbox's private dir, so the
+    # container can edit them but nothing is ever written into the image's layers.
+    for target, source in plan["files"]:
+        mounts.bind_file(source, stubs.ensure(target, False))
+    # Create a missing working directory now, as root and before a read-only remount (runc
+    # and Docker do the same). It is a real change in the rootfs, not a stub.
+    n = len(stubs.created)
+    stubs.ensure(proc["cwd"], True)
+    del stubs.created[n:]
+    for cpath, kind, parent_mtime in stubs.created:
+        status.send("S", kind, parent_mtime, cpath)
+    # Anything imported after pivot_root must already be loaded: the host's Python library
+    # is out of reach from inside the container.
+    if proc["tty"]:
+        import fcntl  # noqa: F401
+    if cfg["rlimits"]:
+        import resource  # noqa: F401
+    if cfg["readonly_rootfs"]:
+        mounts.remount_readonly(root)
+    # pivot_root, not chroot: the old root is detached and unreachable, and no host mount
+    # is left visible in the container's mount table.
+    mounts.pivot(root)
+    if "uts" in plan["unshare"]:
+        sc.sethostname(cfg["hostname"])
+    if cfg["init"]:
+        _run_under_minimal_init(plan, status)
+    become_process(plan)
+
+
+def step_rootfs(cfg: dict, root: str, userns: bool) -> None:
+    mounts.mount_rootfs(cfg["rootfs"], root, userns)
+
+
+def _run_under_minimal_init(plan: dict, status: Status) -> None:
+    """Stay pid 1: fork the process as pid 2, forward signals, reap zombies, report its status."""
+    pid = os.fork()
+    if pid == 0:
+        return  # the caller goes on to become the process
+    code, sig = _forward_and_wait(pid)
+    status.send("X", code, sig)
+    os._exit(code)
+
+
+def become_process(plan: dict) -> None:
+    cfg = plan["config"]
+    proc = cfg["process"]
+    # Limits first: lowering needs no privilege, but we still hold it here anyway.
+    if cfg["rlimits"]:
+        import resource  # loaded before pivot_root (see child)
+        for rl in cfg["rlimits"]:
+            resource.setrlimit(plan["rlimit_numbers"][rl["resource"]], (rl["soft"], rl["hard"]))
+    # Capabilities: bounding set first (it limits what any later exec can gain), then the
+    # process's own sets. CAP_SETUID/SETGID stay in Docker's set, so the id switch below
+    # still works; switching to a non-zero uid then clears permitted/effective as usual.
+    keep = plan["cap_mask"]
+    for cap in range(plan["cap_last"] + 1):
+        if not keep >> cap & 1:
+            try:
+                sc.prctl(sc.PR_CAPBSET_DROP, cap)
+            except OSError as e:
+                raise NamespaceError(f"dropping capability {cap} from the bounding set: {e.strerror}") from None
+    try:
+        sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+    except OSError:
+        pass  # kernels without ambient capabilities have none to clear
+    sc.capset(keep, keep, keep)
+    if cfg["no_new_privileges"]:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+    # Groups before gid before uid: once the uid is not 0 we may no longer change the others.
+    try:
+        if not plan["self_map"]:
+            os.setgroups(proc["additional_gids"])
+        os.setresgid(proc["gid"], proc["gid"], proc["gid"])
+        os.setresuid(proc["uid"], proc["uid"], proc["uid"])
+    except OSError as e:
+        raise ExecError(f"switching to uid {proc['uid']} gid {proc['gid']}: {e.strerror}") from None
+    if proc["uid"] != 0:
+        sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)  # a credential change clears it
+    os.umask(proc["umask"])
+    try:
+        os.chdir(proc["cwd"])
+    except OSError as e:
+        raise ExecError(f"cannot enter working directory {proc['cwd']}: {e.strerror}") from None
+    if proc["tty"]:
+        import fcntl  # loaded before pivot_root (see child)
+        os.setsid()  # a new session, so the pty on fd 0 can become our controlling terminal
+        fcntl.ioctl(0, TIOCSCTTY, 0)
+    for s in FORWARDED:
+        _signal.signal(s, _signal.SIG_DFL)
+    exec_in_path(proc["argv"], proc["env"])
+
+
+def exec_in_path(argv: list[str], env_list: list[str]) -> None:
+    """execve with the PATH lookup done in the *container's* root and PATH (execvp rules:
+    skip entries where the name is missing, remember permission errors). Our own loop, not
+    os.execvpe: that one lazily imports `warnings`, and after pivot_root the host's Python
+    library is gone."""
+    env = dict(e.split("=", 1) for e in env_list)
+    name = argv[0]
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        candidates = [f"{d or '.'}/{name}" for d in path.split(":")]
+    last: OSError | None = None
+    for c in candidates:
+        try:
+            os.execve(c, argv, env)
+        except (FileNotFoundError, NotADirectoryError) as e:
+            last = last if isinstance(last, PermissionError) else e
+        except PermissionError as e:
+            last = e
+        except OSError as e:
+            raise ExecError(f"exec {c}: {e.strerror}") from None
+    if isinstance(last, PermissionError):
+        raise ExecError(f"exec {name}: permission denied")
+    where = "" if "/" in name else " in $PATH"
+    raise ExecError(f"exec {name}: executable file not found{where}")
+
+
+if __name__ == "__main__":
+    main()

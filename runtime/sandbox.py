@@ -1,0 +1,480 @@
+"""The parent side of the sandbox: `run(config, ...) -> RunResult`.
+
+Owns: checking the config and the machine, the per-run private directory (mount point,
+/etc/hosts, resolv.conf, hostname), cgroups, starting the init child by re-exec, writing id
+maps when the parent must, streaming output, forwarding signals, timeout and cancel,
+collecting the exit status, and cleaning up (mount-point stubs in the upper dir, cgroups,
+the private directory). Must not: fork+unshare in this (multi-threaded) process, print, or
+import builder.
+
+Why re-exec: `unshare(CLONE_NEWUSER)` refuses threaded callers and fork() after threads
+is unsafe, so the child is a fresh `python -I -S` running runtime.init. `-S` (no site)
+saves ~20 ms per start on this machine; the package is found by putting its parent
+directory on sys.path explicitly, which also makes -I safe.
+"""
+from __future__ import annotations
+
+import errno
+import marshal
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Union
+
+from runtime import cgroups
+from runtime.config import CAPABILITY_NUMBERS, DEFAULT_PATH, RLIMITS, SandboxConfig
+from runtime.errors import KINDS, NamespaceError, SandboxError
+
+Sink = Union[int, Callable[[bytes], None], None]
+Source = Union[int, bytes, None]
+
+_PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_BOOT = f"import sys;sys.path.insert(0,{_PKG_PARENT!r});import runtime.init as i;i.main()"
+_FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_DRAIN_AFTER_EXIT = 2.0  # seconds to keep reading output left by processes outside a pid ns
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    exit_code: int  # 128+N when killed by signal N (shell convention)
+    signal: int | None
+    oom_killed: bool
+    timed_out: bool
+    duration: float
+    cancelled: bool = False
+
+
+def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, stderr: Sink = None,
+        cancel: threading.Event | None = None) -> RunResult:
+    """Run config.process in a fresh sandbox and wait for it.
+
+    stdout/stderr: an int fd (given to the process as is), a callable receiving output
+    chunks as they arrive (memory stays flat whatever the volume), or None (discarded).
+    stdin: an int fd, bytes to feed, or None (/dev/null). With process.tty the process gets
+    a pty; stdout then receives everything and stderr is unused. `cancel`, when set (from
+    any thread), kills the sandbox; SIGINT/SIGTERM/SIGHUP sent to this process are
+    forwarded while run() is active on the main thread. Raises SandboxError (ConfigError,
+    MountError, NamespaceError, ExecError) when the process could not be started.
+    """
+    config.check()
+    return _Run(config, stdin, stdout, stderr, cancel).go()
+
+
+def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) -> dict:
+    """The plain dict the init child works from (config + everything resolved here)."""
+    root_user = os.geteuid() == 0
+    ns = list(config.namespaces)
+    if config.network == "none" and "net" not in ns:
+        ns.append("net")
+    self_map = None
+    if not root_user:
+        if "user" not in ns:
+            ns.append("user")
+        if config.uid_map or config.gid_map:
+            raise NamespaceError("rootless: only the single map of the caller's own ids is possible "
+                                 "without newuidmap; leave uid_map/gid_map empty")
+        self_map = (os.geteuid(), os.getegid())
+    cap_last = _cap_last()
+    mask = 0
+    for c in config.capabilities:
+        if CAPABILITY_NUMBERS[c] <= cap_last:
+            mask |= 1 << CAPABILITY_NUMBERS[c]
+    files = [("/etc/hosts", f"{private_dir}/hosts"), ("/etc/resolv.conf", f"{private_dir}/resolv.conf"),
+             ("/etc/hostname", f"{private_dir}/hostname")]
+    return {
+        "config": config.to_dict(),
+        "root": f"{private_dir}/root",
+        "files": files,
+        "unshare": ns,
+        "self_map": self_map,
+        "parent_pid": os.getpid(),
+        "cgroup_procs": cgroup_procs,
+        "cap_mask": mask,
+        "cap_last": cap_last,
+        "rlimit_numbers": RLIMITS,
+    }
+
+
+def _cap_last() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return 40
+
+
+def _write_private_files(config: SandboxConfig, d: str) -> None:
+    os.mkdir(f"{d}/root", 0o755)
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             f"127.0.1.1\t{config.hostname}"]
+    hosts += [f"{addr}\t{name}" for name, addr in config.extra_hosts]
+    resolv = config.resolv_conf
+    if resolv is None:
+        try:
+            with open("/etc/resolv.conf") as f:
+                resolv = f.read()
+        except OSError:
+            resolv = ""
+    for name, text in (("hosts", "\n".join(hosts) + "\n"), ("resolv.conf", resolv),
+                       ("hostname", config.hostname + "\n")):
+        with open(f"{d}/{name}", "w") as f:
+            f.write(text)
+        os.chmod(f"{d}/{name}", 0o644)
+
+
+def remove_stubs(base: str, stubs: list[tuple[str, int, str]]) -> None:
+    """Remove the mount points init had to create, deepest first, if they are still bare,
+    and give their parent directory its mtime back (BuildKit does the same), so a layer
+    diff does not see a change the user never made."""
+    for kind, parent_mtime, cpath in reversed(stubs):
+        host = base + cpath
+        try:
+            if kind == "f":
+                st = os.lstat(host)
+                if st.st_size == 0 and (st.st_mode & 0o170000) == 0o100000:
+                    os.unlink(host)
+                else:
+                    continue
+            else:
+                os.rmdir(host)
+        except OSError:
+            continue  # not empty or already gone: then it is the process's own change
+        parent = os.path.dirname(host)
+        try:
+            st = os.lstat(parent)
+            os.utime(parent, ns=(st.st_atime_ns, parent_mtime), follow_symlinks=False)
+        except OSError:
+            pass
+
+
+class _Run:
+    def __init__(self, config: SandboxConfig, stdin: Source, stdout: Sink, stderr: Sink,
+                 cancel: threading.Event | None) -> None:
+        self.config, self.stdin, self.stdout, self.stderr, self.cancel = config, stdin, stdout, stderr, cancel
+        self.tty = config.process.tty
+        self.records: list[list[str]] = []
+        self.status_buf = b""
+        self.proc: subprocess.Popen | None = None
+        self.killed_for: str | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    def go(self) -> RunResult:
+        start = time.monotonic()
+        private = tempfile.mkdtemp(prefix="pybuild-sandbox-")
+        cg = None
+        try:
+            _write_private_files(self.config, private)
+            lim = self.config.limits
+            cg = cgroups.create("pybuild-" + uuid.uuid4().hex[:16], lim.memory_bytes, lim.cpu_quota, lim.pids)
+            plan = make_plan(self.config, private, cg.procs_files if cg else [])
+            code, sig = self._spawn_and_wait(plan, start)
+            errors = [r for r in self.records if r[0] == "E"]
+            if errors:
+                kind, _, msg = errors[0][1].partition(" ")
+                raise KINDS.get(kind, SandboxError)(msg)
+            oom = bool(cg and cg.oom_killed())
+            return RunResult(code, sig, oom, self.killed_for == "timeout", time.monotonic() - start,
+                             self.killed_for == "cancel")
+        finally:
+            self._cleanup(private, cg)
+
+    def _cleanup(self, private: str, cg: cgroups.Cgroup | None) -> None:
+        stubs = []
+        for r in self.records:
+            if r[0] == "S":
+                kind, mtime, cpath = r[1].split(" ", 2)
+                stubs.append((kind, int(mtime), cpath))
+        r = self.config.rootfs
+        base = r.upperdir if r.is_overlay else r.path
+        if stubs and base:
+            remove_stubs(base, stubs)  # type: ignore[arg-type]
+        if cg is not None:
+            cg.remove()
+        for name in ("hosts", "resolv.conf", "hostname"):
+            try:
+                os.unlink(f"{private}/{name}")
+            except FileNotFoundError:
+                pass
+        # root/ was only ever a mount point inside the (now gone) mount namespace: empty here.
+        for d in (f"{private}/root", private):
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+
+    # --- the child ------------------------------------------------------------------------
+    def _spawn_and_wait(self, plan: dict, start: float) -> tuple[int, int | None]:
+        cfg_fd = os.memfd_create("pybuild-sandbox-config", os.MFD_CLOEXEC)
+        os.write(cfg_fd, marshal.dumps(plan))
+        os.lseek(cfg_fd, 0, os.SEEK_SET)
+        status_r, status_w = os.pipe()
+        sync_r = sync_w = -1
+        if "user" in plan["unshare"] and not plan["self_map"]:
+            sync_r, sync_w = os.pipe()
+        close_after_spawn = [cfg_fd, status_w] + ([sync_r] if sync_r >= 0 else [])
+        relays: dict[int, Callable[[bytes], None]] = {}
+        feed: bytes | None = None
+        feed_fd = -1
+        master = -1
+        stdio: list[int] = []
+        if self.tty:
+            master, slave = os.openpty()
+            self._set_winsize(master)
+            stdio = [slave, slave, slave]
+            close_after_spawn.append(slave)
+            relays[master] = self._sink_fn(self.stdout)
+            if isinstance(self.stdin, int):
+                stdin_src = self.stdin
+            else:
+                stdin_src = -1
+                feed, feed_fd = self.stdin, master if self.stdin else -1
+        else:
+            stdin_src = -1
+            if isinstance(self.stdin, int):
+                stdio.append(self.stdin)
+            elif isinstance(self.stdin, bytes):
+                r, w = os.pipe()
+                stdio.append(r)
+                close_after_spawn.append(r)
+                feed, feed_fd = self.stdin, w
+                os.set_blocking(w, False)
+            else:
+                stdio.append(subprocess.DEVNULL)
+            for sink in (self.stdout, self.stderr):
+                if isinstance(sink, int):
+                    stdio.append(sink)
+                elif sink is None:
+                    stdio.append(subprocess.DEVNULL)
+                else:
+                    r, w = os.pipe()
+                    stdio.append(w)
+                    close_after_spawn.append(w)
+                    relays[r] = sink
+        argv = [sys.executable, "-I", "-S", "-c", _BOOT, str(cfg_fd), str(status_w)]
+        if sync_r >= 0:
+            argv.append(str(sync_r))
+        pass_fds = [cfg_fd, status_w] + ([sync_r] if sync_r >= 0 else [])
+        try:
+            self.proc = subprocess.Popen(argv, stdin=stdio[0], stdout=stdio[1], stderr=stdio[2],
+                                         pass_fds=pass_fds, env={}, start_new_session=True, close_fds=True)
+        except OSError as e:
+            for fd in [*close_after_spawn, status_r, *relays, feed_fd, sync_w]:
+                if fd >= 0:
+                    os.close(fd)
+            raise SandboxError(f"cannot start the sandbox init ({sys.executable}): {e.strerror}") from None
+        for fd in close_after_spawn:
+            os.close(fd)
+        restore = self._forward_signals()
+        try:
+            return self._loop(status_r, relays, feed, feed_fd, stdin_src, master, sync_w, start)
+        finally:
+            restore()
+            for fd in [status_r, *relays, sync_w]:
+                if fd >= 0:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            if feed_fd >= 0 and feed_fd != master:
+                try:
+                    os.close(feed_fd)
+                except OSError:
+                    pass
+
+    def _sink_fn(self, sink: Sink) -> Callable[[bytes], None]:
+        if callable(sink):
+            return sink
+        if isinstance(sink, int):
+            def write_fd(data: bytes, fd: int = sink) -> None:
+                while data:
+                    data = data[os.write(fd, data):]
+            return write_fd
+        return lambda data: None
+
+    def _set_winsize(self, fd: int) -> None:
+        import fcntl
+        import struct
+        import termios
+        size = self.config.process.terminal_size
+        if size is None and isinstance(self.stdin, int) and os.isatty(self.stdin):
+            size = tuple(os.get_terminal_size(self.stdin))[::-1]  # type: ignore[assignment]
+        if size:
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
+
+    def _forward_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        proc = self.proc
+        old = {}
+
+        def forward(signum: int, _frame: object) -> None:
+            if proc is not None and proc.poll() is None:
+                os.kill(proc.pid, signum)  # the init outer forwards it to the container process
+        for s in _FORWARDED:
+            old[s] = signal.signal(s, forward)
+
+        def restore() -> None:
+            for s, h in old.items():
+                signal.signal(s, h)
+        return restore
+
+    def _kill(self, why: str) -> None:
+        """SIGKILL the init outer; its death kills pid 1 (PDEATHSIG), which ends the namespace."""
+        if self.killed_for is None:
+            self.killed_for = why
+        assert self.proc is not None
+        try:
+            self.proc.send_signal(signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _loop(self, status_r: int, relays: dict[int, Callable[[bytes], None]], feed: bytes | None,
+              feed_fd: int, stdin_src: int, master: int, sync_w: int, start: float) -> tuple[int, int | None]:
+        assert self.proc is not None
+        sel = selectors.DefaultSelector()
+        pidfd = os.pidfd_open(self.proc.pid)
+        sel.register(pidfd, selectors.EVENT_READ, "exit")
+        sel.register(status_r, selectors.EVENT_READ, "status")
+        for fd in relays:
+            sel.register(fd, selectors.EVENT_READ, "out")
+        if feed and feed_fd >= 0 and feed_fd != master:
+            sel.register(feed_fd, selectors.EVENT_WRITE, "feed")
+        elif feed and feed_fd == master:
+            self._write_all(master, feed)
+        raw_restore = None
+        if stdin_src >= 0:
+            sel.register(stdin_src, selectors.EVENT_READ, "stdin")
+            raw_restore = self._make_raw(stdin_src)
+        deadline = start + self.config.timeout if self.config.timeout else None
+        exited_at: float | None = None
+        open_status = True
+        try:
+            while True:
+                now = time.monotonic()
+                if exited_at is not None and (not relays and not open_status or now - exited_at > _DRAIN_AFTER_EXIT):
+                    break
+                if deadline is not None and now >= deadline and exited_at is None:
+                    self._kill("timeout")
+                    deadline = None
+                if self.cancel is not None and self.cancel.is_set() and exited_at is None:
+                    self._kill("cancel")
+                wait = 0.1 if self.cancel is not None else None
+                if deadline is not None:
+                    wait = max(0.0, min(wait or 1e9, deadline - now))
+                if exited_at is not None:
+                    wait = max(0.0, _DRAIN_AFTER_EXIT - (now - exited_at))
+                for key, _ in sel.select(wait):
+                    what, fd = key.data, key.fd
+                    if what == "exit":
+                        sel.unregister(pidfd)
+                        self.proc.wait()
+                        exited_at = time.monotonic()
+                        if master >= 0:
+                            # the pty master reports EIO only once every slave holder is gone
+                            pass
+                    elif what == "status":
+                        chunk = os.read(fd, 65536)
+                        if not chunk:
+                            sel.unregister(fd)
+                            open_status = False
+                        else:
+                            self._status(chunk, sync_w)
+                    elif what == "out":
+                        try:
+                            chunk = os.read(fd, 65536)
+                        except OSError as e:
+                            if e.errno != errno.EIO:
+                                raise
+                            chunk = b""
+                        if not chunk:
+                            sel.unregister(fd)
+                            del relays[fd]
+                        else:
+                            relays[fd](chunk)
+                    elif what == "feed":
+                        assert feed is not None
+                        try:
+                            n = os.write(fd, feed[:65536])
+                        except BrokenPipeError:
+                            n, feed = 0, b""
+                        feed = feed[n:]
+                        if not feed:
+                            sel.unregister(fd)
+                            os.close(fd)
+                    elif what == "stdin":
+                        data = os.read(fd, 65536)
+                        if not data:
+                            sel.unregister(fd)
+                        else:
+                            self._write_all(master, data)
+        finally:
+            sel.close()
+            os.close(pidfd)
+            if master >= 0:
+                os.close(master)
+            if raw_restore:
+                raw_restore()
+            if self.proc.poll() is None:
+                self._kill("cancel")
+                self.proc.wait()
+        exits = [r for r in self.records if r[0] == "X"]
+        if exits:
+            code_s, _, sig_s = exits[0][1].partition(" ")
+            code, sig = int(code_s), int(sig_s)
+            return code, (sig or None)
+        # the init outer itself was killed (timeout, cancel, or from outside)
+        rc = self.proc.returncode
+        if rc is not None and rc < 0:
+            return 128 - rc, -rc
+        return rc if rc is not None else 255, None
+
+    def _status(self, chunk: bytes, sync_w: int) -> None:
+        self.status_buf += chunk
+        *lines, self.status_buf = self.status_buf.split(b"\n")
+        for raw in lines:
+            kind, _, rest = raw.decode("utf-8", "surrogateescape").partition(" ")
+            if kind == "U":
+                self._write_id_maps(int(rest), sync_w)
+            else:
+                self.records.append([kind, rest])
+
+    def _write_id_maps(self, pid: int, sync_w: int) -> None:
+        from runtime.namespaces import write_id_maps
+        c = self.config
+        try:
+            write_id_maps(pid, [(m.container_id, m.host_id, m.size) for m in c.uid_map],
+                          [(m.container_id, m.host_id, m.size) for m in c.gid_map], deny_setgroups=False)
+        except SandboxError as e:
+            self.records.append(["E", f"namespace {e}"])
+            self._kill("error")
+            return
+        os.write(sync_w, b"G")
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes) -> None:
+        while data:
+            data = data[os.write(fd, data):]
+
+    @staticmethod
+    def _make_raw(fd: int) -> Callable[[], None] | None:
+        if not os.isatty(fd):
+            return None
+        import termios
+        import tty
+        old = termios.tcgetattr(fd)
+        tty.setraw(fd)
+        return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, old)
+
+
+def default_env(env: tuple[str, ...]) -> tuple[str, ...]:
+    """env with PATH added when missing (Docker does the same)."""
+    if any(e.startswith("PATH=") for e in env):
+        return env
+    return (f"PATH={DEFAULT_PATH}", *env)

@@ -1,0 +1,146 @@
+"""The one libc binding point of the runtime: unshare, mount, umount2, pivot_root, setns,
+sethostname, capset, prctl.
+
+Owns: the foreign-function declarations and the Linux constants they take. Must not: make
+policy (which flags, which order; init.py and mounts.py decide) or import anything heavy.
+This module is imported by `runtime.init` on every sandbox start, so it binds libc through
+the builtin `_ctypes` extension instead of the `ctypes` package: `import ctypes` costs
+~2.5 ms here (it builds its whole type zoo), `_ctypes` ~0.3 ms. Python 3.11 has no
+`os.unshare`/`os.setns`, and no Python has `mount` or `pivot_root`.
+
+Every wrapper raises OSError(errno, strerror) on failure; callers add the context (op,
+source, target, flags) the error message needs.
+"""
+from __future__ import annotations
+
+import _ctypes
+import os
+
+# --- clone/unshare flags (linux/sched.h) ---
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# --- mount flags (linux/mount.h) ---
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_MOVE = 8192
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+# --- prctl options (linux/prctl.h) ---
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# Syscalls glibc 2.36 has no wrapper for (pivot_root, capset), by architecture.
+_SYSNO = {
+    "x86_64": {"pivot_root": 155, "capset": 126},
+    "aarch64": {"pivot_root": 41, "capset": 91},
+}
+_MACHINE = os.uname().machine
+
+
+class _int(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class _long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class _ulong(_ctypes._SimpleCData):
+    _type_ = "L"
+
+
+class _charp(_ctypes._SimpleCData):
+    _type_ = "z"  # bytes or None -> const char *
+
+
+class _Func(_ctypes.CFuncPtr):
+    # USE_ERRNO: ctypes saves errno right after the call, so get_errno() is reliable.
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = _int
+
+
+class _Libc:
+    _handle = _ctypes.dlopen(None, os.RTLD_NOW)  # the running process (libc is linked in)
+
+
+def _bind(name: str, *argtypes: type, restype: type = _int) -> _Func:
+    f = _Func((name, _Libc))
+    f.argtypes = argtypes
+    f.restype = restype
+    return f
+
+
+_unshare = _bind("unshare", _int)
+_setns = _bind("setns", _int, _int)
+_mount = _bind("mount", _charp, _charp, _charp, _ulong, _charp)
+_umount2 = _bind("umount2", _charp, _int)
+_sethostname = _bind("sethostname", _charp, _ulong)
+_prctl = _bind("prctl", _int, _ulong, _ulong, _ulong, _ulong)
+_syscall = _bind("syscall", _long, _charp, _charp, restype=_long)
+
+
+def _check(ret: int, *context: str) -> int:
+    if ret < 0:
+        err = _ctypes.get_errno()
+        raise OSError(err, os.strerror(err), *context[:1])
+    return ret
+
+
+def _b(s: str | bytes | None) -> bytes | None:
+    return s.encode() if isinstance(s, str) else s
+
+
+def unshare(flags: int) -> None:
+    _check(_unshare(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_setns(fd, nstype))
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    _check(_mount(_b(source), _b(target), _b(fstype), flags, _b(data)))
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_umount2(_b(target), flags))
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_syscall(_SYSNO[_MACHINE]["pivot_root"], _b(new_root), _b(put_old)))
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_sethostname(raw, len(raw)))
+
+
+def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:
+    return _check(_prctl(option, a2, a3, a4, a5))
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (64-bit masks) with the v3 ABI."""
+    header = (0x20080522).to_bytes(4, "little") + (0).to_bytes(4, "little")  # version 3, pid 0 = self
+    data = b"".join(  # two __user_cap_data_struct {effective, permitted, inheritable}: low, high 32 bits
+        (m >> shift & 0xFFFFFFFF).to_bytes(4, "little")
+        for shift in (0, 32) for m in (effective, permitted, inheritable))
+    _check(_syscall(_SYSNO[_MACHINE]["capset"], header, data))

@@ -1,0 +1,320 @@
+"""The sandbox for real: namespaces, overlayfs, /proc, /dev, id switch, streams, limits."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime import sandbox
+from runtime.config import IdMap, Limits, Mount, Process, Rootfs, SandboxConfig
+from runtime.errors import ConfigError, ExecError, MountError
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
+
+
+def ours(after: str, before: str, rootfs: Rootfs) -> list[str]:
+    """Mount table lines that appeared since `before` and could be ours (other engineers'
+    tools mount and unmount things on this host concurrently, so equality is too strict)."""
+    paths = [p for p in (rootfs.path, *rootfs.lowerdirs, rootfs.upperdir) if p]
+    new = set(after.splitlines()) - set(before.splitlines())
+    kinds = (" - proc ", " - sysfs ", " - devpts ", " - mqueue ", " - tmpfs shm ")
+    return [ln for ln in new if "pybuild-sandbox-" in ln or any(p in ln for p in paths) or any(k in ln for k in kinds)]
+
+
+def mount_targets(mountinfo: str) -> list[str]:
+    return [line.split()[4] for line in mountinfo.splitlines() if line.strip()]
+
+
+def test_process_is_pid_1_with_own_hostname(sh):
+    r, out, err = sh("echo $$; hostname; cat /etc/hostname", hostname="box-7")
+    assert r.exit_code == 0, err
+    assert out.split() == ["1", "box-7", "box-7"]
+    assert r.signal is None and not r.timed_out and not r.oom_killed
+
+
+def test_host_canary_file_is_invisible(sh, tmp_path):
+    canary = Path("/tmp") / f"pybuild-canary-{os.getpid()}"
+    canary.write_text("host secret")
+    try:
+        r, out, _ = sh(f"cat {canary} 2>/dev/null || echo invisible; ls /tmp | grep -c canary || true")
+        assert out.split() == ["invisible", "0"]
+    finally:
+        canary.unlink()
+
+
+def test_host_processes_are_invisible(sh):
+    r, out, _ = sh("ls /proc | grep -E '^[0-9]+$'; ps -o pid,comm")
+    pids = [ln for ln in out.splitlines() if ln.isdigit()]
+    assert pids and set(pids) <= {"1", "2", "3", "4"}, pids  # sh, ls, grep: a handful, all new
+    assert str(os.getpid()) not in out.split()
+
+
+def test_mountinfo_shows_only_the_expected_mounts(sh):
+    r, out, _ = sh("cat /proc/self/mountinfo")
+    targets = mount_targets(out)
+    expected = {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys",
+                "/etc/hosts", "/etc/resolv.conf", "/etc/hostname",
+                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+                "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                "/proc/sched_debug", "/proc/acpi", "/proc/scsi"}
+    assert targets[0] == "/" and " - overlay " in out.splitlines()[0]
+    assert set(targets) <= expected, set(targets) - expected
+    assert len(targets) == len(set(targets)), "nothing is mounted twice"
+    assert {"/", "/proc", "/dev", "/dev/pts", "/dev/shm", "/sys", "/etc/hosts"} <= set(targets)
+    host = Path("/proc/self/mountinfo").read_text()
+    assert "cgroup" not in out and "/mnt/" not in out
+    assert host != out
+
+
+def test_network_none_has_only_loopback_up(sh):
+    r, out, _ = sh("ls /sys/class/net; ip -o link show lo")
+    lines = out.splitlines()
+    assert lines[0] == "lo" and "UP" in lines[1].split("<", 1)[1].split(">")[0].split(","), out
+
+
+def test_network_host_sees_host_interfaces(sh):
+    host_ifaces = sorted(os.listdir("/sys/class/net"))
+    r, out, _ = sh("ls /sys/class/net", network="host", namespaces=("mount", "pid", "uts", "ipc"))
+    assert sorted(out.split()) == host_ifaces
+    assert len(host_ifaces) > 1  # else this test proves nothing about 'none'
+
+
+def test_exit_code_is_propagated(sh):
+    r, _, _ = sh("exit 42")
+    assert (r.exit_code, r.signal) == (42, None)
+
+
+def test_signal_is_propagated_under_minimal_init(sh):
+    # As pid 1 a process ignores signals it has no handler for (kernel rule), so the
+    # self-kill is tested with the minimal init as pid 1 and the shell as pid 2.
+    r, out, _ = sh("echo $$; kill -TERM $$; sleep 5", init=True)
+    assert out.split() == ["2"]
+    assert (r.exit_code, r.signal) == (128 + signal.SIGTERM, signal.SIGTERM)
+
+
+def test_timeout_kills_with_sigkill(sh):
+    t = time.monotonic()
+    r, _, _ = sh("sleep 30", timeout=0.5)
+    assert time.monotonic() - t < 5
+    assert r.timed_out and r.signal == signal.SIGKILL and r.exit_code == 137
+
+
+def test_cancel_event_stops_the_sandbox(overlay):
+    rootfs, _ = overlay
+    ev = threading.Event()
+    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("sleep", "30")))
+    threading.Timer(0.3, ev.set).start()
+    t = time.monotonic()
+    r = sandbox.run(cfg, cancel=ev)
+    assert time.monotonic() - t < 5 and r.cancelled and r.signal == signal.SIGKILL
+
+
+def test_uid_gid_switch(sh):
+    r, out, err = sh("id; cat /proc/self/status | grep -E '^(CapEff|NoNewPrivs)'",
+                     process={"uid": 1000, "gid": 1000, "additional_gids": (5, 1)})
+    assert r.exit_code == 0, err
+    lines = out.splitlines()
+    assert lines[0].startswith("uid=1000(app) gid=1000(app) groups=")
+    assert "5(tty)" in lines[0] and "1(daemon)" in lines[0]
+    assert "CapEff:\t0000000000000000" in out and "NoNewPrivs:\t1" in out
+
+
+def test_root_gets_dockers_default_capabilities(sh):
+    r, out, _ = sh("grep -E '^Cap(Eff|Bnd)' /proc/self/status")
+    eff = int(out.split()[1], 16)
+    # CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE NET_RAW
+    # SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP = 0xa80425fb, Docker's well-known mask
+    assert eff == 0xA80425FB
+    assert int(out.split()[3], 16) == 0xA80425FB
+
+
+def test_env_and_cwd(sh):
+    r, out, _ = sh('echo "$GREETING"; pwd', process={"env": ("PATH=/bin", "GREETING=hello world"), "cwd": "/home/app"})
+    assert out.splitlines() == ["hello world", "/home/app"]
+
+
+def test_missing_cwd_is_created(sh, overlay):
+    _, upper = overlay
+    r, out, _ = sh("pwd", process={"cwd": "/srv/app"})
+    assert out.strip() == "/srv/app" and (upper / "srv" / "app").is_dir()
+
+
+def test_path_lookup_happens_inside_the_container(sh, busybox):
+    r, out, _ = sh("echo ok", process={"env": ("PATH=/nowhere:/bin",)})
+    assert out == "ok\n"
+    cfg = SandboxConfig(rootfs=Rootfs(path=str(busybox)), process=Process(argv=("no-such-tool",)))
+    with pytest.raises(ExecError, match="no-such-tool: executable file not found in \\$PATH"):
+        sandbox.run(cfg)
+
+
+def test_overlay_upper_gets_writes_but_never_etc_files_or_stubs(sh, overlay, busybox):
+    _, upper = overlay
+    r, out, _ = sh("echo data > /root/new; echo 10.0.0.1 x >> /etc/hosts; cat /etc/hosts | tail -1")
+    assert out == "10.0.0.1 x\n"
+    assert (upper / "root" / "new").read_text() == "data\n"
+    leftovers = sorted(str(p.relative_to(upper)) for p in upper.rglob("*"))
+    assert leftovers == ["etc", "root", "root/new"], leftovers  # etc: copied-up dir, now empty
+    assert not list((upper / "etc").iterdir())
+    assert not (busybox / "root" / "new").exists()
+    assert os.stat(upper / "etc").st_mtime == os.stat(busybox / "etc").st_mtime
+
+
+def test_readonly_rootfs(sh):
+    r, out, _ = sh("touch /x 2>&1; touch /tmp/y 2>&1; echo rc=$?", readonly_rootfs=True)
+    assert "Read-only file system" in out and out.rstrip().endswith("rc=1")
+
+
+def test_bind_and_tmpfs_mounts(sh, tmp_path):
+    src = tmp_path / "cache"
+    src.mkdir()
+    (src / "f").write_text("cached\n")
+    ro = tmp_path / "secret"
+    ro.write_text("s3cret\n")
+    mounts = (Mount("bind", "/cache", str(src)), Mount("bind", "/run/secrets/s", str(ro), readonly=True),
+              Mount("tmpfs", "/scratch", options=("size=1m", "mode=1777")))
+    r, out, err = sh("cat /cache/f; echo new > /cache/g; cat /run/secrets/s; echo x > /run/secrets/s || echo ro;"
+                     " stat -c %a /scratch; df -k /scratch | tail -1", mounts=mounts)
+    assert r.exit_code == 0, err
+    lines = out.splitlines()
+    assert lines[:4] == ["cached", "s3cret", "ro", "1777"]
+    assert lines[4].split()[1] == "1024"
+    assert (src / "g").read_text() == "new\n"
+
+
+def test_memory_limit_oom_is_reported(sh):
+    r, out, err = sh("dd if=/dev/zero of=/dev/null bs=64M count=1", limits=Limits(memory_bytes=16 << 20))
+    assert r.oom_killed and r.signal == signal.SIGKILL, (r, err)
+
+
+def test_memory_limit_allows_small_work(sh):
+    r, _, err = sh("dd if=/dev/zero of=/dev/null bs=1M count=4", limits=Limits(memory_bytes=64 << 20, cpu_quota=0.5))
+    assert r.exit_code == 0 and not r.oom_killed, err
+
+
+def test_pids_limit_is_enforced(sh):
+    script = "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done 2>&1; echo spawned; kill $(jobs -p) 2>/dev/null"
+    r, out, err = sh(script, limits=Limits(pids=5))
+    assert "can't fork" in out + err or "Resource temporarily unavailable" in out + err, (out, err)
+    r2, out2, _ = sh(script)
+    assert "can't fork" not in out2
+
+
+def test_stdin_bytes_and_streamed_output(overlay):
+    rootfs, _ = overlay
+    got = []
+    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("sh", "-c", "cat; head -c 50000000 /dev/zero")))
+    r = sandbox.run(cfg, stdin=b"from stdin\n", stdout=got.append)
+    assert r.exit_code == 0
+    assert got[0].startswith(b"from stdin\n")
+    assert sum(map(len, got)) == 11 + 50_000_000
+    assert max(map(len, got)) <= 65536  # handed over in chunks, never accumulated
+
+
+def test_output_to_fd(overlay, tmp_path):
+    rootfs, _ = overlay
+    with open(tmp_path / "out", "wb") as f:
+        r = sandbox.run(SandboxConfig(rootfs=rootfs, process=Process(argv=("echo", "to fd"))), stdout=f.fileno())
+    assert r.exit_code == 0 and (tmp_path / "out").read_bytes() == b"to fd\n"
+
+
+def test_tty(overlay):
+    rootfs, _ = overlay
+    out = bytearray()
+    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("sh", "-c", "test -t 0 && test -t 1 && echo isatty; stty size"),
+                                                       tty=True, terminal_size=(33, 101)))
+    r = sandbox.run(cfg, stdout=out.extend)
+    assert r.exit_code == 0
+    assert out.replace(b"\r\n", b"\n") == b"isatty\n33 101\n"
+
+
+def test_plain_dir_rootfs_leaves_no_stubs(busybox):
+    before = sorted(os.listdir(busybox))
+    cfg = SandboxConfig(rootfs=Rootfs(path=str(busybox)), process=Process(argv=("ls", "/proc/1/")))
+    r = sandbox.run(cfg)
+    assert r.exit_code == 0
+    assert sorted(os.listdir(busybox)) == before  # /proc, /dev, /sys stubs removed again
+
+
+def test_invalid_config_lists_every_problem(busybox):
+    cfg = SandboxConfig(rootfs=Rootfs(path="relative"), process=Process(argv=(), cwd="x", env=("NOEQUALS",)),
+                        network="bridge", mounts=(Mount("nfs", "rel"),), limits=Limits(pids=0))
+    with pytest.raises(ConfigError) as ei:
+        sandbox.run(cfg)
+    assert len(ei.value.problems) >= 7
+    assert str(ei.value).count(";") == len(ei.value.problems) - 1
+
+
+def test_mount_error_names_op_source_target(overlay):
+    rootfs, _ = overlay
+    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("true",)),
+                        mounts=(Mount("tmpfs", "/x", options=("size=bogus",)),))
+    with pytest.raises(MountError, match=r"mount tmpfs tmpfs on .*/x \(flags nosuid,nodev, data 'size=bogus'\)"):
+        sandbox.run(cfg)
+
+
+def test_symlinked_mount_target_stays_inside_rootfs(tmp_path, busybox):
+    lower = tmp_path / "lower"
+    subprocess.run(["cp", "-a", str(busybox), str(lower)], check=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (lower / "cachelink").symlink_to(str(outside))  # absolute link: must resolve inside the root
+    src = tmp_path / "src"
+    src.mkdir()
+    cfg = SandboxConfig(rootfs=Rootfs(path=str(lower)), process=Process(argv=("true",)),
+                        mounts=(Mount("bind", "/cachelink/deep", str(src)),))
+    assert sandbox.run(cfg).exit_code == 0
+    assert not (outside / "deep").exists()
+
+
+def test_hundred_runs_leave_host_mount_table_unchanged(overlay):
+    rootfs, _ = overlay
+    before = Path("/proc/self/mountinfo").read_text()
+    dirs_before = {d for d in os.listdir("/tmp") if d.startswith("pybuild-sandbox-")}
+    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("true",)))
+    for _ in range(100):
+        assert sandbox.run(cfg).exit_code == 0
+    assert ours(Path("/proc/self/mountinfo").read_text(), before, rootfs) == []
+    assert {d for d in os.listdir("/tmp") if d.startswith("pybuild-sandbox-")} <= dirs_before
+
+
+def test_kill_9_of_the_builder_leaves_nothing_behind(busybox, tmp_path):
+    before = Path("/proc/1/mountinfo").read_text()
+    marker = f"pybuild-orphan-{os.getpid()}"
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parents[2])!r});"
+            "from runtime import sandbox; from runtime.config import *;"
+            f"sandbox.run(SandboxConfig(rootfs=Rootfs(path={str(busybox)!r}), hostname={marker!r},"
+            "process=Process(argv=('sh','-c','sleep 300 & sleep 301'))))")
+    builder = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not _procs_with_hostname(marker):
+        time.sleep(0.05)
+    assert _procs_with_hostname(marker), "container never started"
+    builder.kill()
+    builder.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _procs_with_hostname(marker):
+        time.sleep(0.05)
+    assert not _procs_with_hostname(marker)
+    assert ours(Path("/proc/1/mountinfo").read_text(), before, Rootfs(path=str(busybox))) == []
+
+
+def _procs_with_hostname(name: str) -> list[int]:
+    found = []
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    if f.read() not in (b"sleep\x00300\x00", b"sleep\x00301\x00"):
+                        continue
+                # the uts namespace tells our container's processes apart from anyone else's
+                if os.readlink(f"/proc/{p}/ns/uts") != os.readlink("/proc/self/ns/uts"):
+                    found.append(int(p))
+            except OSError:
+                continue
+    return found
