@@ -1,20 +1,20 @@
 """Parse nodes → typed instructions (ast.py), with BuildKit's per-instruction validation.
 
 Owns: flag validation (unknown flag, missing value, duplicate, bad boolean: errors at the
-flag's column), argument counts, `FROM … AS name` (validated, lower-cased), RUN --mount
-parsing, HEALTHCHECK options (Go durations → ns), COPY/ADD heredoc sources, ONBUILD triggers,
-and "unknown instruction" with a did-you-mean hint.
+flag's column), argument counts, `FROM … AS name` (validated, lower-cased), HEALTHCHECK
+options, COPY/ADD heredoc sources, ONBUILD triggers, and "unknown instruction" with a
+did-you-mean hint. Flag *values* with their own syntax (--mount, durations) are options.py.
 Must not: expand variables (ast.py `expand`, stages.py) or do I/O.
 """
 from __future__ import annotations
 
-import csv
 import difflib
 import re
 
 from builder.dockerfile import ast as A
 from builder.dockerfile.lineparse import KEYWORDS, parse_heredoc
 from builder.dockerfile.nodes import Node
+from builder.dockerfile.options import parse_duration, parse_mount
 from builder.errors import DockerfileError, InstructionError, SourceSpan
 
 STAGE_NAME_RE = re.compile(r"^[a-z][a-z0-9\-_.]*$")
@@ -269,31 +269,6 @@ def _onbuild(node, flags, base, fail, ctx):
     return A.Onbuild(**base, instruction=inner, expression=child.original.strip())
 
 
-_DUR_RE = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
-_UNITS = {"ns": 1, "us": 1000, "µs": 1000, "μs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-
-
-def parse_duration(text: str) -> int:
-    """Go's time.ParseDuration, in nanoseconds."""
-    s = text
-    neg = s.startswith("-")
-    if s[:1] in "+-" and s:
-        s = s[1:]
-    if s == "0":
-        return 0
-    if not s:
-        raise ValueError(f"invalid duration {text!r}")
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _DUR_RE.match(s, pos)
-        if not m or m.group(1) in ("", "."):
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    return -int(total) if neg else int(total)
-
-
 def _interval(flags, key: str, fail) -> int | None:
     v = flags.get(key)
     if v is None or v == "":
@@ -335,78 +310,6 @@ def _healthcheck(node, flags, base, fail, ctx):
                          timeout=_interval(flags, "timeout", fail),
                          start_period=_interval(flags, "start-period", fail),
                          start_interval=_interval(flags, "start-interval", fail), retries=retries)
-
-
-_MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)[iI]?[bB]?$")
-
-
-def _bool(v: str, key: str, fail) -> bool:
-    if v.lower() in ("true", "1"):
-        return True
-    if v.lower() in ("false", "0"):
-        return False
-    raise fail(f"invalid value for {key}: {v!r} (want true or false)")
-
-
-def parse_mount(text: str, fail) -> A.MountSpec:
-    """One `--mount=` value: comma-separated key=value fields (CSV quoting allowed)."""
-    try:
-        fields = next(csv.reader([text]))
-    except (csv.Error, StopIteration):
-        raise fail(f"invalid mount {text!r}") from None
-    kv: dict[str, object] = {"type": "bind"}
-    for f in fields:
-        key, sep, val = f.partition("=")
-        key = key.strip().lower()
-        if key == "type":
-            if val not in _MOUNT_TYPES:
-                raise fail(f"unsupported mount type {val!r}", "use type=bind, cache, tmpfs, secret or ssh")
-            kv["type"] = val
-        elif key in ("target", "dst", "destination"):
-            kv["target"] = val
-        elif key in ("source", "src"):
-            kv["source"] = val
-        elif key in ("from", "id", "env"):
-            kv["from_" if key == "from" else key] = val
-        elif key == "sharing":
-            if val not in ("shared", "private", "locked"):
-                raise fail(f"unsupported sharing value {val!r}", "use sharing=shared, private or locked")
-            kv["sharing"] = val
-        elif key in ("readonly", "ro"):
-            kv["readonly"] = _bool(val, key, fail) if sep else True
-        elif key in ("readwrite", "rw"):
-            kv["readonly"] = not (_bool(val, key, fail) if sep else True)
-        elif key == "required":
-            kv["required"] = _bool(val, key, fail) if sep else True
-        elif key in ("mode", "uid", "gid"):
-            try:
-                kv[key] = int(val, 8) if key == "mode" else int(val)
-            except ValueError:
-                raise fail(f"invalid {key} {val!r} in mount") from None
-        elif key == "size":
-            m = _SIZE_RE.match(val)
-            if not m:
-                raise fail(f"invalid size {val!r} in mount")
-            kv["size"] = int(float(m.group(1)) * 1024 ** " kmgt".index(m.group(2).lower() or " "))
-        else:
-            raise fail(f"unexpected key '{key}' in '{f}'")
-    t = kv["type"]
-    if t == "bind" and "readonly" not in kv:
-        kv["readonly"] = True  # bind mounts are read-only unless rw is given
-    if t in ("bind", "cache", "tmpfs") and not kv.get("target"):
-        raise fail(f"mount type {t} requires a target", f"write --mount=type={t},target=/path")
-    if t == "secret":
-        if not kv.get("id") and kv.get("target"):
-            kv["id"] = str(kv["target"]).rsplit("/", 1)[-1]
-        if not kv.get("target") and not kv.get("env"):
-            kv["target"] = f"/run/secrets/{kv.get('id', '')}"
-    if t == "ssh":
-        kv.setdefault("id", "default")
-        kv.setdefault("target", "/run/buildkit/ssh_agent.0")
-    if t == "cache" and not kv.get("id"):
-        kv["id"] = kv["target"]
-    return A.MountSpec(**kv)  # type: ignore[arg-type]
 
 
 _BUILDERS = {"FROM": _from, "RUN": _run, "CMD": _cmd, "ENTRYPOINT": _entrypoint, "SHELL": _shell, "ENV": _env,
