@@ -1,0 +1,283 @@
+"""`pybuild build`: docker-compatible flags → a BuildRequest → the engine → outputs.
+
+Owns: flag parsing (-t, -f PATH|-, --build-arg, --target, --no-cache, --no-cache-filter, --pull,
+--progress, -o/--output, --label, --platform, --iidfile, --metadata-file, --secret, --ssh,
+--network, -q, --cache-from/--cache-to type=local, --check), the context argument (a directory,
+`-` for a tar on stdin, or a tarball), writing outputs (oci/docker/tar/local/image), and choosing
+the reporter. Must not: hold build logic (builder.engine.build does).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("build", help="build an image from a Dockerfile")
+    p.add_argument("context", metavar="PATH | - | TARBALL", help="build context: a directory, - (tar on stdin) or a tar")
+    p.add_argument("-t", "--tag", action="append", default=[], help="name:tag for the image (repeatable)")
+    p.add_argument("-f", "--file", help="Dockerfile path (default: PATH/Dockerfile); - reads stdin")
+    p.add_argument("--build-arg", action="append", default=[], metavar="KEY[=VALUE]")
+    p.add_argument("--target", help="build this stage")
+    p.add_argument("--no-cache", action="store_true", help="do not use the build cache")
+    p.add_argument("--no-cache-filter", action="append", default=[], metavar="STAGE",
+                   help="do not use the cache for this stage (repeatable)")
+    p.add_argument("--pull", action="store_true", help="always pull base images")
+    p.add_argument("--progress", choices=["auto", "tty", "plain", "json", "quiet"], default="auto")
+    p.add_argument("-o", "--output", action="append", default=[], metavar="type=…[,dest=…]")
+    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--platform", default="linux/amd64")
+    p.add_argument("--iidfile", help="write the image id here")
+    p.add_argument("--metadata-file", help="write build metadata (JSON) here")
+    p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR")
+    p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET]")
+    p.add_argument("--network", choices=["default", "none", "host"], default="default")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("--cache-from", action="append", default=[], metavar="type=local,src=DIR")
+    p.add_argument("--cache-to", metavar="type=local,dest=DIR")
+    p.add_argument("--check", action="store_true", help="lint the Dockerfile and stop")
+    p.add_argument("--jobs", type=int, default=4, help="stages built at once")
+
+
+def _kv(spec: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in spec.split(","):
+        if not part:
+            continue
+        k, sep, v = part.partition("=")
+        out[k.strip()] = v if sep else ""
+    return out
+
+
+def _secrets(specs: list[str]):
+    from builder.engine.ops import Secret
+    from builder.errors import UsageError
+
+    out = {}
+    for s in specs:
+        kv = _kv(s)
+        sid = kv.get("id")
+        if not sid:
+            raise UsageError(f"--secret {s!r}: id= is required")
+        src = kv.get("src") or kv.get("source")
+        env = kv.get("env")
+        if src is None and env is None:
+            if os.environ.get(sid) is not None:
+                env = sid
+            else:
+                raise UsageError(f"--secret {s!r}: give src=FILE or env=VAR")
+        if src is not None and not os.path.isfile(src):
+            raise UsageError(f"--secret {s!r}: {src} is not a file")
+        out[sid] = Secret(sid, path=os.path.abspath(src) if src else None, env=env)
+    return out
+
+
+def _ssh(specs: list[str]) -> dict[str, str]:
+    from builder.errors import UsageError
+
+    out = {}
+    for s in specs:
+        sid, _, path = s.partition("=")
+        path = path or os.environ.get("SSH_AUTH_SOCK", "")
+        if not path or not os.path.exists(path):
+            raise UsageError(f"--ssh {s!r}: no agent socket (set SSH_AUTH_SOCK or give ID=PATH)")
+        out[sid or "default"] = os.path.abspath(path)
+    return out
+
+
+def _cache_dir(spec: str, key: str, flag: str) -> Path:
+    from builder.errors import UsageError
+
+    kv = _kv(spec)
+    if kv.get("type", "local") != "local":
+        raise UsageError(f"{flag}: only type=local is supported here ({spec!r})")
+    d = kv.get(key) or kv.get("dest" if key == "src" else "src")
+    if not d:
+        raise UsageError(f"{flag}: {key}=DIR is required")
+    return Path(d).absolute()
+
+
+def _build_args(specs: list[str]) -> dict[str, str]:
+    out = {}
+    for s in specs:
+        k, sep, v = s.partition("=")
+        if not sep:
+            if k in os.environ:
+                out[k] = os.environ[k]
+            continue  # docker: KEY without a value and not in the environment is ignored
+        out[k] = v
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from builder import settings as settings_mod
+    from builder.errors import ContextError, UsageError
+
+    st = settings_mod.load()
+    tmp_ctx: str | None = None
+    ctx_arg = args.context
+    stdin_used = False
+    try:
+        if ctx_arg == "-":
+            if args.file == "-":
+                raise UsageError("cannot read both the context and the Dockerfile from stdin")
+            from builder.context import unpack_context_tar
+
+            st.tmp_dir.mkdir(parents=True, exist_ok=True)
+            tmp_ctx = tempfile.mkdtemp(dir=st.tmp_dir, prefix="ctx-")
+            unpack_context_tar(sys.stdin.buffer, Path(tmp_ctx))
+            stdin_used = True
+            ctx_dir = Path(tmp_ctx)
+        elif os.path.isfile(ctx_arg):
+            from builder.context import unpack_context_tar
+
+            st.tmp_dir.mkdir(parents=True, exist_ok=True)
+            tmp_ctx = tempfile.mkdtemp(dir=st.tmp_dir, prefix="ctx-")
+            with open(ctx_arg, "rb") as f:
+                unpack_context_tar(f, Path(tmp_ctx))
+            ctx_dir = Path(tmp_ctx)
+        elif os.path.isdir(ctx_arg):
+            ctx_dir = Path(ctx_arg).resolve()
+        else:
+            raise ContextError(f"build context {ctx_arg!r} does not exist")
+
+        if args.file == "-":
+            text, name, df_path = sys.stdin.read(), "Dockerfile", None
+        else:
+            df_path = Path(args.file) if args.file else ctx_dir / "Dockerfile"
+            if args.file and not df_path.is_absolute() and not df_path.exists() and (ctx_dir / args.file).exists():
+                df_path = ctx_dir / args.file
+            try:
+                text = df_path.read_text()
+            except FileNotFoundError:
+                raise ContextError(f"Dockerfile not found: {df_path}") from None
+            name = df_path.name
+        del stdin_used
+
+        if args.check:
+            return _check(text, name)
+        return _build(args, st, ctx_dir, text, name, df_path)
+    finally:
+        if tmp_ctx:
+            shutil.rmtree(tmp_ctx, ignore_errors=True)
+
+
+def _check(text: str, name: str) -> int:
+    from builder.dockerfile import parse_dockerfile
+    from builder.dockerfile.lint import lint
+
+    df = parse_dockerfile(text, name)
+    warnings = list(lint(df)) if callable(lint) else []
+    for w in warnings:
+        sys.stderr.write(f"{getattr(w, 'render', lambda: str(w))()}\n")
+    sys.stderr.write(f"check complete, {len(warnings)} warning{'s' if len(warnings) != 1 else ''} found\n")
+    return 1 if warnings else 0
+
+
+def _build(args, st, ctx_dir: Path, text: str, name: str, df_path: Path | None) -> int:
+    from builder.engine.build import BuildRequest, build
+    from builder.errors import UsageError
+    from builder.report import make_reporter
+
+    labels = {}
+    for lab in args.label:
+        k, sep, v = lab.partition("=")
+        labels[k] = v
+    build_args = _build_args(args.build_arg)
+    sde_s = build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
+    try:
+        sde = int(sde_s) if sde_s else None
+    except ValueError:
+        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, not {sde_s!r}") from None
+    outputs = [_kv(o) for o in args.output]
+    for o in outputs:
+        if o.get("type") not in ("oci", "docker", "local", "tar", "image", "registry"):
+            raise UsageError(f"--output {o}: type must be oci, docker, local, tar or image")
+    req = BuildRequest(
+        context_dir=ctx_dir, dockerfile_text=text, dockerfile_name=name,
+        dockerfile_path=df_path.resolve() if df_path else None, tags=tuple(args.tag), build_args=build_args,
+        target=args.target, no_cache=args.no_cache, no_cache_filter=tuple(args.no_cache_filter), pull=args.pull,
+        platform=args.platform, labels=labels, secrets=_secrets(args.secret), ssh=_ssh(args.ssh),
+        network=args.network, cache_from=tuple(_cache_dir(c, "src", "--cache-from") for c in args.cache_from),
+        cache_to=_cache_dir(args.cache_to, "dest", "--cache-to") if args.cache_to else None,
+        source_date_epoch=sde, max_workers=max(1, args.jobs))
+    for o in outputs:
+        if o.get("type") == "image" and o.get("name"):
+            req.tags = req.tags + tuple(o["name"].split(","))
+    reporter = make_reporter("quiet" if args.quiet else args.progress, sys.stderr)
+    res = build(req, st, reporter)
+    for o in outputs:
+        _write_output(o, res, st)
+    if args.iidfile:
+        Path(args.iidfile).write_text(res.config_digest)
+    if args.metadata_file:
+        meta = {"containerimage.digest": str(res.manifest.digest), "containerimage.config.digest": res.config_digest,
+                "containerimage.descriptor": res.manifest.to_dict()}
+        if req.tags:
+            meta["image.name"] = ",".join(req.tags)
+        Path(args.metadata_file).write_text(json.dumps(meta, indent=2))
+    if args.quiet:
+        print(res.config_digest)
+    return 0
+
+
+def _write_output(o: dict, res, st) -> None:
+    from builder.errors import UsageError
+    from builder.oci.layout import ImageStore, write_oci_layout
+
+    kind = o.get("type")
+    dest = o.get("dest")
+    store = ImageStore(st.store_dir)
+    if kind == "image":
+        return
+    if kind == "registry":
+        raise UsageError("--output type=registry: push with `pybuild push` after the build")
+    if not dest:
+        raise UsageError(f"--output type={kind} needs dest=PATH (or dest=- for stdout)")
+    name = o.get("name") or None
+    if kind == "oci":
+        target = sys.stdout.buffer if dest == "-" else (Path(dest) if o.get("tar") == "false" else open(dest, "wb"))
+        try:
+            write_oci_layout(target, store.blobs, [(name, res.manifest)])
+        finally:
+            if hasattr(target, "close") and target is not sys.stdout.buffer:
+                target.close()
+    elif kind == "docker":
+        try:
+            from builder.commands.archive import write_docker_archive  # the archive helper's writer
+        except ImportError:
+            raise UsageError("--output type=docker is not available yet (use type=oci)") from None
+        write_docker_archive(dest, store, res.manifest, name)
+    elif kind in ("local", "tar"):
+        _export_rootfs(kind, dest, res, st)
+
+
+def _export_rootfs(kind: str, dest: str, res, st) -> None:
+    """The final filesystem: a directory (local) or a tar of it (tar)."""
+    from builder.layers.unpack import apply_layer
+    from builder.oci.store import DirStore
+
+    blobs = DirStore(st.store_dir)
+    st.tmp_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(dest) if kind == "local" else Path(tempfile.mkdtemp(dir=st.tmp_dir, prefix="export-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        for layer in res.image.layers:
+            apply_layer(blobs.path(layer.digest), root, media_type=layer.media_type)
+        if kind == "tar":
+            from builder.layers.tarball import write_tar
+
+            out = sys.stdout.buffer if dest == "-" else open(dest, "wb")
+            try:
+                write_tar(root, out)
+            finally:
+                if out is not sys.stdout.buffer:
+                    out.close()
+    finally:
+        if kind == "tar":
+            shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,280 @@
+"""One build, start to end: Dockerfile + context + options → an image in the local store.
+
+Owns: `BuildRequest` (everything `pybuild build` can say), `build(req, settings, reporter) ->
+BuildResult`: open the stores, read the Dockerfile (cached parse: a no-op rebuild skips Lark),
+set up the context with .dockerignore and the stat cache, resolve base images (local store,
+`oci-layout://DIR[:tag|@digest]`, or a registry pull), plan, solve, write config + manifest,
+tag; import/export the local cache. `explain(req, settings)` computes keys without building.
+
+Must not: print (events go to the reporter), exit, or write outputs other than the local store
+(commands/build.py handles -o, --iidfile, --metadata-file).
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.context import BuildContext, StatCache, read_ignore_patterns, stat_cache_path
+from builder.engine.cache import CacheStore
+from builder.engine.ops import Secret, Services, State
+from builder.engine.solver import Solution, SolveOptions, Solver, rfc3339
+from builder.errors import BuildStepError, ImageNotFound, PybuildError, UsageError
+from builder.oci.image import Image, chain_ids, write_image
+from builder.oci.layout import ImageStore
+from builder.oci.model import Descriptor
+from builder.plan import cachekey as ck
+from builder.plan.graph import BuildGraph
+from builder.report import BuildFinished, BuildStarted, NullReporter, Reporter, StepProgress
+from builder.settings import Settings
+from builder.snapshot import Snapshotter
+
+SUPPORTED_PLATFORMS = ("linux/amd64",)
+
+
+@dataclass
+class BuildRequest:
+    context_dir: Path | None  # None: no context (Dockerfile on stdin and context "-" as a Dockerfile)
+    dockerfile_text: str
+    dockerfile_name: str = "Dockerfile"
+    dockerfile_path: Path | None = None  # for NAME.dockerignore beside it
+    tags: tuple[str, ...] = ()
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    no_cache: bool = False
+    no_cache_filter: tuple[str, ...] = ()
+    pull: bool = False
+    platform: str = "linux/amd64"
+    labels: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, Secret] = field(default_factory=dict)
+    ssh: dict[str, str] = field(default_factory=dict)
+    network: str = "default"
+    cache_from: tuple[Path, ...] = ()
+    cache_to: Path | None = None
+    source_date_epoch: int | None = None
+    max_workers: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    manifest: Descriptor
+    config_digest: str
+    image: Image
+    solution: Solution
+    graph: BuildGraph
+    seconds: float
+
+
+class Bases:
+    """Base images by reference, resolved once per build (thread-safe): local, oci-layout, pull."""
+
+    def __init__(self, store: ImageStore, *, pull: bool, platform: str, reporter: Reporter) -> None:
+        self.store = store
+        self.pull = pull
+        self.platform = platform
+        self.rep = reporter
+        self.states: dict[str, State] = {}
+        self.lock = threading.Lock()
+
+    def _load(self, ref: str) -> Image:
+        if ref.startswith("oci-layout://"):
+            return self._from_layout(ref[len("oci-layout://"):])
+        desc = None
+        if not self.pull:
+            try:
+                desc = self.store.resolve(ref)
+            except ImageNotFound:
+                desc = None
+        if desc is None:
+            try:
+                from builder.registry.transfer import pull
+            except ImportError:
+                raise ImageNotFound(f"no image {ref!r} in the local store") from None
+            self.rep.emit(StepProgress(0, f"pulling {ref}"))
+            try:
+                desc = pull(ref, self.store, platform=self.platform)
+            except PybuildError as e:
+                if not self.pull:
+                    raise ImageNotFound(f"no image {ref!r} in the local store, and pulling it failed: {e.message}",
+                                        hint="pybuild images lists local images") from None
+                raise
+        return Image.load(self.store.blobs, desc)
+
+    def _from_layout(self, spec: str) -> Image:
+        path, ref = spec, None
+        if "@" in spec:
+            path, ref = spec.rsplit("@", 1)
+        elif ":" in os.path.basename(spec):
+            head, tail = spec.rsplit(":", 1)
+            path, ref = head, tail
+        theirs = ImageStore(Path(path))
+        if not (Path(path) / "index.json").is_file():
+            raise ImageNotFound(f"oci-layout://{spec}: {path} is not an OCI layout")
+        if ref is None:
+            ms = theirs.index().manifests
+            if len(ms) != 1:
+                raise ImageNotFound(f"oci-layout://{spec}: the layout holds {len(ms)} images; name one with :tag or @digest")
+            desc = ms[0]
+        else:
+            desc = theirs.resolve(ref)
+        img = Image.load(theirs.blobs, desc)
+        from builder.oci.image import reachable
+
+        for d in reachable(theirs.blobs, img.descriptor):
+            if not self.store.blobs.has(d.digest):
+                with theirs.blobs.open(d.digest) as f:
+                    self.store.blobs.put(f, d.media_type, d.digest)
+        return Image.load(self.store.blobs, img.descriptor)
+
+    def state(self, ref: str) -> State:
+        with self.lock:
+            st = self.states.get(ref)
+            if st is None:
+                img = self._load(ref)
+                cfg = img.config
+                st = State(cfg, tuple(img.layers), tuple(str(c) for c in chain_ids(cfg.diff_ids)),
+                           ck.make_key("from", None, {"image": str(img.descriptor.digest),
+                                                      "platform": self.platform}).key, cfg.created)
+                self.states[ref] = st
+            return st
+
+    def config(self, ref: str):
+        if ref.lower() == "scratch":
+            return None
+        return self.state(ref).config
+
+
+def _parse(req: BuildRequest, settings: Settings):
+    from builder.dockerfile import parse_dockerfile_cached
+
+    return parse_dockerfile_cached(req.dockerfile_text, req.dockerfile_name, settings.cache_dir / "parse")
+
+
+def _trigger_parser(text: str) -> tuple:
+    from builder.dockerfile import parse_dockerfile
+
+    df = parse_dockerfile(f"FROM scratch\n{text}\n", "<onbuild>")
+    return tuple(df.instructions[1:])
+
+
+def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
+    if req.platform not in SUPPORTED_PLATFORMS:
+        raise UsageError(f"platform {req.platform} is not supported (this builder builds {', '.join(SUPPORTED_PLATFORMS)})")
+    store = ImageStore(settings.store_dir).ensure()
+    settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+    df = _parse(req, settings)
+    stat_cache = None
+    ctx = None
+    if req.context_dir is not None:
+        stat_cache = StatCache.load(stat_cache_path(settings.cache_dir, req.context_dir))
+        ign = BuildContext.ignore_file_for(req.context_dir, req.dockerfile_path)
+        patterns = read_ignore_patterns(ign.read_text()) if ign else []
+        ctx = BuildContext(req.context_dir, patterns, stat_cache)
+    bases = Bases(store, pull=req.pull, platform=req.platform, reporter=reporter)
+    from builder.plan.planner import plan
+
+    graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
+                 base_config=bases.config, parse_trigger=_trigger_parser)
+    sv = Services(blobs=store.blobs, snaps=Snapshotter(settings.snapshots_dir, settings.tmp_dir),
+                  tmp=settings.tmp_dir, cache_mounts=settings.cache_dir / "mounts", context=ctx,
+                  compression=settings.compression, source_date_epoch=req.source_date_epoch,
+                  secrets=dict(req.secrets), ssh=dict(req.ssh), network=req.network)
+    cache = CacheStore(settings.cache_dir, settings.tmp_dir)
+    for src in req.cache_from:
+        n = cache.import_local(src, store.blobs)
+        reporter.emit(StepProgress(0, f"imported {n} cache records from {src}"))
+    for ref in {s.op.image for st in graph.stages for s in st.steps
+                if getattr(s.op, "source_from", None) is not None and s.op.source_from.image}:
+        bases.state(ref)  # COPY --from=image: resolve before the worker threads need it
+    solver = Solver(graph, sv, cache, bases=bases.states, reporter=reporter,
+                    options=SolveOptions(dockerfile=str(req.dockerfile_path or req.dockerfile_name),
+                                         no_cache=req.no_cache,
+                                         no_cache_filter=frozenset(x.lower() for x in req.no_cache_filter),
+                                         max_workers=req.max_workers))
+    return store, graph, solver, stat_cache, cache, df
+
+
+def build(req: BuildRequest, settings: Settings, reporter: Reporter | None = None) -> BuildResult:
+    import time
+
+    rep = reporter or NullReporter()
+    t0 = time.monotonic()
+    store, graph, solver, stat_cache, cache, df = _setup(req, settings, rep)
+    rep.emit(BuildStarted(graph.step_count(), str(req.context_dir or "")))
+    for w in graph.unused_args:
+        from builder.report import Warning as W
+
+        rep.emit(W(f"build argument {w!r} was not consumed by any ARG"))
+    try:
+        sol = solver.solve()
+    except BaseException as e:
+        rep.emit(BuildFinished(time.monotonic() - t0, error=getattr(e, "message", None) or type(e).__name__))
+        if stat_cache is not None:
+            stat_cache.save()
+        raise
+    if stat_cache is not None:
+        stat_cache.save()
+    cfg = sol.state.config
+    if req.labels:
+        cfg = cfg.with_config(labels={**(cfg.config.labels or {}), **req.labels})
+    created = rfc3339(req.source_date_epoch) if req.source_date_epoch is not None else \
+        max((h.created for h in cfg.history if h.created), default=None)
+    from dataclasses import replace
+
+    cfg = replace(cfg, created=created, architecture=req.platform.split("/")[1], os=req.platform.split("/")[0])
+    desc = write_image(store.blobs, cfg, list(sol.state.layers))
+    for t in req.tags:
+        _tag_if_changed(store, t, desc)
+    if req.cache_to is not None:
+        n = cache.export_local([k.key.key for k in sol.keys], store.blobs, req.cache_to)
+        rep.emit(StepProgress(0, f"exported {n} cache records to {req.cache_to}"))
+    img = Image.load(store.blobs, desc)
+    secs = time.monotonic() - t0
+    rep.emit(BuildFinished(secs, image=str(img.id)))
+    return BuildResult(desc, str(img.id), img, sol, graph, secs)
+
+
+def _tag_if_changed(store: ImageStore, ref: str, desc: Descriptor) -> None:
+    try:
+        cur = store.resolve(ref)
+        if cur.digest == desc.digest:
+            return  # a no-op rebuild: leave index.json alone
+    except (ImageNotFound, PybuildError):
+        pass
+    store.tag(ref, desc)
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    step: str
+    span_line: int | None
+    hit: bool
+    key: str
+    nearest_key: str | None
+    field: str | None
+    before: object
+    after: object
+
+
+def explain(req: BuildRequest, settings: Settings) -> list[Explanation]:
+    """For each filesystem step: hit or miss, and for a miss the first field that differs from
+    the nearest earlier record of the same step."""
+    _store, _graph, solver, _sc, cache, _df = _setup(req, settings, NullReporter())
+    out: list[Explanation] = []
+    for sk in solver.keys_only():
+        line = sk.step.span.line if sk.step.span else None
+        if sk.hit:
+            out.append(Explanation(sk.step.text, line, True, sk.key.key, None, None, None, None))
+            continue
+        near = cache.nearest(sk.slot, exclude=sk.key.key)
+        if near is None:
+            out.append(Explanation(sk.step.text, line, False, sk.key.key, None, None, None, None))
+            continue
+        f = ck.first_difference(near.pre_image, sk.key.pre_image)
+        out.append(Explanation(sk.step.text, line, False, sk.key.key, near.key, f,
+                               ck.lookup(near.pre_image, f or ""), ck.lookup(sk.key.pre_image, f or "")))
+    return out
+
+
+__all__ = ["BuildRequest", "BuildResult", "build", "explain", "Explanation", "BuildStepError"]

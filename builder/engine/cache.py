@@ -1,0 +1,178 @@
+"""The build cache: key → record, kept beside its pre-image; local export and import.
+
+Owns: `Record` (a step's result: layer descriptor + diff_id, or none for an empty layer; the
+history `created`; the slot it was built for; the key's pre-image for `cache explain`),
+`CacheStore` under `$ROOT/cache/records/<key hex>.json` (atomic writes; a corrupt record is a
+miss, never a crash), `nearest(slot)` (the latest record for the same Dockerfile step), prune,
+and the exchange format.
+
+Exchange format (`--cache-to type=local,dest=DIR` / `--cache-from type=local,src=DIR`): DIR is
+an OCI image layout. Each record is one OCI manifest with
+`artifactType: application/vnd.pybuild.cache.record.v1+json`, whose `config` is the record JSON
+(that media type) and whose `layers` are the record's layer blob (none for an empty layer);
+`index.json` lists the manifests, each annotated `dev.pybuild.cache.key=<key>`. Any OCI tool can
+copy it, and a registry can hold it as artifacts (the registry helper builds type=registry on it).
+
+Must not: execute steps or decide hits (the solver does); import rich.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from builder.errors import CacheError
+from builder.oci.digest import canonical_json
+from builder.oci.model import Descriptor
+from builder.oci.store import DirStore
+
+RECORD_MEDIA_TYPE = "application/vnd.pybuild.cache.record.v1+json"
+KEY_ANNOTATION = "dev.pybuild.cache.key"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    key: str
+    layer: dict | None  # Descriptor.to_dict() of the stored layer blob, None = empty layer
+    diff_id: str | None
+    created: str  # history timestamp (RFC 3339) of the step
+    slot: str  # "<dockerfile>#<stage>#<index>": what `cache explain` compares against
+    pre_image: dict
+    written: float = 0.0
+    text: str = ""  # the instruction, for `cache ls`
+
+    @property
+    def descriptor(self) -> Descriptor | None:
+        return Descriptor.from_dict(self.layer) if self.layer else None
+
+    def to_json(self) -> bytes:
+        return canonical_json(asdict(self))
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "Record":
+        d = json.loads(data)
+        return cls(**{k: d.get(k) for k in cls.__slots__ if k in d})  # type: ignore[attr-defined]
+
+
+def _atomic(path: Path, data: bytes, tmp: Path) -> None:
+    tmp.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=tmp, prefix=".rec-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(name, path)
+    except BaseException:
+        if os.path.exists(name):
+            os.unlink(name)
+        raise
+
+
+class CacheStore:
+    def __init__(self, cache_dir: Path, tmp_dir: Path) -> None:
+        self.dir = Path(cache_dir) / "records"
+        self.tmp = Path(tmp_dir)
+
+    def _path(self, key: str) -> Path:
+        return self.dir / (key.split(":", 1)[-1] + ".json")
+
+    def get(self, key: str) -> Record | None:
+        try:
+            return Record.from_json(self._path(key).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError):
+            return None  # a corrupt record is a miss
+
+    def put(self, rec: Record) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not rec.written:
+            rec = Record(**{**asdict(rec), "written": time.time()})
+        _atomic(self._path(rec.key), rec.to_json(), self.tmp)
+
+    def all(self) -> list[Record]:
+        out = []
+        if not self.dir.is_dir():
+            return out
+        for p in self.dir.glob("*.json"):
+            try:
+                out.append(Record.from_json(p.read_bytes()))
+            except (OSError, ValueError, TypeError):
+                continue
+        return sorted(out, key=lambda r: r.written)
+
+    def nearest(self, slot: str, exclude: str | None = None) -> Record | None:
+        """The most recent record written for the same Dockerfile step (another key)."""
+        cands = [r for r in self.all() if r.slot == slot and r.key != exclude]
+        return cands[-1] if cands else None
+
+    def remove(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    # -- exchange -------------------------------------------------------------------------
+    def export_local(self, keys: list[str], blobs: DirStore, dest: Path) -> int:
+        """Write the records for `keys` (and their layer blobs) as an OCI layout at `dest`."""
+        out = DirStore(dest, dest / ".tmp")
+        (dest / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+        manifests = []
+        try:
+            old = json.loads((dest / "index.json").read_bytes()).get("manifests", [])
+        except (OSError, ValueError):
+            old = []
+        have = {m.get("annotations", {}).get(KEY_ANNOTATION) for m in old}
+        n = 0
+        for key in keys:
+            rec = self.get(key)
+            if rec is None:
+                continue
+            layers = []
+            if rec.layer:
+                desc = rec.descriptor
+                with blobs.open(desc.digest) as f:
+                    out.put(f, desc.media_type, desc.digest)
+                layers.append(rec.layer)
+            cfg = out.put_bytes(rec.to_json(), RECORD_MEDIA_TYPE)
+            man = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": RECORD_MEDIA_TYPE,
+                   "config": cfg.to_dict(), "layers": layers}
+            mdesc = out.put_bytes(canonical_json(man), OCI_MANIFEST)
+            if key not in have:
+                manifests.append({**mdesc.to_dict(), "annotations": {KEY_ANNOTATION: key}})
+                n += 1
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                 "manifests": old + manifests}
+        _atomic(dest / "index.json", canonical_json(index), dest / ".tmp")
+        _atomic(dest / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}', dest / ".tmp")
+        return n
+
+    def import_local(self, src: Path, blobs: DirStore) -> int:
+        """Read records (and their layers) from an exported layout into this cache."""
+        src = Path(src)
+        try:
+            index = json.loads((src / "index.json").read_bytes())
+        except (OSError, ValueError) as e:
+            raise CacheError(f"--cache-from {src}: not a pybuild cache export ({e})") from None
+        theirs = DirStore(src, src / ".tmp")
+        n = 0
+        for m in index.get("manifests", []):
+            key = m.get("annotations", {}).get(KEY_ANNOTATION)
+            if not key or self.get(key) is not None:
+                continue
+            man = json.loads(theirs.read_bytes(m["digest"]))
+            rec = Record.from_json(theirs.read_bytes(man["config"]["digest"]))
+            if rec.key != key:
+                raise CacheError(f"--cache-from {src}: record for {key[:19]} names another key")
+            for layer in man.get("layers", []):
+                if not blobs.has(layer["digest"]):
+                    with theirs.open(layer["digest"]) as f:
+                        blobs.put(f, layer["mediaType"], layer["digest"])
+            self.put(rec)
+            n += 1
+        return n

@@ -1,0 +1,247 @@
+"""COPY/ADD into an upper directory: destination rules, ownership, modes, --exclude, --parents.
+
+Owns: `Item` (one thing to copy: a host path or inline bytes, plus the relative path it keeps
+under --parents), `copy_items(items, dest, ...)` implementing Docker's destination rules (a
+trailing slash or several sources → a directory; a directory source copies its contents;
+parents created 0755 root), `parse_chmod` (octal and symbolic `u+x,go-w`), `resolve_owner`
+(--chown names looked up in the image's /etc/passwd and /etc/group).
+
+Must not: read outside the source paths it is given, or write outside `upper`: every
+destination is resolved through the layer view (symlinks followed inside the rootfs only) and
+then written under `upper`.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.context import PatternMatcher
+from builder.engine.fsview import LayeredFS, copy_up, split
+from builder.errors import BuildStepError
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A source to copy: `path` on the host (file, dir or symlink) or inline `data` (heredoc/URL)."""
+
+    name: str  # base name used when copying into a directory
+    path: str | None = None
+    data: bytes | None = None
+    mode: int = 0o644  # for inline data
+    mtime_ns: int | None = None
+    keep: str = ""  # --parents: the relative directory kept under dest ("a/b")
+    contents: bool = True  # a directory source copies its contents (not itself)
+    ctx_rel: str | None = None  # path in the build context (children are checked against .dockerignore)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    uid: int
+    gid: int
+
+
+def _lookup_db(view: LayeredFS, path: str, name: str) -> list[str] | None:
+    data = view.read_file(path)
+    if data is None:
+        return None
+    for line in data.decode(errors="replace").splitlines():
+        f = line.split(":")
+        if len(f) >= 3 and f[0] == name:
+            return f
+    return None
+
+
+def resolve_owner(spec: str | None, view: LayeredFS) -> Owner | None:
+    """`--chown=user[:group]` → numeric ids. A user alone: its gid is the same number as the uid."""
+    if not spec:
+        return None
+    user, _, group = spec.partition(":")
+
+    def ident(value: str, db: str) -> int:
+        if value.isdigit():
+            return int(value)
+        row = _lookup_db(view, db, value)
+        if row is None:
+            raise BuildStepError(f"unable to find {'user' if db == '/etc/passwd' else 'group'} {value!r}: "
+                                 f"no matching entries in {db}")
+        return int(row[2])
+
+    uid = ident(user, "/etc/passwd")
+    gid = ident(group, "/etc/group") if group else uid
+    return Owner(uid, gid)
+
+
+_SYMBOLIC = re.compile(r"^([ugoa]*)([+=-])([rwxXst]*)$")
+
+
+def parse_chmod(spec: str | None):
+    """A function old_mode → new_mode for `--chmod` (octal `0755` or symbolic `u+x,g-w`)."""
+    if not spec:
+        return None
+    if re.fullmatch(r"[0-7]{1,4}", spec):
+        bits = int(spec, 8)
+        return lambda mode, is_dir=False: bits
+    clauses = []
+    for part in spec.split(","):
+        m = _SYMBOLIC.match(part)
+        if not m:
+            raise BuildStepError(f"invalid --chmod value {spec!r}: want octal (0755) or symbolic (u+x,go-w)")
+        clauses.append(m.groups())
+
+    def apply(mode: int, is_dir: bool = False) -> int:
+        for who, op, perms in clauses:
+            who = who or "a"
+            mask = 0
+            for w in who:
+                shift = {"u": [6], "g": [3], "o": [0], "a": [6, 3, 0]}[w]
+                for s in shift:
+                    for p in perms:
+                        if p == "r":
+                            mask |= 4 << s
+                        elif p == "w":
+                            mask |= 2 << s
+                        elif p == "x" or (p == "X" and (is_dir or mode & 0o111)):
+                            mask |= 1 << s
+                        elif p == "s" and s in (6, 3):
+                            mask |= 0o4000 if s == 6 else 0o2000
+                        elif p == "t":
+                            mask |= 0o1000
+            if op == "+":
+                mode |= mask
+            elif op == "-":
+                mode &= ~mask
+            else:
+                clear = 0
+                for w in who:
+                    for s in {"u": [6], "g": [3], "o": [0], "a": [6, 3, 0]}[w]:
+                        clear |= 7 << s
+                mode = (mode & ~clear) | mask
+        return mode
+
+    return apply
+
+
+class Copier:
+    """Writes items into `upper` as seen through `view` (the lower layers + upper, top first)."""
+
+    def __init__(self, upper: Path, view: LayeredFS, *, owner: Owner | None, chmod=None,
+                 excludes: tuple[str, ...] = (), follow_dest: bool = True, context=None) -> None:
+        self.upper = Path(upper)
+        self.view = view
+        self.owner = owner
+        self.chmod = chmod
+        self.exclude = PatternMatcher(list(excludes)) if excludes else None
+        self.follow_dest = follow_dest  # False for --link: the layer must not depend on the lower
+        self.context = context  # the BuildContext items with ctx_rel come from (.dockerignore)
+
+    def _target(self, in_root: str) -> str:
+        """Resolve an in-root path to a host path under upper, creating its parents."""
+        path = self.view.resolve(in_root, follow_last=False) if self.follow_dest else "/" + "/".join(split(in_root))
+        parent, _, name = path.rpartition("/")
+        copy_up(self.view, self.upper, parent)
+        return os.path.join(self.upper, *split(parent), name) if name else str(self.upper)
+
+    def _is_dir(self, in_root: str) -> bool:
+        path = self.view.resolve(in_root) if self.follow_dest else in_root
+        hit = self.view.find(path)
+        return hit is not None and stat.S_ISDIR(hit[1].st_mode)
+
+    def _meta(self, host: str, st: os.stat_result, *, mode: int | None = None) -> None:
+        is_dir = stat.S_ISDIR(st.st_mode)
+        m = stat.S_IMODE(st.st_mode) if mode is None else mode
+        if self.chmod is not None:
+            m = self.chmod(m, is_dir)
+        uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (0, 0)
+        os.lchown(host, uid, gid)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(host, m)
+        os.utime(host, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+    def _remove_existing(self, host: str, want_dir: bool) -> None:
+        if os.path.lexists(host):
+            st = os.lstat(host)
+            if stat.S_ISDIR(st.st_mode) and want_dir:
+                return
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(host)
+            else:
+                os.unlink(host)
+
+    def _copy_path(self, src: str, in_root: str, rel: str = "", ctx_rel: str | None = None) -> None:
+        if self.exclude is not None and rel and self.exclude.matches(rel):
+            return
+        st = os.lstat(src)
+        if ctx_rel is not None and self.context is not None and self.context.ignored(ctx_rel):
+            # an ignored directory is only entered when an exception pattern may re-include a child
+            if not stat.S_ISDIR(st.st_mode) or not self.context.matcher.could_include_below(ctx_rel):
+                return
+            self._copy_dir_contents(src, in_root, rel, st, ctx_rel, create_only_if_needed=True)
+            return
+        if stat.S_ISDIR(st.st_mode):
+            self._copy_dir_contents(src, in_root, rel, st, ctx_rel)
+            return
+        host = self._target(in_root)
+        self._remove_existing(host, False)
+        if stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(src), host)
+        elif stat.S_ISREG(st.st_mode):
+            shutil.copyfile(src, host, follow_symlinks=False)
+        else:
+            return  # devices, fifos and sockets in a context are skipped, as BuildKit does
+        self._meta(host, st)
+
+    def _copy_dir_contents(self, src: str, in_root: str, rel: str, st: os.stat_result, ctx_rel: str | None = None,
+                           create_only_if_needed: bool = False) -> None:
+        host = self._target(in_root)
+        if os.path.lexists(host) and not os.path.isdir(host):
+            os.unlink(host)
+        if not os.path.isdir(host):
+            os.mkdir(host)
+        for name in sorted(os.listdir(src)):
+            child_ctx = None if ctx_rel is None else (f"{ctx_rel}/{name}" if ctx_rel else name)
+            self._copy_path(os.path.join(src, name), in_root.rstrip("/") + "/" + name, f"{rel}/{name}" if rel else name,
+                            child_ctx)
+        if create_only_if_needed and not os.listdir(host):
+            os.rmdir(host)
+            return
+        self._meta(host, st)
+
+    def copy(self, items: list[Item], dest: str, *, dest_is_dir: bool) -> None:
+        """Copy items to `dest` (absolute, in-root). `dest_is_dir`: trailing slash or several sources."""
+        into_dir = dest_is_dir or dest == "/" or self._is_dir(dest)
+        if into_dir:
+            self._ensure_dir(dest)
+        for it in items:
+            base = dest.rstrip("/") if dest != "/" else ""
+            if it.keep:
+                base = f"{base}/{it.keep}"
+                self._ensure_dir(base)
+            if it.path is not None and os.path.isdir(it.path) and not os.path.islink(it.path):
+                target = base if it.contents else f"{base}/{it.name}"
+                if not into_dir and not it.keep:
+                    target = dest
+                self._copy_dir_contents(it.path, target or "/", "", os.lstat(it.path), it.ctx_rel)
+                continue
+            target = f"{base}/{it.name}" if (into_dir or it.keep) else dest
+            if it.path is not None:
+                self._copy_path(it.path, target, "", None)
+            else:
+                host = self._target(target)
+                self._remove_existing(host, False)
+                with open(host, "wb") as f:
+                    f.write(it.data or b"")
+                uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (0, 0)
+                os.chown(host, uid, gid)
+                os.chmod(host, self.chmod(it.mode, False) if self.chmod else it.mode)
+                if it.mtime_ns is not None:
+                    os.utime(host, ns=(it.mtime_ns, it.mtime_ns))
+
+    def _ensure_dir(self, in_root: str) -> None:
+        path = self.view.resolve(in_root) if self.follow_dest else "/" + "/".join(split(in_root))
+        host = copy_up(self.view, self.upper, path)
+        if self.owner and not self.view.exists(path):
+            os.chown(host, self.owner.uid, self.owner.gid)

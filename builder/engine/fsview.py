@@ -1,0 +1,178 @@
+"""A read view of a layer stack (overlay lowerdirs + an upper) without mounting anything.
+
+Owns: overlay lookup rules done by hand — a path is the topmost layer's entry unless a higher
+layer whites it out (0/0 char device) or has a non-directory / an opaque directory on the way —
+`find`, `listdir`, `resolve` (symlinks followed *inside* the root only: an absolute link target
+or `..` never leaves it), and `copy_up` (create an upper's parent directories with the metadata
+the lower layers give them, as overlayfs would on a write).
+
+Must not: mount, or write anywhere but the upper it was given. Used by COPY/ADD/WORKDIR (the
+destination side), COPY --from (the source side) and user/group lookups for --chown.
+"""
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from builder.errors import BuildStepError
+
+OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
+MAX_SYMLINKS = 40
+
+
+def is_whiteout(st: os.stat_result) -> bool:
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def is_opaque(path: str) -> bool:
+    for name in OPAQUE_XATTRS:
+        try:
+            if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def split(rel: str) -> list[str]:
+    return [p for p in rel.split("/") if p and p != "."]
+
+
+class LayeredFS:
+    """Layers top first (an upper, if any, is simply the first layer)."""
+
+    def __init__(self, layers: list[Path] | tuple[Path, ...] | tuple[str, ...]) -> None:
+        self.layers = [str(p) for p in layers]
+
+    def _lookup(self, parts: list[str]) -> tuple[str, os.stat_result] | None:
+        """Host path + lstat of the entry at `parts` (no symlinks followed), or None."""
+        for layer in self.layers:
+            cur = layer
+            hidden = False
+            for i, name in enumerate(parts):
+                cur = os.path.join(cur, name)
+                try:
+                    st = os.lstat(cur)
+                except FileNotFoundError:
+                    break  # not in this layer: look lower
+                except NotADirectoryError:
+                    break
+                if is_whiteout(st):
+                    return None
+                if i == len(parts) - 1:
+                    return cur, st
+                if not stat.S_ISDIR(st.st_mode):
+                    return None  # a file here hides everything below in lower layers
+                if is_opaque(cur):
+                    hidden = True
+            else:
+                if not parts:
+                    return layer, os.lstat(layer)
+            if hidden:
+                # an opaque directory on the path in this layer: lower layers don't show through
+                sub = os.path.join(layer, *parts)
+                if os.path.lexists(sub):
+                    st = os.lstat(sub)
+                    return None if is_whiteout(st) else (sub, st)
+                return None
+        return None
+
+    def find(self, rel: str) -> tuple[str, os.stat_result] | None:
+        return self._lookup(split(rel))
+
+    def exists(self, rel: str) -> bool:
+        return self._lookup(split(rel)) is not None
+
+    def listdir(self, rel: str) -> list[str]:
+        parts = split(rel)
+        names: set[str] = set()
+        gone: set[str] = set()
+        for layer in self.layers:
+            d = os.path.join(layer, *parts)
+            blocked = False
+            cur = layer
+            for name in parts:  # a non-dir ancestor here ends the merge
+                cur = os.path.join(cur, name)
+                try:
+                    st = os.lstat(cur)
+                except OSError:
+                    blocked = None  # type: ignore[assignment]
+                    break
+                if not stat.S_ISDIR(st.st_mode):
+                    blocked = True
+                    break
+            if blocked is True:
+                break
+            if blocked is None:
+                continue
+            try:
+                entries = list(os.scandir(d))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for e in entries:
+                if e.name in names or e.name in gone:
+                    continue
+                st = e.stat(follow_symlinks=False)
+                (gone if is_whiteout(st) else names).add(e.name)
+            if is_opaque(d):
+                break
+        return sorted(names)
+
+    def resolve(self, path: str, *, follow_last: bool = True) -> str:
+        """An absolute in-root path with every symlink resolved inside the root ('/a/b')."""
+        todo = split(path)
+        done: list[str] = []
+        hops = 0
+        while todo:
+            name = todo.pop(0)
+            if name == "..":
+                if done:
+                    done.pop()
+                continue
+            done.append(name)
+            if not todo and not follow_last:
+                break
+            hit = self._lookup(done)
+            if hit is None or not stat.S_ISLNK(hit[1].st_mode):
+                continue
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                raise BuildStepError(f"too many levels of symbolic links resolving {path}")
+            target = os.readlink(hit[0])
+            done.pop()
+            if target.startswith("/"):
+                done = []
+            todo = split(target) + todo
+        return "/" + "/".join(done)
+
+    def read_file(self, rel: str) -> bytes | None:
+        hit = self.find(self.resolve(rel))
+        if hit is None or not stat.S_ISREG(hit[1].st_mode):
+            return None
+        with open(hit[0], "rb") as f:
+            return f.read()
+
+
+def copy_up(view: LayeredFS, upper: Path, rel_dir: str) -> Path:
+    """Make `rel_dir` exist as a directory in `upper`, metadata taken from the lowers (or 0755 root)."""
+    cur = Path(upper)
+    parts = split(rel_dir)
+    for i, name in enumerate(parts):
+        cur = cur / name
+        if os.path.lexists(cur):
+            st = os.lstat(cur)
+            if stat.S_ISDIR(st.st_mode):
+                continue
+            os.unlink(cur)  # a file or whiteout in the upper where a directory must go
+        hit = view._lookup(parts[: i + 1])
+        if hit is not None and stat.S_ISDIR(hit[1].st_mode):
+            st = hit[1]
+            os.mkdir(cur)
+            os.chmod(cur, stat.S_IMODE(st.st_mode))
+            os.chown(cur, st.st_uid, st.st_gid)
+            os.utime(cur, ns=(st.st_atime_ns, st.st_mtime_ns))
+        else:
+            os.mkdir(cur)
+            os.chmod(cur, 0o755)
+    return cur

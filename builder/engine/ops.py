@@ -1,0 +1,389 @@
+"""Executing one filesystem step on a miss: RUN in the sandbox, COPY/ADD, WORKDIR's mkdir.
+
+Owns: `State` (a stage's image so far: config, layer descriptors, snapshot chain ids, cache key,
+last history time), `Services` (the stores and options a step needs), snapshot preparation
+(base layers unpacked once as overlay lowerdirs), RUN (a `runtime` SandboxConfig on an overlay
+of the stage's snapshots plus a fresh upper; --mount cache/bind/tmpfs/secret/ssh; USER and env),
+COPY/ADD (context, other stages, images, heredocs; ADD archives, URLs and git), and committing
+an upper as a layer + snapshot.
+
+Must not: decide cache hits or order steps (solver.py), print (output goes to a callback), or
+let secrets reach layers, keys or history.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder.context import BuildContext
+from builder.engine.fsview import LayeredFS
+from builder.errors import BuildStepError, RunFailed
+from builder.layers.changes import changes_from_upper
+from builder.layers.tarball import write_layer
+from builder.layers.unpack import apply_layer
+from builder.oci.config import ImageConfig
+from builder.oci.model import Descriptor
+from builder.oci.store import DirStore
+from builder.plan.graph import MountOp, RunOp, Step
+from builder.snapshot import Active, Snapshotter, chain_id
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    config: ImageConfig
+    layers: tuple[Descriptor, ...] = ()
+    chains: tuple[str, ...] = ()
+    key: str | None = None  # the cache key of the last filesystem step (or the base's identity)
+    created: str | None = None  # the last history time (config-only steps reuse it)
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    id: str
+    path: str | None = None
+    env: str | None = None
+
+    def read(self) -> bytes:
+        if self.path is not None:
+            try:
+                with open(self.path, "rb") as f:
+                    return f.read()
+            except OSError as e:
+                raise BuildStepError(f"secret {self.id!r}: cannot read {self.path}: {e.strerror}") from None
+        if self.env is not None:
+            v = os.environ.get(self.env)
+            if v is None:
+                raise BuildStepError(f"secret {self.id!r}: environment variable {self.env} is not set")
+            return v.encode()
+        raise BuildStepError(f"secret {self.id!r} has no source")
+
+
+@dataclass
+class Services:
+    blobs: DirStore
+    snaps: Snapshotter
+    tmp: Path
+    cache_mounts: Path
+    context: BuildContext | None
+    compression: str = "zstd"
+    source_date_epoch: int | None = None
+    secrets: dict[str, Secret] = field(default_factory=dict)
+    ssh: dict[str, str] = field(default_factory=dict)
+    network: str = "default"
+    stage_rootfs: Callable[[int], "State"] | None = None  # final state of a stage (COPY --from)
+    image_state: Callable[[str], "State"] | None = None  # a base image's state (COPY --from=image)
+
+
+# ---------------------------------------------------------------------------------------------
+# snapshots and commits
+
+
+def ensure_snapshots(sv: Services, state: State) -> None:
+    """Every layer of `state` unpacked as an overlay lowerdir (once; reused by chain id)."""
+    for desc, chain in zip(state.layers, state.chains):
+        if sv.snaps.has(chain):
+            continue
+
+        def fill(d: Path, desc: Descriptor = desc) -> None:
+            apply_layer(sv.blobs.path(desc.digest), d, media_type=desc.media_type, whiteouts="overlay")
+
+        sv.snaps.ensure(chain, fill)
+
+
+def view_of(sv: Services, state: State, upper: Path | None = None) -> LayeredFS:
+    lowers = [Path(p) for p in sv.snaps.lowerdirs(state.chains)]
+    return LayeredFS(([upper] if upper is not None else []) + lowers)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerResult:
+    descriptor: Descriptor
+    diff_id: str
+    chain: str
+
+
+def commit(sv: Services, active: Active, state: State) -> LayerResult | None:
+    """The upper as a layer (None when nothing changed) and as the next snapshot."""
+    changes = changes_from_upper(active.upper)
+    if len(changes) == 0:
+        sv.snaps.discard(active)
+        return None
+    info = write_layer(changes, sv.blobs, compression=sv.compression, source_date_epoch=sv.source_date_epoch)
+    chain = chain_id(state.chains[-1] if state.chains else None, str(info.diff_id))
+    sv.snaps.commit(active, chain)
+    return LayerResult(info.descriptor, str(info.diff_id), chain)
+
+
+# ---------------------------------------------------------------------------------------------
+# users
+
+
+def _db_row(view: LayeredFS, path: str, name: str, col: int = 0) -> list[str] | None:
+    data = view.read_file(path)
+    if data is None:
+        return None
+    for line in data.decode(errors="replace").splitlines():
+        f = line.split(":")
+        if len(f) >= 4 and f[col] == name:
+            return f
+    return None
+
+
+def resolve_user(spec: str, view: LayeredFS) -> tuple[int, int, tuple[int, ...]]:
+    """USER `name|uid[:group|gid]` → (uid, gid, supplementary gids) through the image's files."""
+    if not spec:
+        return 0, 0, ()
+    user, _, group = spec.partition(":")
+    if user.isdigit():
+        uid = int(user)
+        row = _db_row(view, "/etc/passwd", user, 2)
+        gid = int(row[3]) if row else uid if not group else 0
+        name = row[0] if row else None
+    else:
+        row = _db_row(view, "/etc/passwd", user)
+        if row is None:
+            raise BuildStepError(f"unable to find user {user}: no matching entries in passwd file")
+        uid, gid, name = int(row[2]), int(row[3]), user
+    if group:
+        if group.isdigit():
+            gid = int(group)
+        else:
+            g = _db_row(view, "/etc/group", group)
+            if g is None:
+                raise BuildStepError(f"unable to find group {group}: no matching entries in group file")
+            gid = int(g[2])
+    extra: list[int] = []
+    groups = view.read_file("/etc/group")
+    if name and groups and not group:
+        for line in groups.decode(errors="replace").splitlines():
+            f = line.split(":")
+            if len(f) >= 4 and name in f[3].split(",") and f[2].isdigit() and int(f[2]) != gid:
+                extra.append(int(f[2]))
+    return uid, gid, tuple(sorted(set(extra)))
+
+
+# ---------------------------------------------------------------------------------------------
+# RUN
+
+
+def _env_for_run(state: State, step: Step) -> tuple[str, ...]:
+    env = list(state.config.config.env)
+    have = {e.split("=", 1)[0] for e in env}
+    env += [f"{k}={v}" for k, v in step.args if k not in have]
+    return tuple(env)
+
+
+class _Mounts:
+    """Host-side preparation of RUN --mount sources; cleaned up after the run."""
+
+    def __init__(self, sv: Services, step: Step) -> None:
+        self.sv = sv
+        self.step = step
+        self.tmp = Path(tempfile.mkdtemp(dir=sv.tmp, prefix="mnt-"))
+        self.locks: list[int] = []
+        self.env: list[str] = []
+
+    def build(self, ops: tuple[MountOp, ...], workdir: str) -> list:
+        from runtime.config import Mount
+
+        out = []
+        for i, m in enumerate(ops):
+            target = m.target if m.target.startswith("/") else os.path.join(workdir or "/", m.target)
+            if m.type == "tmpfs":
+                opts = (f"size={m.size}",) if m.size else ()
+                out.append(Mount("tmpfs", target, "tmpfs", options=opts))
+            elif m.type == "cache":
+                out.append(Mount("bind", target, self._cache_dir(m), readonly=m.readonly))
+            elif m.type == "bind":
+                out.append(Mount("bind", target, self._bind_source(m, i), readonly=m.readonly))
+            elif m.type == "secret":
+                sec = self.sv.secrets.get(m.id)
+                if sec is None:
+                    if m.required:
+                        raise BuildStepError(f"secret {m.id!r} is required but was not given (--secret id={m.id},...)")
+                    continue
+                data = sec.read()
+                if m.env:
+                    self.env.append(f"{m.env}={data.decode(errors='replace')}")
+                if m.target or not m.env:
+                    p = self.tmp / f"secret-{i}"
+                    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                    os.chown(p, m.uid or 0, m.gid or 0)
+                    os.chmod(p, m.mode if m.mode is not None else 0o400)
+                    out.append(Mount("bind", target or f"/run/secrets/{m.id}", str(p), readonly=True))
+            elif m.type == "ssh":
+                sock = self.sv.ssh.get(m.id or "default")
+                if sock is None:
+                    if m.required:
+                        raise BuildStepError(f"ssh agent {m.id!r} is required but was not given (--ssh)")
+                    continue
+                tgt = m.target or f"/run/buildkit/ssh_agent.{i}"
+                out.append(Mount("bind", tgt, sock))
+                self.env.append(f"SSH_AUTH_SOCK={tgt}")
+            else:
+                raise BuildStepError(f"RUN --mount type={m.type} is not supported", self.step.span)
+        return out
+
+    def _cache_dir(self, m: MountOp) -> str:
+        import fcntl
+        import hashlib
+
+        name = hashlib.sha256((m.id or m.target).encode()).hexdigest()[:32]
+        base = self.sv.cache_mounts / name
+        base.mkdir(parents=True, exist_ok=True)
+        if m.sharing == "private":
+            d = Path(tempfile.mkdtemp(dir=self.tmp, prefix="cache-"))
+        else:
+            d = base / "data"
+            if not d.exists():
+                d.mkdir()
+                os.chown(d, m.uid or 0, m.gid or 0)
+                os.chmod(d, m.mode if m.mode is not None else 0o755)
+            if m.sharing == "locked":
+                fd = os.open(base / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                self.locks.append(fd)
+        return str(d)
+
+    def _bind_source(self, m: MountOp, i: int) -> str:
+        """A private copy of the source (writes to a bind mount are discarded)."""
+        dest = self.tmp / f"bind-{i}"
+        src_rel = m.source or "/"
+        if m.source_from is None:
+            ctx = self.sv.context
+            if ctx is None:
+                raise BuildStepError("RUN --mount=type=bind needs a build context")
+            srcs = ctx.select(src_rel)
+            s = srcs[0]
+            if s.is_dir:
+                dest.mkdir()
+                for sub in ctx.walk(s.rel):
+                    rel = sub.rel[len(s.rel) + 1:] if s.rel else sub.rel
+                    _copy_entry(sub.abspath, dest / rel)
+            else:
+                _copy_entry(s.abspath, dest)
+            return str(dest)
+        state = _from_state(self.sv, m.source_from)
+        ensure_snapshots(self.sv, state)
+        export_tree(view_of(self.sv, state), src_rel, dest)
+        return str(dest)
+
+    def close(self) -> None:
+        for fd in self.locks:
+            os.close(fd)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _copy_entry(src: str, dst: Path) -> None:
+    if os.path.islink(src):
+        os.symlink(os.readlink(src), dst)
+    elif os.path.isdir(src):
+        dst.mkdir(exist_ok=True)
+        shutil.copystat(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def export_tree(view: LayeredFS, rel: str, dest: Path) -> None:
+    """Materialize a path of a layer stack at `dest` on the host (for bind mounts, COPY --from)."""
+    import stat as st_
+
+    path = view.resolve(rel)
+    hit = view.find(path)
+    if hit is None:
+        raise BuildStepError(f"{rel} not found in the source stage")
+    host, st = hit
+    if st_.S_ISDIR(st.st_mode):
+        dest.mkdir(exist_ok=True)
+        for name in view.listdir(path):
+            export_tree_nofollow(view, f"{path.rstrip('/')}/{name}", dest / name)
+        shutil.copystat(host, dest)
+    else:
+        _copy_entry(host, dest)
+
+
+def export_tree_nofollow(view: LayeredFS, path: str, dest: Path) -> None:
+    import stat as st_
+
+    hit = view.find(path)
+    if hit is None:
+        return
+    host, st = hit
+    if st_.S_ISDIR(st.st_mode):
+        dest.mkdir(exist_ok=True)
+        for name in view.listdir(path):
+            export_tree_nofollow(view, f"{path.rstrip('/')}/{name}", dest / name)
+        shutil.copystat(host, dest, follow_symlinks=False)
+        os.lchown(dest, st.st_uid, st.st_gid)
+    elif st_.S_ISLNK(st.st_mode) or st_.S_ISREG(st.st_mode):
+        _copy_entry(host, dest)
+        os.lchown(dest, st.st_uid, st.st_gid)
+
+
+def _from_state(sv: Services, src) -> State:
+    if src.stage is not None:
+        assert sv.stage_rootfs is not None
+        return sv.stage_rootfs(src.stage)
+    assert sv.image_state is not None
+    return sv.image_state(src.image)
+
+
+def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], None],
+             cancel=None) -> LayerResult | None:
+    """Execute a RUN on a miss; raises RunFailed with the exit status and the output tail."""
+    from collections import deque
+
+    from runtime import sandbox
+    from runtime.config import Process, Rootfs, SandboxConfig
+
+    op: RunOp = step.op  # type: ignore[assignment]
+    ensure_snapshots(sv, state)
+    active = sv.snaps.prepare()
+    mounts = _Mounts(sv, step)
+    tail: deque[str] = deque(maxlen=20)
+    try:
+        view = view_of(sv, state)
+        cfg = state.config.config
+        uid, gid, extra = resolve_user(cfg.user, view)
+        workdir = cfg.working_dir or "/"
+        mount_list = mounts.build(op.mounts, workdir)
+        network = op.network if op.network != "default" else sv.network
+        spec = sv.snaps.mount_spec(state.chains, active)
+        config = SandboxConfig(
+            rootfs=Rootfs(lowerdirs=spec.lowerdirs, upperdir=spec.upperdir, workdir=spec.workdir),
+            process=Process(argv=op.argv, env=_env_for_run(state, step) + tuple(mounts.env), cwd=workdir,
+                            uid=uid, gid=gid, additional_gids=extra),
+            mounts=tuple(mount_list),
+            network="none" if network == "none" else "host",
+        )
+
+        def out(data: bytes | str, stream: str = "stdout") -> None:
+            text = data.decode(errors="replace") if isinstance(data, bytes) else data
+            for ln in text.splitlines():
+                tail.append(ln)
+            log(text, stream)
+
+        res = sandbox.run(config, stdout=lambda d: out(d, "stdout"), stderr=lambda d: out(d, "stderr"),
+                          cancel=cancel)
+        if getattr(res, "cancelled", False):
+            raise KeyboardInterrupt
+        if res.exit_code != 0 or getattr(res, "signal", None):
+            cmd = " ".join(op.argv[2:] if op.shell_form and len(op.argv) > 2 else op.argv)
+            why = (f"was killed by signal {res.signal}" if getattr(res, "signal", None)
+                   else f"exited with status {res.exit_code}")
+            if getattr(res, "oom_killed", False):
+                why += " (out of memory)"
+            raise RunFailed(f"RUN {cmd!r} {why}", step.span, exit_code=res.exit_code,
+                            signal=getattr(res, "signal", None), output_tail="\n".join(tail))
+    except BaseException:
+        mounts.close()
+        sv.snaps.discard(active)
+        raise
+    mounts.close()
+    return commit(sv, active, state)

@@ -1,0 +1,360 @@
+"""The solver: walk a BuildGraph, hit the cache or execute each step, produce the image.
+
+Owns: cache keys per step (parent key + normalized op + inputs; `keys_only` computes them all
+without executing, for `cache explain`), hits (a record whose layer blob is still stored) and
+misses (ops.run_step / transfer.copy_step / WORKDIR mkdir), the pure config instructions (ENV,
+LABEL, CMD, ENTRYPOINT…) with BuildKit's history entries, stages in waves on a worker pool (the
+image digest never depends on scheduling: every value is content-derived), progress events,
+and error placement (the failing step's Dockerfile span is attached here, once).
+
+Must not: print, parse Dockerfiles, tag images or write outputs (commands/build.py does).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+
+from builder.engine.cache import CacheStore, Record
+from builder.engine.ops import LayerResult, Services, State, ensure_snapshots, run_step, view_of
+from builder.engine.transfer import copy_inputs, copy_step
+from builder.errors import BuildStepError, ContextError, PybuildError
+from builder.oci.config import History, ImageConfig
+from builder.plan import cachekey as ck
+from builder.plan.graph import BaseOp, BuildGraph, ConfigOp, CopyOp, RunOp, Step
+from builder.report import NullReporter, Reporter, StepCached, StepFinished, StepLog, StepStarted
+from builder.snapshot import chain_id
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(int(ts), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class SolveOptions:
+    dockerfile: str = "Dockerfile"  # for cache slots (explain) only
+    no_cache: bool = False
+    no_cache_filter: frozenset[str] = frozenset()
+    max_workers: int = 4
+
+
+@dataclass
+class StepKey:
+    step: Step
+    key: ck.CacheKey
+    slot: str
+    hit: bool = False
+
+
+@dataclass
+class Solution:
+    state: State  # the target stage's final state
+    stages: dict[int, State] = field(default_factory=dict)
+    keys: list[StepKey] = field(default_factory=list)
+
+
+def _is_fs(op) -> bool:
+    return isinstance(op, (RunOp, CopyOp)) or (isinstance(op, ConfigOp) and op.name == "WORKDIR")
+
+
+def _created_by(step: Step) -> str:
+    op = step.op
+    if isinstance(op, RunOp):
+        args = [f"{k}={v}" for k, v in step.args if k not in ck.PROXY_ARGS]
+        prefix = f"|{len(args)} {' '.join(args)} " if args else ""
+        return f"RUN {prefix}{' '.join(op.argv)} # buildkit"
+    if isinstance(op, CopyOp):
+        return f"{step.text} # buildkit"
+    return step.text
+
+
+def _set_env(env: tuple[str, ...], key: str, value: str) -> tuple[str, ...]:
+    out = list(env)
+    for i, e in enumerate(out):
+        if e.split("=", 1)[0] == key:
+            out[i] = f"{key}={value}"
+            return tuple(out)
+    return tuple(out) + (f"{key}={value}",)
+
+
+def apply_config(cfg: ImageConfig, op: ConfigOp, cmd_set: bool) -> tuple[ImageConfig, bool]:
+    """A config-only instruction's effect on the image config (pure)."""
+    c = cfg.config
+    n, v = op.name, op.value
+    if n == "ENV":
+        env = c.env
+        for k, val in v:  # type: ignore[union-attr]
+            env = _set_env(env, k, val)
+        return cfg.with_config(env=env), cmd_set
+    if n == "LABEL":
+        return cfg.with_config(labels={**(c.labels or {}), **dict(v)}), cmd_set  # type: ignore[arg-type]
+    if n == "EXPOSE":
+        ports = dict(c.exposed_ports or {})
+        for p in v:  # type: ignore[union-attr]
+            ports[p if "/" in p else f"{p}/tcp"] = {}
+        return cfg.with_config(exposed_ports=ports), cmd_set
+    if n == "VOLUME":
+        vols = dict(c.volumes or {})
+        for p in v:  # type: ignore[union-attr]
+            vols[p] = {}
+        return cfg.with_config(volumes=vols), cmd_set
+    if n == "USER":
+        return cfg.with_config(user=v), cmd_set
+    if n == "WORKDIR":
+        base = c.working_dir or "/"
+        path = os.path.normpath(os.path.join(base, v))  # type: ignore[arg-type]
+        return cfg.with_config(working_dir=path), cmd_set
+    if n == "CMD":
+        return cfg.with_config(cmd=tuple(v)), True  # type: ignore[arg-type]
+    if n == "ENTRYPOINT":
+        return cfg.with_config(entrypoint=tuple(v), cmd=c.cmd if cmd_set else None), cmd_set  # type: ignore[arg-type]
+    if n == "SHELL":
+        return cfg.with_config(shell=tuple(v)), cmd_set  # type: ignore[arg-type]
+    if n == "HEALTHCHECK":
+        return cfg.with_config(healthcheck=dict(v)), cmd_set  # type: ignore[arg-type]
+    if n == "STOPSIGNAL":
+        return cfg.with_config(stop_signal=v), cmd_set
+    if n == "ONBUILD":
+        return cfg.with_config(on_build=c.on_build + (v,)), cmd_set  # type: ignore[operator]
+    if n == "MAINTAINER":
+        return replace(cfg, author=v), cmd_set
+    return cfg, cmd_set  # ARG: history only
+
+
+class Solver:
+    def __init__(self, graph: BuildGraph, sv: Services, cache: CacheStore, *, bases: dict[str, State],
+                 reporter: Reporter | None = None, options: SolveOptions | None = None) -> None:
+        self.g = graph
+        self.sv = sv
+        self.cache = cache
+        self.bases = bases  # image ref -> State of the pulled/local base image
+        self.rep = reporter or NullReporter()
+        self.opt = options or SolveOptions()
+        self.finals: dict[int, State] = {}
+        self.lock = threading.Lock()
+        self.cancel = threading.Event()
+        self.keys: list[StepKey] = []
+        self.ids: dict[tuple[int, int], int] = {}
+        n = 0
+        for si in graph.needed():
+            st = graph.stages[si]
+            for s in st.steps:
+                if isinstance(s.op, BaseOp) or _is_fs(s.op):
+                    n += 1
+                    self.ids[(si, s.index)] = n
+        sv.stage_rootfs = lambda i: self.finals[i]
+        sv.image_state = self.image_state
+
+    # -- naming -----------------------------------------------------------------------
+    def _name(self, step: Step) -> str:
+        st = self.g.stages[step.stage]
+        total = len(st.steps)
+        multi = len(self.g.needed()) > 1
+        label = f"{st.label} {step.index}/{total}" if multi else f"{step.index}/{total}"
+        return f"[{label}] {step.text}"
+
+    def image_state(self, ref: str) -> State:
+        if ref not in self.bases:
+            raise BuildStepError(f"image {ref!r} was not resolved before the build (internal)")
+        return self.bases[ref]
+
+    # -- base --------------------------------------------------------------------------
+    def base_state(self, step: Step) -> State:
+        op: BaseOp = step.op  # type: ignore[assignment]
+        if op.stage is not None:
+            return self.finals[op.stage]
+        assert op.image is not None
+        if op.image == "scratch":
+            os_, _, arch = self.g.platform.partition("/")
+            from builder.oci.config import ContainerConfig
+            from builder.plan.planner import DEFAULT_PATH
+
+            cfg = ImageConfig(architecture=arch.split("/")[0], os=os_, config=ContainerConfig(env=(DEFAULT_PATH,)))
+            return State(cfg, key=ck.make_key("from", None, {"image": "scratch", "platform": self.g.platform}).key)
+        st = self.bases[op.image]
+        if st.config.config.on_build:  # triggers ran in this stage: the result does not inherit them
+            st = replace(st, config=st.config.with_config(on_build=()))
+        if not any(e.startswith("PATH=") for e in st.config.config.env):
+            from builder.plan.planner import DEFAULT_PATH
+
+            st = replace(st, config=st.config.with_config(env=(DEFAULT_PATH,) + st.config.config.env))
+        return st
+
+    # -- keys --------------------------------------------------------------------------
+    def step_key(self, step: Step, state: State) -> ck.CacheKey:
+        op = step.op
+        c = state.config.config
+        if isinstance(op, RunOp):
+            return ck.make_key("run", state.key, ck.run_op(op, env=c.env, args=step.args, workdir=c.working_dir,
+                                                          user=c.user, platform=self.g.platform))
+        if isinstance(op, CopyOp):
+            inputs = copy_inputs(self.sv, step, state, lambda i: self.finals[i].key)
+            k = ck.make_key("copy", None if op.link else state.key,
+                            ck.copy_op(op, dest=op.dest if op.dest.startswith("/") else
+                                       os.path.join(c.working_dir or "/", op.dest), platform=self.g.platform),
+                            inputs)
+            return k
+        assert isinstance(op, ConfigOp)
+        return ck.make_key("workdir", state.key, ck.workdir_op(op, path=c.working_dir, user=c.user))
+
+    def _slot(self, step: Step) -> str:
+        return f"{self.opt.dockerfile}#{self.g.stages[step.stage].label}#{step.index}"
+
+    def _no_cache(self, step: Step) -> bool:
+        st = self.g.stages[step.stage]
+        return self.opt.no_cache or (st.name or "").lower() in self.opt.no_cache_filter \
+            or str(step.stage) in self.opt.no_cache_filter
+
+    # -- records -----------------------------------------------------------------------
+    def _apply(self, state: State, step: Step, rec: Record, key: str) -> State:
+        op = step.op
+        next_key = key
+        if isinstance(op, CopyOp) and op.link:
+            next_key = ck.make_key("chain", state.key, {}, [key]).key  # a linked layer still follows its parent
+        if rec.layer is None:
+            cfg = state.config.with_history(History(created=rec.created, created_by=_created_by(step)))
+            return replace(state, config=cfg, key=next_key, created=rec.created)
+        chain = chain_id(state.chains[-1] if state.chains else None, rec.diff_id)  # type: ignore[arg-type]
+        cfg = state.config.with_layer(rec.diff_id, History(created=rec.created, created_by=_created_by(step)))  # type: ignore[arg-type]
+        return State(cfg, state.layers + (rec.descriptor,), state.chains + (chain,), next_key, rec.created)
+
+    def _now(self) -> str:
+        sde = self.sv.source_date_epoch
+        return rfc3339(sde if sde is not None else time.time())
+
+    # -- execution ---------------------------------------------------------------------
+    def _execute(self, step: Step, state: State, sid: int) -> LayerResult | None:
+        op = step.op
+        if isinstance(op, RunOp):
+            return run_step(self.sv, step, state, lambda text, stream: self.rep.emit(StepLog(sid, text, stream)),
+                            cancel=self.cancel)
+        if isinstance(op, CopyOp):
+            return copy_step(self.sv, step, state)
+        return self._workdir(step, state)
+
+    def _workdir(self, step: Step, state: State) -> LayerResult | None:
+        from builder.engine.copier import copy_up
+        from builder.engine.ops import commit, resolve_user
+
+        ensure_snapshots(self.sv, state)
+        path = state.config.config.working_dir
+        view = view_of(self.sv, state)
+        if view.find(view.resolve(path)) is not None:
+            return None
+        active = self.sv.snaps.prepare()
+        try:
+            view2 = view_of(self.sv, state, active.upper)
+            real = view2.resolve(path)
+            host = copy_up(view2, active.upper, real)
+            uid, gid, _ = resolve_user(state.config.config.user, view) if state.config.config.user else (0, 0, ())
+            os.chown(host, uid, gid)
+        except BaseException:
+            self.sv.snaps.discard(active)
+            raise
+        return commit(self.sv, active, state)
+
+    def solve_stage(self, si: int) -> State:
+        stage = self.g.stages[si]
+        first = stage.steps[0]
+        state = self.base_state(first)
+        fid = self.ids[(si, 1)]
+        self.rep.emit(StepCached(fid, self._name(first)))  # bases are resolved before solving
+        cmd_set = False
+        for step in stage.steps[1:]:
+            if self.cancel.is_set():
+                raise KeyboardInterrupt
+            op = step.op
+            if isinstance(op, ConfigOp):
+                cfg, cmd_set = apply_config(state.config, op, cmd_set)
+                state = replace(state, config=cfg)
+                if op.name != "WORKDIR":
+                    state = replace(state, config=state.config.with_history(
+                        History(created=state.created, created_by=_created_by(step))))
+                    continue
+            state = self._fs_step(step, state)
+        return state
+
+    def _fs_step(self, step: Step, state: State) -> State:
+        sid = self.ids[(step.stage, step.index)]
+        name = self._name(step)
+        try:
+            key = self.step_key(step, state)
+            sk = StepKey(step, key, self._slot(step))
+            with self.lock:
+                self.keys.append(sk)
+            rec = None if self._no_cache(step) else self.cache.get(key.key)
+            if rec is not None and (rec.layer is None or self.sv.blobs.has(rec.layer["digest"])):
+                sk.hit = True
+                self.rep.emit(StepCached(sid, name))
+                return self._apply(state, step, rec, key.key)
+            self.rep.emit(StepStarted(sid, name))
+            t0 = time.monotonic()
+            try:
+                res = self._execute(step, state, sid)
+            except BaseException as e:
+                self.rep.emit(StepFinished(sid, time.monotonic() - t0, error=_short(e)))
+                raise
+            rec = Record(key=key.key, layer=res.descriptor.to_dict() if res else None,
+                         diff_id=res.diff_id if res else None, created=self._now(), slot=sk.slot,
+                         pre_image=key.pre_image, text=step.text)
+            self.cache.put(rec)
+            self.rep.emit(StepFinished(sid, time.monotonic() - t0))
+            return self._apply(state, step, rec, key.key)
+        except ContextError as e:
+            raise BuildStepError(e.message, step.span, hint=e.hint) from None
+        except BuildStepError as e:
+            if e.span is None:
+                e.span = step.span
+            raise
+
+    def solve(self) -> Solution:
+        """Every needed stage, wave by wave (stages in a wave run concurrently)."""
+        workers = max(1, self.opt.max_workers)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage") as pool:
+            for wave in self.g.waves():
+                futs = {si: pool.submit(self.solve_stage, si) for si in wave}
+                err: BaseException | None = None
+                for si, f in futs.items():
+                    try:
+                        self.finals[si] = f.result()
+                    except BaseException as e:  # noqa: BLE001 - first error wins, the rest are stopped
+                        self.cancel.set()
+                        err = err or e
+                if err is not None:
+                    raise err
+        return Solution(self.finals[self.g.target], dict(self.finals), list(self.keys))
+
+    def keys_only(self) -> list[StepKey]:
+        """All step keys without executing anything (misses stop nothing): for `cache explain`."""
+        for wave in self.g.waves():
+            for si in wave:
+                stage = self.g.stages[si]
+                state = self.base_state(stage.steps[0])
+                cmd_set = False
+                for step in stage.steps[1:]:
+                    op = step.op
+                    if isinstance(op, ConfigOp):
+                        cfg, cmd_set = apply_config(state.config, op, cmd_set)
+                        state = replace(state, config=cfg)
+                        if op.name != "WORKDIR":
+                            continue
+                    key = self.step_key(step, state)
+                    rec = self.cache.get(key.key)
+                    self.keys.append(StepKey(step, key, self._slot(step), rec is not None))
+                    next_key = key.key
+                    if isinstance(op, CopyOp) and op.link:
+                        next_key = ck.make_key("chain", state.key, {}, [key.key]).key
+                    state = replace(state, key=next_key)
+                self.finals[si] = state
+        return self.keys
+
+
+def _short(e: BaseException) -> str:
+    if isinstance(e, PybuildError):
+        return e.message
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted"
+    return f"{type(e).__name__}: {e}"

@@ -1,0 +1,291 @@
+"""COPY and ADD on the engine side: what the sources are worth (cache inputs) and copying them.
+
+Owns: `copy_inputs` (content digests of context sources, other stages' keys, image digests,
+URL checksums/content digests, git commits: what a COPY/ADD key depends on) and `copy_step`
+(gathering Items from the context, a stage, an image, heredocs, URLs, git, local archives for
+ADD; then Copier writes them into a fresh upper; then commit as a layer).
+
+Must not: decide hits, or read context files .dockerignore excludes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from builder.engine.copier import Copier, Item, parse_chmod, resolve_owner
+from builder.engine.fsview import LayeredFS
+from builder.engine.ops import LayerResult, Services, State, _from_state, commit, ensure_snapshots, export_tree, view_of
+from builder.errors import BuildStepError, ContextError
+from builder.plan.graph import CopyOp, Step
+
+
+def _is_url(s: str) -> bool:
+    return s.startswith(("http://", "https://"))
+
+
+def _is_git(s: str) -> bool:
+    return s.startswith(("git@", "git://")) or (_is_url(s) and (".git#" in s or s.endswith(".git")))
+
+
+def _pivot(src: str) -> tuple[str, str]:
+    """--parents: `a/./b/c` copies `b/c` (the part after the pivot); no pivot keeps the whole path."""
+    if "/./" in src:
+        head, _, tail = src.partition("/./")
+        return src, tail
+    return src, src.lstrip("./") if src.startswith("./") else src
+
+
+def _dest(op: CopyOp, workdir: str) -> tuple[str, bool]:
+    d = op.dest
+    trailing = d.endswith("/") or d in (".", "./")
+    if not d.startswith("/"):
+        d = os.path.join(workdir or "/", d)
+    d = os.path.normpath(d)
+    if d.startswith("//"):
+        d = d[1:]
+    return d, trailing
+
+
+def copy_inputs(sv: Services, step: Step, state: State, stage_key) -> list[str]:
+    """The digests a COPY/ADD reads (cheap on a rebuild: the context uses the stat cache)."""
+    op: CopyOp = step.op  # type: ignore[assignment]
+    out: list[str] = []
+    if op.source_from is not None:
+        if op.source_from.stage is not None:
+            out.append(f"stage:{stage_key(op.source_from.stage)}")
+        else:
+            out.append(f"image:{_from_state(sv, op.source_from).key}")
+        return out
+    for src in op.sources:
+        if _is_git(src):
+            out.append(f"git:{src}@{_git_commit(src)}")
+        elif _is_url(src):
+            out.append(f"url:{src}@{op.checksum or _download(sv, src, op.checksum)[1]}")
+        else:
+            ctx = sv.context
+            if ctx is None:
+                raise ContextError("COPY needs a build context")
+            path = src.replace("/./", "/") if op.parents else src
+            try:
+                for s in ctx.select(path):
+                    out.append(f"{s.rel}:{ctx.digest(s)}")
+            except ContextError as e:
+                raise BuildStepError(e.message, step.span, hint=e.hint) from None
+    return out
+
+
+def _download(sv: Services, url: str, checksum: str | None) -> tuple[Path, str, int | None]:
+    """Fetch a URL once per build into tmp; verify --checksum. Returns (file, digest, mtime)."""
+    import email.utils
+    import urllib.request
+
+    h = hashlib.sha256(url.encode()).hexdigest()[:24]
+    dest = Path(sv.tmp) / f"url-{h}"
+    meta = Path(str(dest) + ".meta")
+    if not dest.exists():
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r:  # noqa: S310 - the Dockerfile asks for it
+                fd, part = tempfile.mkstemp(dir=sv.tmp)
+                with os.fdopen(fd, "wb") as f:
+                    shutil.copyfileobj(r, f)
+                lm = r.headers.get("Last-Modified")
+            os.replace(part, dest)
+            mtime = int(email.utils.parsedate_to_datetime(lm).timestamp()) if lm else None
+            meta.write_text(str(mtime or ""))
+        except OSError as e:
+            raise BuildStepError(f"ADD {url}: download failed: {e}") from None
+    hd = hashlib.sha256()
+    with open(dest, "rb") as f:
+        while chunk := f.read(1 << 20):
+            hd.update(chunk)
+    digest = "sha256:" + hd.hexdigest()
+    if checksum and checksum != digest:
+        raise BuildStepError(f"ADD {url}: checksum mismatch: want {checksum}, got {digest}")
+    m = meta.read_text().strip() if meta.exists() else ""
+    return dest, digest, int(m) if m else None
+
+
+def _git_parts(src: str) -> tuple[str, str | None]:
+    url, _, ref = src.partition("#")
+    return url, (ref.split(":", 1)[0] or None)
+
+
+def _git_commit(src: str) -> str:
+    url, ref = _git_parts(src)
+    try:
+        r = subprocess.run(["git", "ls-remote", url, ref or "HEAD"], capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise BuildStepError("ADD of a git repository needs git installed") from None
+    if r.returncode != 0 or not r.stdout.strip():
+        raise BuildStepError(f"ADD {src}: cannot resolve {ref or 'HEAD'}: {r.stderr.strip().splitlines()[-1:] or ''}")
+    return r.stdout.split()[0]
+
+
+def _git_clone(sv: Services, src: str, keep_git_dir: bool, into: Path) -> Path:
+    url, ref = _git_parts(src)
+    subdir = src.partition("#")[2].partition(":")[2]
+    dest = into / "git"
+    cmd = ["git", "clone", "--quiet", "--recurse-submodules", url, str(dest)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise BuildStepError(f"ADD {src}: git clone failed: {r.stderr.strip()}")
+    if ref:
+        r = subprocess.run(["git", "-C", str(dest), "checkout", "--quiet", ref], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BuildStepError(f"ADD {src}: git checkout {ref} failed: {r.stderr.strip()}")
+    if not keep_git_dir:
+        shutil.rmtree(dest / ".git", ignore_errors=True)
+    return dest / subdir if subdir else dest
+
+
+def _archive_kind(path: str) -> bool:
+    import tarfile
+
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if head[:4] == b"\x28\xb5\x2f\xfd" or head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
+        return True
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def _extract(path: str, dest: Path) -> None:
+    """A local archive for ADD (tar, gzip, bzip2, xz, zstd), unpacked safely into `dest`."""
+    import tarfile
+
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(0)
+        try:
+            if head == b"\x28\xb5\x2f\xfd":
+                import zstandard
+
+                with zstandard.ZstdDecompressor().stream_reader(f) as zr, tarfile.open(fileobj=zr, mode="r|") as tf:
+                    tf.extractall(dest, filter="tar")
+            else:
+                with tarfile.open(fileobj=f, mode="r:*") as tf:
+                    tf.extractall(dest, filter="tar")
+        except (tarfile.TarError, OSError) as e:
+            raise BuildStepError(f"ADD: cannot extract {os.path.basename(path)}: {e}") from None
+
+
+def _gather(sv: Services, step: Step, state: State, work: Path) -> tuple[list[Item], bool]:
+    """Items to copy, and whether several sources (or a wildcard) were named."""
+    op: CopyOp = step.op  # type: ignore[assignment]
+    items: list[Item] = []
+    wildcard = False
+    for name, data in op.heredocs:
+        items.append(Item(name=os.path.basename(name), data=data.encode(), mode=0o644,
+                          mtime_ns=None if sv.source_date_epoch is None else sv.source_date_epoch * 10**9))
+    if op.source_from is not None:
+        src_state = _from_state(sv, op.source_from)
+        ensure_snapshots(sv, src_state)
+        view = view_of(sv, src_state)
+        for i, src in enumerate(op.sources):
+            names = _match_in_view(view, src)
+            wildcard |= any(c in src for c in "*?[")
+            for j, (path, keep) in enumerate(names):
+                d = work / f"from-{i}-{j}"
+                export_tree(view, path, d)
+                items.append(Item(name=os.path.basename(path.rstrip("/")) or "/", path=str(d),
+                                  keep=keep if op.parents else "", contents=True))
+        return items, len(op.sources) > 1 or wildcard
+    ctx = sv.context
+    for i, src in enumerate(op.sources):
+        if _is_git(src):
+            if not op.is_add:
+                raise BuildStepError("COPY does not take git URLs (use ADD)", step.span)
+            items.append(Item(name="", path=str(_git_clone(sv, src, op.keep_git_dir, work)), contents=True))
+            continue
+        if _is_url(src):
+            if not op.is_add:
+                raise BuildStepError("COPY does not take URLs (use ADD)", step.span)
+            f, _digest, mtime = _download(sv, src, op.checksum)
+            base = src.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] or "index.html"
+            data = f.read_bytes()
+            items.append(Item(name=base, data=data, mode=0o600,
+                              mtime_ns=mtime * 10**9 if mtime is not None else None))
+            continue
+        assert ctx is not None
+        path, keep_full = _pivot(src) if op.parents else (src, "")
+        wildcard |= any(c in src for c in "*?[")
+        try:
+            found = ctx.select(path.replace("/./", "/"))
+        except ContextError as e:
+            raise BuildStepError(e.message, step.span, hint=e.hint) from None
+        for s in found:
+            keep = ""
+            if op.parents:
+                rel_after = s.rel
+                if "/./" in src:
+                    pre = os.path.normpath(src.partition("/./")[0]).lstrip("./")
+                    rel_after = s.rel[len(pre) + 1:] if pre and pre != "." else s.rel
+                keep = os.path.dirname(rel_after) if not s.is_dir else rel_after
+            if op.is_add and not s.is_dir and op.unpack is not False and _archive_kind(s.abspath):
+                d = work / f"add-{i}-{len(items)}"
+                _extract(s.abspath, d)
+                items.append(Item(name=os.path.basename(s.rel), path=str(d), keep=keep, contents=True))
+                continue
+            items.append(Item(name=os.path.basename(s.rel) or ".", path=s.abspath, keep=keep, contents=True,
+                              ctx_rel=s.rel))
+    return items, len(op.sources) + len(op.heredocs) > 1 or wildcard
+
+
+def _match_in_view(view: LayeredFS, src: str) -> list[tuple[str, str]]:
+    """Paths in a stage/image rootfs named by a COPY --from source (wildcards in any component)."""
+    import re
+
+    from builder.context import translate
+
+    parts = [p for p in src.split("/") if p and p != "."]
+    if not any(c in src for c in "*?["):
+        p = "/" + "/".join(parts)
+        if not view.exists(view.resolve(p)):
+            raise BuildStepError(f'"{src}" not found in the source stage or image')
+        return [(p, os.path.dirname(p).lstrip("/"))]
+    cands = ["/"]
+    for part in parts:
+        nxt = []
+        rx = re.compile(translate(part)) if any(c in part for c in "*?[") else None
+        for c in cands:
+            if rx is None:
+                nxt.append(c.rstrip("/") + "/" + part)
+            else:
+                nxt.extend(c.rstrip("/") + "/" + n for n in view.listdir(view.resolve(c)) if rx.match(n))
+        cands = [c for c in nxt if view.exists(view.resolve(c))]
+    if not cands:
+        raise BuildStepError(f'no source files were specified: "{src}" matches nothing in the source stage')
+    return [(c, os.path.dirname(c).lstrip("/")) for c in sorted(cands)]
+
+
+def copy_step(sv: Services, step: Step, state: State) -> LayerResult | None:
+    op: CopyOp = step.op  # type: ignore[assignment]
+    ensure_snapshots(sv, state)
+    active = sv.snaps.prepare()
+    work = Path(tempfile.mkdtemp(dir=sv.tmp, prefix="copy-"))
+    try:
+        full = view_of(sv, state, active.upper)
+        view = LayeredFS([active.upper]) if op.link else full
+        owner = resolve_owner(op.chown, full)
+        chmod = parse_chmod(op.chmod)
+        items, several = _gather(sv, step, state, work)
+        dest, trailing = _dest(op, state.config.config.working_dir)
+        if several and not trailing and not full.find(full.resolve(dest)):
+            raise BuildStepError(f"when using {'ADD' if op.is_add else 'COPY'} with more than one source file, "
+                                 "the destination must be a directory and end with a /", step.span)
+        copier = Copier(active.upper, view, owner=owner, chmod=chmod, excludes=op.excludes,
+                        follow_dest=not op.link, context=sv.context)
+        copier.copy(items, dest, dest_is_dir=trailing or several)
+    except BaseException:
+        sv.snaps.discard(active)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return commit(sv, active, state)

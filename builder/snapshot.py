@@ -1,0 +1,131 @@
+"""Snapshotter: unpacked layers by chain id, and the overlay mount data to stack them.
+
+Owns: `$ROOT/snapshots/<chain_id hex>/` — one directory per layer, holding that layer's files in
+overlayfs upperdir form (whiteouts as 0/0 char devices, opaque dirs by xattr), so a stack of them
+is a list of lowerdirs; `chain_id()` (OCI image-spec: sha256 of "parent diff_id"); `prepare()`
+(a fresh upper + work dir under tmp/ on the same filesystem) and `commit()` (atomic rename of a
+finished upper into place); `mount_spec()` (plain data: lowerdirs top first, upper, work).
+
+Must not: mount anything (runtime does), run commands, or know about Dockerfiles. Concurrent
+builders may race to commit the same chain id: the first rename wins, the loser's copy is dropped.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.errors import StoreError
+
+
+def chain_id(parent: str | None, diff_id: str) -> str:
+    """ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    if parent is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+def chain_ids(diff_ids: list[str] | tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for d in diff_ids:
+        out.append(chain_id(out[-1] if out else None, d))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class MountSpec:
+    """An overlay to mount: lowerdirs top (most recent layer) first; upper/work may be None (read-only)."""
+
+    lowerdirs: tuple[str, ...]
+    upperdir: str | None = None
+    workdir: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Active:
+    """A prepared snapshot: write into `upper` (overlay needs `work` on the same filesystem)."""
+
+    base: str  # the private temp directory holding both
+    upper: Path
+    work: Path
+
+
+class Snapshotter:
+    def __init__(self, snapshots_dir: Path, tmp_dir: Path) -> None:
+        self.dir = Path(snapshots_dir)
+        self.tmp = Path(tmp_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self._empty: Path | None = None
+
+    def path(self, chain: str) -> Path:
+        return self.dir / chain.split(":", 1)[-1]
+
+    def has(self, chain: str) -> bool:
+        return self.path(chain).is_dir()
+
+    def prepare(self) -> Active:
+        base = tempfile.mkdtemp(dir=self.tmp, prefix="snap-")
+        upper, work = Path(base) / "upper", Path(base) / "work"
+        upper.mkdir(mode=0o755)
+        work.mkdir()
+        return Active(base, upper, work)
+
+    def discard(self, active: Active) -> None:
+        shutil.rmtree(active.base, ignore_errors=True)
+
+    def commit(self, active: Active, chain: str) -> Path:
+        """Move a finished upper into place as snapshot `chain` (first writer wins)."""
+        dest = self.path(chain)
+        try:
+            os.rename(active.upper, dest)
+        except OSError:
+            if not dest.is_dir():
+                raise StoreError(f"cannot commit snapshot {chain[:19]}: {dest} unwritable") from None
+        self.discard(active)
+        return dest
+
+    def ensure(self, chain: str, fill: Callable[[Path], None]) -> Path:
+        """The snapshot for `chain`, creating it with `fill(dir)` (e.g. unpack a layer) if missing."""
+        if self.has(chain):
+            return self.path(chain)
+        active = self.prepare()
+        try:
+            fill(active.upper)
+            return self.commit(active, chain)
+        except BaseException:
+            self.discard(active)
+            raise
+
+    def empty_dir(self) -> Path:
+        """A permanent empty directory: overlay needs one lowerdir even for `FROM scratch`."""
+        if self._empty is None:
+            p = self.dir / "empty"
+            p.mkdir(exist_ok=True)
+            self._empty = p
+        return self._empty
+
+    def lowerdirs(self, chains: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+        """Snapshot dirs for a layer stack (bottom first in), top first out, as overlay wants."""
+        dirs = tuple(str(self.path(c)) for c in reversed(chains))
+        return dirs or (str(self.empty_dir()),)
+
+    def mount_spec(self, chains: list[str] | tuple[str, ...], active: Active | None = None) -> MountSpec:
+        lowers = self.lowerdirs(chains)
+        if active is None:
+            return MountSpec(lowers)
+        return MountSpec(lowers, str(active.upper), str(active.work))
+
+    def list(self) -> list[str]:
+        return sorted("sha256:" + p.name for p in self.dir.iterdir() if p.is_dir() and p.name != "empty")
+
+    def remove(self, chain: str) -> None:
+        p = self.path(chain)
+        if p.is_dir():
+            trash = tempfile.mkdtemp(dir=self.tmp, prefix="rm-")
+            os.rename(p, os.path.join(trash, "x"))  # atomic disappearance, slow delete after
+            shutil.rmtree(trash, ignore_errors=True)
