@@ -110,8 +110,8 @@ def _cap_last() -> int:
         return 40
 
 
-def _write_private_files(config: SandboxConfig, d: str) -> None:
-    os.mkdir(f"{d}/root", 0o755)
+def private_files(config: SandboxConfig) -> dict[str, str]:
+    """The contents of the container's /etc/hosts, /etc/resolv.conf and /etc/hostname."""
     hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
              f"127.0.1.1\t{config.hostname}"]
     hosts += [f"{addr}\t{name}" for name, addr in config.extra_hosts]
@@ -122,8 +122,12 @@ def _write_private_files(config: SandboxConfig, d: str) -> None:
                 resolv = f.read()
         except OSError:
             resolv = ""
-    for name, text in (("hosts", "\n".join(hosts) + "\n"), ("resolv.conf", resolv),
-                       ("hostname", config.hostname + "\n")):
+    return {"hosts": "\n".join(hosts) + "\n", "resolv.conf": resolv, "hostname": config.hostname + "\n"}
+
+
+def _write_private_files(config: SandboxConfig, d: str) -> None:
+    os.mkdir(f"{d}/root", 0o755)
+    for name, text in private_files(config).items():
         with open(f"{d}/{name}", "w") as f:
             f.write(text)
         os.chmod(f"{d}/{name}", 0o644)
