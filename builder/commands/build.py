@@ -19,6 +19,11 @@ from pathlib import Path
 
 def add_parser(sub) -> None:
     p = sub.add_parser("build", help="build an image from a Dockerfile")
+    add_build_flags(p)
+
+
+def add_build_flags(p) -> None:
+    """Every `pybuild build` flag (also used by `pybuild cache explain`)."""
     p.add_argument("context", metavar="PATH | - | TARBALL", help="build context: a directory, - (tar on stdin) or a tar")
     p.add_argument("-t", "--tag", action="append", default=[], help="name:tag for the image (repeatable)")
     p.add_argument("-f", "--file", help="Dockerfile path (default: PATH/Dockerfile); - reads stdin")
@@ -114,14 +119,12 @@ def _build_args(specs: list[str]) -> dict[str, str]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    from builder import settings as settings_mod
+def _read_inputs(args, st):
+    """(context dir, Dockerfile text, name, path, temp dir to remove or None)."""
     from builder.errors import ContextError, UsageError
 
-    st = settings_mod.load()
     tmp_ctx: str | None = None
     ctx_arg = args.context
-    stdin_used = False
     try:
         if ctx_arg == "-":
             if args.file == "-":
@@ -131,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
             st.tmp_dir.mkdir(parents=True, exist_ok=True)
             tmp_ctx = tempfile.mkdtemp(dir=st.tmp_dir, prefix="ctx-")
             unpack_context_tar(sys.stdin.buffer, Path(tmp_ctx))
-            stdin_used = True
             ctx_dir = Path(tmp_ctx)
         elif os.path.isfile(ctx_arg):
             from builder.context import unpack_context_tar
@@ -157,14 +159,43 @@ def run(args: argparse.Namespace) -> int:
             except FileNotFoundError:
                 raise ContextError(f"Dockerfile not found: {df_path}") from None
             name = df_path.name
-        del stdin_used
-
-        if args.check:
-            return _check(text, name)
-        return _build(args, st, ctx_dir, text, name, df_path)
-    finally:
+    except BaseException:
         if tmp_ctx:
             shutil.rmtree(tmp_ctx, ignore_errors=True)
+        raise
+    return ctx_dir, text, name, df_path, tmp_ctx
+
+
+def request_from_args(args):
+    """(settings, BuildRequest, cleanup) from parsed build flags."""
+    from builder import settings as settings_mod
+
+    st = settings_mod.load()
+    ctx_dir, text, name, df_path, tmp_ctx = _read_inputs(args, st)
+
+    def cleanup() -> None:
+        if tmp_ctx:
+            shutil.rmtree(tmp_ctx, ignore_errors=True)
+    try:
+        return st, _request(args, ctx_dir, text, name, df_path), cleanup
+    except BaseException:
+        cleanup()
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.check:
+        from builder import settings as settings_mod
+
+        ctx_dir, text, name, _p, tmp = _read_inputs(args, settings_mod.load())
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return _check(text, name)
+    st, req, cleanup = request_from_args(args)
+    try:
+        return _build(args, st, req)
+    finally:
+        cleanup()
 
 
 def _check(text: str, name: str) -> int:
@@ -179,10 +210,9 @@ def _check(text: str, name: str) -> int:
     return 1 if warnings else 0
 
 
-def _build(args, st, ctx_dir: Path, text: str, name: str, df_path: Path | None) -> int:
-    from builder.engine.build import BuildRequest, build
+def _request(args, ctx_dir: Path, text: str, name: str, df_path: Path | None):
+    from builder.engine.build import BuildRequest
     from builder.errors import UsageError
-    from builder.report import make_reporter
 
     labels = {}
     for lab in args.label:
@@ -194,10 +224,6 @@ def _build(args, st, ctx_dir: Path, text: str, name: str, df_path: Path | None) 
         sde = int(sde_s) if sde_s else None
     except ValueError:
         raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, not {sde_s!r}") from None
-    outputs = [_kv(o) for o in args.output]
-    for o in outputs:
-        if o.get("type") not in ("oci", "docker", "local", "tar", "image", "registry"):
-            raise UsageError(f"--output {o}: type must be oci, docker, local, tar or image")
     req = BuildRequest(
         context_dir=ctx_dir, dockerfile_text=text, dockerfile_name=name,
         dockerfile_path=df_path.resolve() if df_path else None, tags=tuple(args.tag), build_args=build_args,
@@ -206,7 +232,18 @@ def _build(args, st, ctx_dir: Path, text: str, name: str, df_path: Path | None) 
         network=args.network, cache_from=tuple(_cache_dir(c, "src", "--cache-from") for c in args.cache_from),
         cache_to=_cache_dir(args.cache_to, "dest", "--cache-to") if args.cache_to else None,
         source_date_epoch=sde, max_workers=max(1, args.jobs))
+    return req
+
+
+def _build(args, st, req) -> int:
+    from builder.engine.build import build
+    from builder.errors import UsageError
+    from builder.report import make_reporter
+
+    outputs = [_kv(o) for o in args.output]
     for o in outputs:
+        if o.get("type") not in ("oci", "docker", "local", "tar", "image", "registry"):
+            raise UsageError(f"--output {o}: type must be oci, docker, local, tar or image")
         if o.get("type") == "image" and o.get("name"):
             req.tags = req.tags + tuple(o["name"].split(","))
     reporter = make_reporter("quiet" if args.quiet else args.progress, sys.stderr)

@@ -1,0 +1,128 @@
+"""`pybuild cache ls | prune | explain`: look at, shrink and explain the build cache.
+
+Owns: the presentation of cache records (a table or JSON), pruning (records whose layer blob is
+gone, records older than --until, or --all; snapshots and cache mounts with --all), and
+`explain`: for each filesystem step of a build (same flags as `pybuild build`), hit or miss, and
+for a miss the first field of the cache key that differs from the nearest earlier record of
+that step. Must not: build anything (explain computes keys only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("cache", help="inspect, prune or explain the build cache")
+    csub = p.add_subparsers(dest="cache_cmd", metavar="ls|prune|explain")
+    csub.required = True
+    ls = csub.add_parser("ls", help="list cache records")
+    ls.add_argument("--format", choices=["table", "json"], default="table")
+    pr = csub.add_parser("prune", help="remove cache records")
+    pr.add_argument("--all", action="store_true", help="remove every record, snapshot and cache mount")
+    pr.add_argument("--until", type=float, metavar="HOURS", help="remove records older than this")
+    ex = csub.add_parser("explain", help="why each step of a build would hit or miss")
+    from builder.commands.build import add_build_flags
+
+    add_build_flags(ex)
+    ex.add_argument("--format", choices=["text", "json"], default="text")
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"ls": _ls, "prune": _prune, "explain": _explain}[args.cache_cmd](args)
+
+
+def _stores():
+    from builder import settings
+    from builder.engine.cache import CacheStore
+
+    st = settings.load()
+    return st, CacheStore(st.cache_dir, st.tmp_dir)
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n:.1f}TB"
+
+
+def _ls(args) -> int:
+    _st, cache = _stores()
+    recs = cache.all()
+    if args.format == "json":
+        print(json.dumps([{"key": r.key, "step": r.text, "created": r.created, "layer": r.layer,
+                           "slot": r.slot} for r in recs], indent=2))
+        return 0
+    print(f"{'KEY':<19}  {'SIZE':>8}  {'AGE':>10}  STEP")
+    now = time.time()
+    for r in recs:
+        size = _human(r.layer["size"]) if r.layer else "0B"
+        age = now - (r.written or now)
+        age_s = f"{age / 3600:.1f}h" if age >= 3600 else f"{age / 60:.0f}m" if age >= 60 else f"{age:.0f}s"
+        print(f"{r.key[7:19]:<19}  {size:>8}  {age_s:>10}  {r.text[:80]}")
+    return 0
+
+
+def _prune(args) -> int:
+    import shutil
+
+    from builder.oci.store import DirStore
+
+    st, cache = _stores()
+    blobs = DirStore(st.store_dir)
+    now = time.time()
+    n = 0
+    for r in cache.all():
+        gone = r.layer is not None and not blobs.has(r.layer["digest"])
+        old = args.until is not None and now - r.written > args.until * 3600
+        if args.all or gone or old:
+            cache.remove(r.key)
+            n += 1
+    extra = ""
+    if args.all:
+        from builder.snapshot import Snapshotter
+
+        snaps = Snapshotter(st.snapshots_dir, st.tmp_dir)
+        chains = snaps.list()
+        for c in chains:
+            snaps.remove(c)
+        shutil.rmtree(st.cache_dir / "mounts", ignore_errors=True)
+        shutil.rmtree(st.cache_dir / "stat", ignore_errors=True)
+        extra = f", {len(chains)} snapshots and the cache mounts"
+    print(f"removed {n} cache records{extra}")
+    return 0
+
+
+def _explain(args) -> int:
+    from builder.commands.build import request_from_args
+    from builder.engine.build import explain
+
+    st, req, cleanup = request_from_args(args)
+    try:
+        rows = explain(req, st)
+    finally:
+        cleanup()
+    if args.format == "json":
+        print(json.dumps([{"step": r.step, "line": r.span_line, "hit": r.hit, "key": r.key,
+                           "nearest": r.nearest_key, "field": r.field, "before": r.before, "after": r.after}
+                          for r in rows], indent=2, default=str))
+        return 0
+    for r in rows:
+        where = f"line {r.span_line}: " if r.span_line else ""
+        if r.hit:
+            print(f"hit   {where}{r.step}")
+        elif r.field is None:
+            print(f"miss  {where}{r.step}  (no earlier record of this step)")
+        else:
+            print(f"miss  {where}{r.step}  first difference: {r.field}: {_show(r.before)} -> {_show(r.after)}")
+    sys.stdout.flush()
+    return 0
+
+
+def _show(v) -> str:
+    s = json.dumps(v) if not isinstance(v, str) else v
+    return s if len(s) <= 60 else s[:57] + "..."
