@@ -26,6 +26,7 @@ def add_parser(sub) -> None:
     p.add_argument("image", help="reference, e.g. alpine:3.19 or localhost:5000/app@sha256:…")
     p.add_argument("--platform", default="linux/amd64", help="os/arch[/variant] to pick from an index")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the reference")
+    p.set_defaults(registry_verb="pull")
 
     p = sub.add_parser("push", parents=[common], help="upload a local image to a registry")
     p.add_argument("image", help="local image (reference, digest or id)")
@@ -34,6 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--chunk-size", metavar="BYTES", type=_size, default=None,
                    help="upload in PATCH chunks of this size (e.g. 16M) instead of one PUT")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+    p.set_defaults(registry_verb="push")
 
     p = sub.add_parser("login", help="save credentials for a registry (in docker's config.json format)")
     p.add_argument("server", nargs="?", default="docker.io", help="registry host[:port] (default docker.io)")
@@ -41,9 +43,11 @@ def add_parser(sub) -> None:
     p.add_argument("-p", "--password", help="password (prefer --password-stdin)")
     p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     p.add_argument("--ca-cert", metavar="FILE")
+    p.set_defaults(registry_verb="login")
 
     p = sub.add_parser("logout", help="forget the credentials for a registry")
     p.add_argument("server", nargs="?", default="docker.io")
+    p.set_defaults(registry_verb="logout")
 
 
 def _size(text: str) -> int:
@@ -57,7 +61,7 @@ def _size(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return {"pull": _pull, "push": _push, "login": _login, "logout": _logout}[args.command](args)
+    return {"pull": _pull, "push": _push, "login": _login, "logout": _logout}[args.registry_verb](args)
 
 
 def _options(args: argparse.Namespace, **extra):
