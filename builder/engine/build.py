@@ -184,7 +184,9 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     for src in req.cache_from:
         n = cache.import_local(src, store.blobs)
         reporter.emit(StepProgress(0, f"imported {n} cache records from {src}"))
-    for ref in {s.op.image for st in graph.stages for s in st.steps
+    # The image name lives on op.source_from (CopyOp has no .image): reading op.image crashed
+    # every `COPY --from=<image>` build with an AttributeError.
+    for ref in {s.op.source_from.image for st in graph.stages for s in st.steps
                 if getattr(s.op, "source_from", None) is not None and s.op.source_from.image}:
         bases.state(ref)  # COPY --from=image: resolve before the worker threads need it
     solver = Solver(graph, sv, cache, bases=bases.states, reporter=reporter,
