@@ -27,6 +27,7 @@ from builder.oci.store import DirStore
 
 FLUSH = 1 << 20
 ZSTD_LEVEL = 3
+ZSTD_JOB = 4 << 20
 _SKIP_XATTR_PREFIXES = (b"trusted.overlay.", b"user.overlay.")  # overlayfs internals, not content
 _ZERO = bytes(512)
 _MAX_OCTAL = {8: 0o7777777, 12: 0o77777777777}
@@ -87,8 +88,11 @@ def _compressor(compression: str):
         import zstandard  # lazy: 27 ms of import
 
         # threads >= 1 selects zstd's multi-threaded mode, whose output does not depend on
-        # the number of workers: the same tree gives the same digest on any machine.
-        return zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=max(1, os.cpu_count() or 1)).compressobj()
+        # the number of workers: the same tree gives the same digest on any machine. A fixed
+        # 4 MiB job keeps the output fixed too, and peak memory at ~90 MB (8 MiB jobs: ~180).
+        params = zstandard.ZstdCompressionParameters.from_level(
+            ZSTD_LEVEL, threads=max(1, os.cpu_count() or 1), job_size=ZSTD_JOB)
+        return zstandard.ZstdCompressor(compression_params=params).compressobj()
     if compression == "gzip":
         try:
             from isal import isal_zlib  # type: ignore[import-not-found]
@@ -110,12 +114,16 @@ def _octal(n: int, width: int) -> bytes:
 
 def _ustar(name: bytes, mode: int, uid: int, gid: int, size: int, mtime: int, typeflag: bytes,
            linkname: bytes = b"", major: int = 0, minor: int = 0) -> bytes:
-    h = b"".join((
-        name.ljust(100, b"\0"), _octal(mode, 8), _octal(uid, 8), _octal(gid, 8), _octal(size, 12),
-        _octal(mtime, 12), b"        ", typeflag, linkname.ljust(100, b"\0"), b"ustar\x0000",
-        bytes(64), _octal(major, 8), _octal(minor, 8), bytes(167)))
-    chk = b"%06o\0 " % sum(h)
-    return h[:148] + chk + h[156:]
+    # One formatting op for the numeric fields: this runs once per file, 50,000 times a layer.
+    h = b"%s%07o\0%07o\0%07o\0%011o\0%011o\0        %s%sustar\x0000%s%07o\0%07o\0" % (
+        name.ljust(100, b"\0"), mode, uid, gid, size, mtime, typeflag, linkname.ljust(100, b"\0"),
+        _NAMES, major, minor)
+    # The checksum counts the 8 spaces of its own field; the zero tail adds nothing.
+    return b"%s%06o\0 %s%s" % (h[:148], sum(h), h[156:], _TAIL)
+
+
+_NAMES = bytes(64)  # uname + gname: always empty (numeric ids only)
+_TAIL = bytes(167)
 
 
 def _pax_record(key: bytes, value: bytes) -> bytes:

@@ -20,13 +20,11 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from builder.errors import LayerError
-from builder.oci import mediatypes as mt
+from builder.oci.compression import open_decompressed
 from builder.oci.digest import Digest
 
 CHUNK = 1 << 20
 MAX_LINKS = 40
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_GZIP_MAGIC = b"\x1f\x8b"
 Warn = Callable[[str], None]
 
 
@@ -53,27 +51,7 @@ class _Hashing(io.RawIOBase):
         return n
 
 
-def open_layer_stream(f: BinaryIO, media_type: str | None = None) -> BinaryIO:
-    """Uncompressed tar bytes from `f`, by media type or (None / unknown) by magic number."""
-    comp = mt.layer_compression(media_type) if media_type else None
-    buf = f if hasattr(f, "peek") else io.BufferedReader(f, CHUNK)  # type: ignore[arg-type]
-    if comp is None:
-        head = buf.peek(4)[:4]
-        comp = "zstd" if head == _ZSTD_MAGIC else "gzip" if head[:2] == _GZIP_MAGIC else "none"
-    if comp == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(buf, read_size=CHUNK, read_across_frames=True)
-    if comp == "gzip":
-        try:
-            from isal import igzip  # type: ignore[import-not-found]
-
-            return igzip.IGzipFile(fileobj=buf)  # type: ignore[return-value]
-        except ImportError:
-            import gzip
-
-            return gzip.GzipFile(fileobj=buf)  # type: ignore[return-value]
-    return buf  # type: ignore[return-value]
+open_layer_stream = open_decompressed  # kept as a name for callers of this module
 
 
 class _Root:

@@ -1,0 +1,94 @@
+"""Layer compression: detect it, undo it as a stream, and hash what is inside (diff_id).
+
+Owns: magic-number detection (zstd, gzip, plain), `open_decompressed(f, media_type)` (a
+readable stream of tar bytes), and `DiffHasher` — fed compressed bytes chunk by chunk, it
+hashes the uncompressed bytes, so a blob can be stored and its diff_id known in ONE pass.
+Must not: write anything; import zstandard before it is needed (start-up budget).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import zlib
+from typing import BinaryIO
+
+from builder.errors import LayerError
+from builder.oci import mediatypes as mt
+from builder.oci.digest import Digest
+
+CHUNK = 1 << 20
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def detect(head: bytes) -> str:
+    """'zstd' | 'gzip' | 'none' from the first bytes of a layer."""
+    if head[:4] == ZSTD_MAGIC:
+        return "zstd"
+    if head[:2] == GZIP_MAGIC:
+        return "gzip"
+    return "none"
+
+
+def open_decompressed(f: BinaryIO, media_type: str | None = None) -> BinaryIO:
+    """Uncompressed bytes of `f`, by media type, or by magic number when the type is unknown."""
+    comp = mt.layer_compression(media_type) if media_type else None
+    buf = f if hasattr(f, "peek") else io.BufferedReader(f, CHUNK)  # type: ignore[arg-type]
+    if comp is None:
+        comp = detect(buf.peek(4)[:4])
+    if comp == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(buf, read_size=CHUNK, read_across_frames=True)
+    if comp == "gzip":
+        import gzip
+
+        return gzip.GzipFile(fileobj=buf)  # type: ignore[return-value]
+    return buf  # type: ignore[return-value]
+
+
+class DiffHasher:
+    """Feed compressed (or plain) layer bytes; get the sha256 and size of the tar inside."""
+
+    def __init__(self, compression: str) -> None:
+        self.compression = compression
+        self._h = hashlib.sha256()
+        self.size = 0
+        if compression == "zstd":
+            import zstandard
+
+            self._z = zstandard.ZstdDecompressor()
+            self._d = self._z.decompressobj()
+        elif compression == "gzip":
+            self._d = zlib.decompressobj(47)
+        elif compression != "none":
+            raise LayerError(f"unknown compression {compression!r}")
+
+    def _out(self, data: bytes) -> None:
+        self._h.update(data)
+        self.size += len(data)
+
+    def feed(self, raw: bytes) -> None:
+        if self.compression == "none":
+            self._out(raw)
+            return
+        try:
+            while raw:
+                self._out(self._d.decompress(raw))
+                if self.compression == "gzip" and self._d.eof:
+                    raw = self._d.unused_data  # a multi-member gzip stream: next member
+                    if raw:
+                        self._d = zlib.decompressobj(47)
+                elif self.compression == "zstd" and getattr(self._d, "eof", False):
+                    raw = self._d.unused_data
+                    if raw:
+                        self._d = self._z.decompressobj()
+                else:
+                    raw = b""
+        except (zlib.error, Exception) as e:  # noqa: BLE001 - zstd raises its own ZstdError
+            raise LayerError(f"layer data is not valid {self.compression}: {e}") from None
+
+    def finish(self) -> tuple[Digest, int]:
+        if self.compression == "gzip":
+            self._out(self._d.flush())
+        return Digest("sha256:" + self._h.hexdigest()), self.size
