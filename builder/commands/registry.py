@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
     common.add_argument("--ca-cert", metavar="FILE", help="trust this CA certificate (PEM) for the registry")
     common.add_argument("--progress", choices=["auto", "tty", "plain", "json", "quiet"], default="auto",
                         help="progress output on stderr (default: auto)")
-    common.add_argument("-j", "--jobs", type=int, default=4, help="blobs transferred in parallel (default 4)")
+    common.add_argument("-j", "--jobs", type=int, default=3, help="blobs transferred in parallel (default 3)")
 
     p = sub.add_parser("pull", parents=[common], help="download an image from a registry")
     p.add_argument("image", help="reference, e.g. alpine:3.19 or localhost:5000/app@sha256:…")

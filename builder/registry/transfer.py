@@ -49,7 +49,7 @@ class Options:
 
     ca_cert: str | None = None
     insecure_registries: tuple[str, ...] = ()
-    jobs: int = 4
+    jobs: int = 3  # docker's max-concurrent-downloads; more only contends on small machines
     chunk_size: int | None = None  # None: monolithic uploads; else PATCH chunks of this size
     backoff: float = 0.25  # seconds before the first retry; doubles each time
     credentials: object = field(default=None)  # None: look up docker config; else Credentials
