@@ -57,7 +57,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="pybuild", description="Daemonless OCI image builder.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
     parser.add_argument("--root", help="state directory (default: $PYBUILD_ROOT or /var/lib/pybuild)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="_subcommand", metavar="COMMAND", parser_class=_Parser)
     seen: set[str] = set()
     for name, mod in COMMANDS.items():
         if only is not None and COMMANDS.get(only) != mod:
@@ -114,10 +114,12 @@ def _dispatch(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.root:
         os.environ["PYBUILD_ROOT"] = os.path.abspath(args.root)
-    if not args.command:
+    if not args._subcommand:
         parser.print_help()
         return 2
-    return int(_module(args.command).run(args) or 0)
+    if getattr(args, "command", None) is None:
+        args.command = args._subcommand  # modules that serve several commands dispatch on it
+    return int(_module(args._subcommand).run(args) or 0)
 
 
 def _report(e: BaseException, debug: bool) -> int:

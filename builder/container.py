@@ -2,7 +2,7 @@
 
 Owns: docker's rules for combining the image config with run flags (Entrypoint/Cmd table of
 the Dockerfile reference, Env merging, WorkingDir, User resolution through the image's
-/etc/passwd and /etc/group). Pure: takes values (and a rootfs path only to read passwd/group),
+/etc/passwd and /etc/group). Pure: takes values (and a file reader only for passwd/group),
 returns values. Must not: mount, start processes or touch the store (commands/run.py does).
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from builder.errors import PybuildError
 
@@ -86,25 +86,39 @@ def read_env_file(path: str) -> list[str]:
     return out
 
 
-def _read_db(rootfs: Path | None, name: str) -> list[list[str]]:
-    if rootfs is None:
+ReadFile = Callable[[str], "bytes | None"]
+
+
+def rootfs_reader(rootfs: Path) -> ReadFile:
+    """A ReadFile over a plain directory that never follows a symlink out of it."""
+    def read(path: str) -> bytes | None:
+        p = rootfs / path.lstrip("/")
+        try:
+            if p.is_symlink():
+                return None
+            return p.read_bytes()
+        except OSError:
+            return None
+    return read
+
+
+def _read_db(read_file: ReadFile | None, name: str) -> list[list[str]]:
+    data = read_file(f"/etc/{name}") if read_file is not None else None
+    if data is None:
         return []
-    p = rootfs / "etc" / name
-    try:
-        if p.is_symlink():  # never follow a link out of the image
-            return []
-        text = p.read_text(errors="replace")
-    except OSError:
-        return []
+    text = data.decode(errors="replace")
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve_user(user: str, rootfs: Path | None) -> tuple[int, int, tuple[int, ...]]:
-    """`user[:group]` (names or numbers) → (uid, gid, supplementary gids), docker's rules."""
+def resolve_user(user: str, read_file: ReadFile | None) -> tuple[int, int, tuple[int, ...]]:
+    """`user[:group]` (names or numbers) → (uid, gid, supplementary gids), docker's rules.
+
+    `read_file(path)` reads a file of the image (a layer view or a rootfs dir), None if absent.
+    """
     user = user or "0"
     name, _, group = user.partition(":")
-    passwd = _read_db(rootfs, "passwd")
-    groups = _read_db(rootfs, "group")
+    passwd = _read_db(read_file, "passwd")
+    groups = _read_db(read_file, "group")
     uname: str | None = None
     if name.isdigit():
         uid = int(name)
@@ -140,12 +154,12 @@ def resolve_user(user: str, rootfs: Path | None) -> tuple[int, int, tuple[int, .
     return uid, gid, tuple(extra)
 
 
-def process_spec(config: Mapping, rootfs: Path | None, *, args: Sequence[str] = (), entrypoint: str | None = None,
+def process_spec(config: Mapping, read_file: ReadFile | None, *, args: Sequence[str] = (), entrypoint: str | None = None,
                  env: Sequence[str] = (), workdir: str | None = None, user: str | None = None,
                  host_env: Mapping[str, str] | None = None) -> ProcessSpec:
     """The process docker would start for an image's `config` (the ImageConfig.config mapping)."""
     argv = command_line(config.get("Entrypoint"), config.get("Cmd"), override_entrypoint=entrypoint, args=args)
-    uid, gid, extra = resolve_user(user if user is not None else (config.get("User") or ""), rootfs)
+    uid, gid, extra = resolve_user(user if user is not None else (config.get("User") or ""), read_file)
     cwd = workdir or config.get("WorkingDir") or "/"
     if not cwd.startswith("/"):
         raise PybuildError(f"the working directory {cwd!r} is invalid: it needs to be an absolute path")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.container import command_line, merge_env, process_spec, read_env_file, resolve_user
+from builder.container import command_line, merge_env, process_spec, read_env_file, resolve_user, rootfs_reader
 from builder.errors import PybuildError
 
 EXEC_EP = ["exec_entry", "p1_entry"]
@@ -62,7 +62,7 @@ def rootfs(tmp_path):
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/passwd").write_text("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n")
     (tmp_path / "etc/group").write_text("root:x:0:\napp:x:1001:\nwheel:x:10:app,other\naudio:x:29:app\n")
-    return tmp_path
+    return rootfs_reader(tmp_path)
 
 
 def test_resolve_user(rootfs):
@@ -84,7 +84,7 @@ def test_passwd_symlink_out_of_image_is_not_followed(tmp_path):
     outside.write_text("evil:x:7:7::/:/bin/sh\n")
     (tmp_path / "etc/passwd").symlink_to(outside)
     with pytest.raises(PybuildError):
-        resolve_user("evil", tmp_path)
+        resolve_user("evil", rootfs_reader(tmp_path))
 
 
 def test_process_spec_applies_image_config(rootfs):
