@@ -1,7 +1,9 @@
 """Sandbox start-to-exit of /bin/true (issue 5 target: <= 30 ms median), as root.
 
-Variants: overlay rootfs (busybox lower, fresh upper each run, as a RUN step uses it), plain
-dir rootfs, and for reference runc/crun on an OCI bundle written by runtime.bundle.
+Variants, interleaved (A B C A B C ...) so that load from other processes hits all alike:
+our sandbox on an overlay rootfs (busybox lower, fresh upper each run, as a RUN step uses
+it), on a plain dir, and runc/crun on an OCI bundle written by runtime.bundle (crun is left
+out where it refuses the host's cgroup layout).
 Usage: python bench/runtime_start.py [N]   (prints min / median / max in ms)
 """
 from __future__ import annotations
@@ -19,12 +21,23 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from runtime import sandbox  # noqa: E402
+from runtime.bundle import write_bundle  # noqa: E402
 from runtime.config import Process, Rootfs, SandboxConfig  # noqa: E402
 from tests.fixtures.busybox_rootfs import make_busybox_rootfs  # noqa: E402
 
 
 def stats(name: str, ms: list[float]) -> None:
-    print(f"{name:32s} n={len(ms):3d}  min {min(ms):6.1f}  median {statistics.median(ms):6.1f}  max {max(ms):6.1f} ms")
+    print(f"{name:34s} n={len(ms):3d}  min {min(ms):6.1f}  median {statistics.median(ms):6.1f}  max {max(ms):6.1f} ms")
+
+
+def oci_runner(tool: str, bundle: Path):
+    def run(i: int) -> None:
+        cid = f"pybuild-bench-{os.getpid()}-{i}"
+        r = subprocess.run([tool, "run", "--bundle", str(bundle), cid], stdin=subprocess.DEVNULL, capture_output=True)
+        if r.returncode != 0:
+            subprocess.run([tool, "delete", "-f", cid], capture_output=True)
+            raise RuntimeError(r.stderr.decode().strip())
+    return run
 
 
 def main() -> None:
@@ -36,34 +49,38 @@ def main() -> None:
         lower = make_busybox_rootfs(work / "lower")
         proc = Process(argv=("/bin/true",))
         plain = SandboxConfig(rootfs=Rootfs(path=str(lower)), process=proc)
-        results: dict[str, list[float]] = {"sandbox overlay (fresh upper)": [], "sandbox plain dir": []}
-        for i in range(n):
+        counter = iter(range(10**9))
+
+        def overlay(i: int) -> None:
             up, wd = work / f"u{i}", work / f"w{i}"
             up.mkdir(), wd.mkdir()
-            ov = SandboxConfig(rootfs=Rootfs(lowerdirs=(str(lower),), upperdir=str(up), workdir=str(wd)), process=proc)
-            for name, cfg in (("sandbox overlay (fresh upper)", ov), ("sandbox plain dir", plain)):
+            cfg = SandboxConfig(rootfs=Rootfs(lowerdirs=(str(lower),), upperdir=str(up), workdir=str(wd)), process=proc)
+            t = time.perf_counter()
+            assert sandbox.run(cfg).exit_code == 0
+            return time.perf_counter() - t
+
+        variants = {"sandbox overlay (fresh upper)": overlay,
+                    "sandbox plain dir": lambda i: sandbox.run(plain)}
+        bundle = write_bundle(plain, lower, work / "bundle")
+        for tool in ("runc", "crun"):
+            if shutil.which(tool):
+                run = oci_runner(tool, bundle)
+                try:
+                    run(next(counter))
+                    variants[f"{tool} run (same bundle)"] = run
+                except RuntimeError as e:
+                    print(f"{tool}: not measured: {e}")
+        results: dict[str, list[float]] = {k: [] for k in variants}
+        for name, fn in variants.items():  # warm-up
+            fn(next(counter))
+        for _ in range(n):
+            for name, fn in variants.items():
                 t = time.perf_counter()
-                r = sandbox.run(cfg)
-                results[name].append((time.perf_counter() - t) * 1000)
-                assert r.exit_code == 0, r
+                inner = fn(next(counter))
+                results[name].append((inner if isinstance(inner, float) else time.perf_counter() - t) * 1000)
         for name, ms in results.items():
             stats(name, ms)
-        try:
-            from runtime.bundle import write_bundle
-        except ImportError:
-            return
-        bundle = work / "bundle"
-        write_bundle(plain, lower, bundle)
-        for tool in ("crun", "runc"):
-            if not shutil.which(tool):
-                continue
-            ms = []
-            for i in range(n):
-                t = time.perf_counter()
-                subprocess.run([tool, "run", "--bundle", str(bundle), f"pybuild-bench-{os.getpid()}-{i}"],
-                               check=True, stdin=subprocess.DEVNULL)
-                ms.append((time.perf_counter() - t) * 1000)
-            stats(f"{tool} run (same bundle)", ms)
+        print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

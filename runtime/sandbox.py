@@ -102,6 +102,15 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
     }
 
 
+def _private_parent() -> str | None:
+    """Where the per-run private directory goes: a tmpfs when there is one (/dev/shm), since
+    its mkdir/rmdir/unlink cost microseconds where a journaling disk costs ~0.5 ms each."""
+    for d in (os.environ.get("XDG_RUNTIME_DIR") if os.geteuid() else None, "/dev/shm"):
+        if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
+            return d
+    return None
+
+
 def _cap_last() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
@@ -171,7 +180,7 @@ class _Run:
     # --- lifecycle ------------------------------------------------------------------------
     def go(self) -> RunResult:
         start = time.monotonic()
-        private = tempfile.mkdtemp(prefix="pybuild-sandbox-")
+        private = tempfile.mkdtemp(prefix="pybuild-sandbox-", dir=_private_parent())
         cg = None
         try:
             _write_private_files(self.config, private)

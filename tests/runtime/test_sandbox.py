@@ -233,12 +233,16 @@ def test_tty(overlay):
     assert out.replace(b"\r\n", b"\n") == b"isatty\n33 101\n"
 
 
-def test_plain_dir_rootfs_leaves_no_stubs(busybox):
-    before = sorted(os.listdir(busybox))
-    cfg = SandboxConfig(rootfs=Rootfs(path=str(busybox)), process=Process(argv=("ls", "/proc/1/")))
+def test_plain_dir_rootfs_leaves_no_stubs(busybox, tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run(["cp", "-a", str(busybox), str(bare)], check=True)
+    for d in ("proc", "dev", "sys"):
+        (bare / d).rmdir()
+    before = sorted(os.listdir(bare))
+    cfg = SandboxConfig(rootfs=Rootfs(path=str(bare)), process=Process(argv=("ls", "/proc/1/", "/dev/null", "/sys/kernel")))
     r = sandbox.run(cfg)
     assert r.exit_code == 0
-    assert sorted(os.listdir(busybox)) == before  # /proc, /dev, /sys stubs removed again
+    assert sorted(os.listdir(bare)) == before  # /proc, /dev, /sys, /etc/hosts... stubs removed again
 
 
 def test_invalid_config_lists_every_problem(busybox):
