@@ -28,5 +28,6 @@ root:x:0:
 daemon:x:1:
 nogroup:x:65534:
 G
-tar --numeric-owner --owner=0 --group=0 -C "$dir" -cf "$out" .
+# Fixed mtimes and order: the same busybox gives the same tarball (and base layer) every time.
+tar --numeric-owner --owner=0 --group=0 --sort=name --mtime=@1700000000 -C "$dir" -cf "$out" .
 echo "$out"
