@@ -144,7 +144,7 @@ def child(plan: dict, status: Status) -> None:
     # with pid 1, the whole namespace).
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)
     step_rootfs(cfg, root, userns)
-    stubs = mounts.Stubs(root)
+    stubs = mounts.Stubs(root, lambda cpath, kind, mtime: status.send("S", kind, mtime, cpath))
     # /proc after the fork: a proc mount shows the pid namespace of the process mounting it.
     mounts.mount_proc(root, stubs)
     mounts.mount_dev(root, stubs, userns)
@@ -159,11 +159,8 @@ def child(plan: dict, status: Status) -> None:
         mounts.bind_file(source, stubs.ensure(target, False))
     # Create a missing working directory now, as root and before a read-only remount (runc
     # and Docker do the same). It is a real change in the rootfs, not a stub.
-    n = len(stubs.created)
+    stubs.report = None
     stubs.ensure(proc["cwd"], True)
-    del stubs.created[n:]
-    for cpath, kind, parent_mtime in stubs.created:
-        status.send("S", kind, parent_mtime, cpath)
     # Anything imported after pivot_root must already be loaded: the host's Python library
     # is out of reach from inside the container.
     if proc["tty"]:

@@ -88,8 +88,9 @@ def resolve_in_root(root: str, path: str, create: "Stubs | None" = None, leaf_is
 class Stubs:
     """Mount points this run had to create in the rootfs, as container paths (parents first)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, report=None) -> None:
         self.root = root
+        self.report = report  # called with each new stub at once, so a later failure still cleans it
         # (container path, "d"|"f", parent's mtime in ns before we created it: restored
         # after removal so the parent does not show up as changed in the layer diff)
         self.created: list[tuple[str, str, int]] = []
@@ -108,6 +109,8 @@ class Stubs:
         except OSError as e:
             raise MountError(f"cannot create mount point {cpath} in the rootfs: {e.strerror}") from None
         self.created.append((cpath, "d" if is_dir else "f", parent_mtime))
+        if self.report is not None:
+            self.report(*self.created[-1])
 
 
 # --- the pieces of a container root ------------------------------------------------------
