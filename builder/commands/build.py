@@ -43,8 +43,9 @@ def add_build_flags(p) -> None:
     p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET]")
     p.add_argument("--network", choices=["default", "none", "host"], default="default")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
-    p.add_argument("--cache-from", action="append", default=[], metavar="type=local,src=DIR")
-    p.add_argument("--cache-to", metavar="type=local,dest=DIR")
+    p.add_argument("--cache-from", action="append", default=[], metavar="type=local,src=DIR|type=registry,ref=REF")
+    p.add_argument("--cache-to", metavar="type=local,dest=DIR|type=registry,ref=REF[,mode=min|max][,mounts=true]")
+    p.add_argument("--push", action="store_true", help="push the image to its -t names after the build")
     p.add_argument("--check", action="store_true", help="lint the Dockerfile and stop")
     p.add_argument("--jobs", type=int, default=4, help="stages built at once")
 
@@ -99,6 +100,10 @@ def _cache_dir(spec: str, key: str, flag: str) -> Path:
     from builder.errors import UsageError
 
     kv = _kv(spec)
+    if kv.get("type") == "registry":  # the registry helper maps it onto a local cache dir
+        from builder.commands.registry import registry_cache_dir
+
+        return registry_cache_dir(spec, key, flag)
     if kv.get("type", "local") != "local":
         raise UsageError(f"{flag}: only type=local is supported here ({spec!r})")
     d = kv.get(key) or kv.get("dest" if key == "src" else "src")
@@ -250,6 +255,10 @@ def _build(args, st, req) -> int:
     res = build(req, st, reporter)
     for o in outputs:
         _write_output(o, res, st)
+    if args.push or args.cache_to or any(o.get("type") in ("registry", "image") for o in outputs):
+        from builder.commands.registry import after_build  # registry cache export, --push
+
+        after_build(args, res, outputs)
     if args.iidfile:
         Path(args.iidfile).write_text(res.config_digest)
     if args.metadata_file:
@@ -273,7 +282,7 @@ def _write_output(o: dict, res, st) -> None:
     if kind == "image":
         return
     if kind == "registry":
-        raise UsageError("--output type=registry: push with `pybuild push` after the build")
+        return  # pushed by commands.registry.after_build
     if not dest:
         raise UsageError(f"--output type={kind} needs dest=PATH (or dest=- for stdout)")
     name = o.get("name") or None
