@@ -76,7 +76,8 @@ def workdir_op(op: ConfigOp, *, path: str, user: str) -> dict:
 def first_difference(a: object, b: object, path: str = "") -> str | None:
     """The first place (`op.env[3]`) where two pre-images differ, or None when equal."""
     if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=lambda k: (k not in ("v", "kind", "parent", "op"), k)):
+        order = ("v", "kind", "parent", "op", "inputs")  # the recipe's own order: causes before details
+        for k in sorted(set(a) | set(b), key=lambda k: (order.index(k) if k in order else len(order), k)):
             sub = f"{path}.{k}" if path else k
             if k not in a or k not in b:
                 return sub

@@ -1,0 +1,108 @@
+"""The planner: stages, --target pruning, ARG/ENV scoping as BuildKit does it, ONBUILD, SHELL."""
+from __future__ import annotations
+
+import pytest
+
+from builder.dockerfile import parse_dockerfile
+from builder.errors import InstructionError
+from builder.oci.config import ContainerConfig, ImageConfig
+from builder.plan.graph import BaseOp, ConfigOp, CopyOp, RunOp
+from builder.plan.planner import plan
+
+
+def P(text: str, **kw):
+    return plan(parse_dockerfile(text, "Dockerfile"), **kw)
+
+
+def base_cfg(env=("PATH=/bin", "HOME=/root"), on_build=(), shell=None):
+    return ImageConfig("amd64", "linux", ContainerConfig(env=tuple(env), on_build=tuple(on_build), shell=shell))
+
+
+def test_stages_target_and_needed() -> None:
+    g = P("FROM busybox AS a\nRUN a\nFROM busybox AS b\nRUN b\nFROM scratch AS c\nCOPY --from=a /x /x\n")
+    assert [s.name for s in g.stages] == ["a", "b", "c"]
+    assert g.target == 2 and g.needed() == [0, 2]  # b is not needed
+    assert g.waves() == [[0], [2]]
+    g = P("FROM busybox AS a\nRUN a\nFROM busybox AS b\nRUN b\n", target="a")
+    assert g.needed() == [0]
+    with pytest.raises(InstructionError, match="target stage 'zzz'"):
+        P("FROM scratch AS a\n", target="zzz")
+
+
+def test_parallel_waves_for_independent_stages() -> None:
+    g = P("FROM busybox AS a\nRUN a\nFROM busybox AS b\nRUN b\nFROM scratch\nCOPY --from=a /x /x\n"
+          "COPY --from=b /y /y\n")
+    assert g.waves() == [[0, 1], [2]]
+
+
+def test_from_a_stage_and_by_index() -> None:
+    g = P("FROM busybox AS base\nENV X=1\nFROM base\nRUN echo $X\nCOPY --from=0 /a /b\n")
+    st = g.stages[1]
+    assert st.steps[0].op == BaseOp(stage=0)
+    run = st.steps[1].op
+    assert isinstance(run, RunOp) and run.argv == ("/bin/sh", "-c", "echo $X")
+    assert st.steps[2].op.source_from.stage == 0
+
+
+def test_meta_args_reach_from_only_unless_redeclared() -> None:
+    g = P("ARG TAG=1.0\nARG IMG=busybox\nFROM $IMG:$TAG\nRUN echo $TAG\nARG TAG\nRUN echo $TAG\n",
+          base_config=lambda ref: base_cfg())
+    st = g.stages[0]
+    assert st.steps[0].op.image == "busybox:1.0"
+    assert st.steps[1].args == ()  # not re-declared yet: not in scope
+    assert ("TAG", "1.0") in st.steps[3].args  # re-declared without value: the meta default
+
+
+def test_build_arg_overrides_default_and_env_beats_arg() -> None:
+    g = P("FROM scratch\nARG V=default\nENV W=env\nARG W=arg\nCOPY $V $W /dst/\n", build_args={"V": "given"})
+    cp = g.stages[0].steps[-1].op
+    assert isinstance(cp, CopyOp) and cp.sources == ("given", "env")
+
+
+def test_base_image_env_is_in_scope_and_unused_args_reported() -> None:
+    g = P("FROM img\nWORKDIR $HOME/app\n", build_args={"NOPE": "1"}, base_config=lambda ref: base_cfg())
+    wd = g.stages[0].steps[1].op
+    assert wd == ConfigOp("WORKDIR", "/root/app")
+    assert g.unused_args == ("NOPE",)
+
+
+def test_proxy_args_usable_without_declaration() -> None:
+    g = P("FROM scratch\nRUN true\n", build_args={"http_proxy": "http://p:1"})
+    assert ("http_proxy", "http://p:1") in g.stages[0].steps[1].args
+    assert g.unused_args == ()
+
+
+def test_shell_wraps_later_shell_form_runs_and_exec_form_is_untouched() -> None:
+    g = P('FROM scratch\nSHELL ["/bin/bash", "-euc"]\nRUN echo hi\nRUN ["/bin/true", "x"]\nCMD echo c\n')
+    steps = g.stages[0].steps
+    assert steps[2].op.argv == ("/bin/bash", "-euc", "echo hi")
+    assert steps[3].op.argv == ("/bin/true", "x") and not steps[3].op.shell_form
+    assert steps[4].op == ConfigOp("CMD", ("/bin/bash", "-euc", "echo c"), True)
+
+
+def test_onbuild_triggers_of_the_base_run_first() -> None:
+    def trig(text):
+        return parse_dockerfile(f"FROM scratch\n{text}\n").instructions[1:]
+
+    g = P("FROM parent\nRUN mine\n", base_config=lambda ref: base_cfg(on_build=("RUN trigger",)),
+          parse_trigger=trig)
+    steps = g.stages[0].steps
+    assert steps[1].onbuild and steps[1].op.argv[-1] == "trigger"
+    assert steps[2].op.argv[-1] == "mine"
+
+
+def test_platform_other_than_target_is_refused() -> None:
+    with pytest.raises(InstructionError, match="not supported"):
+        P("FROM --platform=linux/arm64 scratch\n")
+
+
+def test_run_mount_and_network_flags() -> None:
+    g = P("FROM scratch AS src\nFROM scratch\nRUN --network=none --mount=type=cache,target=/c,id=x,sharing=locked "
+          "--mount=type=secret,id=tok --mount=type=bind,from=src,target=/s true\n")
+    run = g.stages[1].steps[1].op
+    assert run.network == "none"
+    cache, secret, bind = run.mounts
+    assert (cache.type, cache.id, cache.sharing, cache.target) == ("cache", "x", "locked", "/c")
+    assert (secret.type, secret.id, secret.target) == ("secret", "tok", "/run/secrets/tok")
+    assert bind.source_from.stage == 0
+    assert g.stages[1].deps == (0,)
