@@ -51,7 +51,22 @@ class _Hashing(io.RawIOBase):
         return n
 
 
-open_layer_stream = open_decompressed  # kept as a name for callers of this module
+def open_layer_stream(f: BinaryIO, media_type: str | None = None) -> BinaryIO:
+    """Uncompressed tar bytes of a layer; gzip through ISA-L when installed (3-4x zlib)."""
+    from builder.oci import mediatypes as mt
+    from builder.oci.compression import detect
+
+    comp = mt.layer_compression(media_type) if media_type else None
+    if comp is None or comp == "gzip":
+        buf = f if hasattr(f, "peek") else io.BufferedReader(f, CHUNK)  # type: ignore[arg-type]
+        if (comp or detect(buf.peek(4)[:4])) == "gzip":
+            try:
+                from isal import igzip  # type: ignore[import-not-found]
+            except ImportError:
+                return open_decompressed(buf, "application/vnd.oci.image.layer.v1.tar+gzip")
+            return igzip.IGzipFile(fileobj=buf)  # type: ignore[return-value]
+        f = buf
+    return open_decompressed(f, media_type)
 
 
 class _Root:

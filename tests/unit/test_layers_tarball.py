@@ -182,3 +182,13 @@ def test_devices_owners_and_capabilities(tmp_path):
     assert (ms["ping"].uid, ms["ping"].gid) == (1234, 5678)
     assert ms["ping"].pax_headers["SCHILY.xattr.security.capability"].encode("utf-8", "surrogateescape") == cap
     assert (ms["huge-id"].uid, ms["huge-id"].gid) == (3_000_000, 3_000_001)
+
+
+def test_zstd_output_does_not_depend_on_core_count(tmp_path, monkeypatch):
+    src = make_tree(tmp_path / "src", with_specials=False)
+    (src / "more").write_bytes(bytes(9 << 20))  # several 4 MiB zstd jobs
+    digests = set()
+    for cores in (1, 2, 8):
+        monkeypatch.setattr("builder.layers.tarball.os.cpu_count", lambda c=cores: c)
+        digests.add(write_layer(src, DirStore(tmp_path / "store")).descriptor.digest)
+    assert len(digests) == 1
