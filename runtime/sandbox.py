@@ -14,6 +14,7 @@ directory on sys.path explicitly, which also makes -I safe.
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import marshal
 import os
@@ -28,8 +29,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Union
 
-from runtime import cgroups
-from runtime.config import CAPABILITY_NUMBERS, DEFAULT_PATH, RLIMITS, SandboxConfig
+from runtime import cgroups, fallback
+from runtime.config import CAPABILITY_NUMBERS, DEFAULT_PATH, RLIMITS, Rootfs, SandboxConfig
 from runtime.errors import KINDS, NamespaceError, SandboxError
 
 Sink = Union[int, Callable[[bytes], None], None]
@@ -64,7 +65,19 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
     MountError, NamespaceError, ExecError) when the process could not be started.
     """
     config.check()
-    return _Run(config, stdin, stdout, stderr, cancel).go()
+    snap = None
+    if config.rootfs.is_overlay and not fallback.overlay_supported():
+        # No overlayfs: run on a flattened copy, then write the changes into upperdir.
+        snap = fallback.CopySnapshot(config.rootfs.lowerdirs, config.rootfs.upperdir)
+        config = dataclasses.replace(config, rootfs=Rootfs(path=snap.prepare()))
+    try:
+        result = _Run(config, stdin, stdout, stderr, cancel).go()
+        if snap is not None:
+            snap.commit()
+        return result
+    finally:
+        if snap is not None:
+            snap.cleanup()
 
 
 def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) -> dict:
@@ -75,6 +88,10 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         ns.append("net")
     self_map = None
     if not root_user:
+        missing = _userns_missing()
+        if missing:
+            raise NamespaceError(f"not root, and user namespaces are disabled ({missing}): "
+                                 "the sandbox needs one of the two")
         if "user" not in ns:
             ns.append("user")
         if config.uid_map or config.gid_map:
@@ -100,6 +117,18 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         "cap_last": cap_last,
         "rlimit_numbers": RLIMITS,
     }
+
+
+def _userns_missing() -> str | None:
+    """Why an unprivileged user namespace is impossible here, or None."""
+    for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"), ("/proc/sys/user/max_user_namespaces", "0")):
+        try:
+            with open(path) as f:
+                if f.read().strip() == bad:
+                    return f"{path.removeprefix('/proc/sys/').replace('/', '.')} = {bad}"
+        except OSError:
+            continue
+    return None
 
 
 def _private_parent() -> str | None:

@@ -322,3 +322,23 @@ def _procs_with_hostname(name: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_copy_snapshot_fallback_without_overlayfs(sh, overlay, busybox, monkeypatch):
+    from runtime import fallback
+    monkeypatch.setattr(fallback, "_supported", False)
+    _, upper = overlay
+    (upper / "etc").mkdir()
+    (upper / "etc" / "from-upper").write_text("earlier step\n")
+    r, out, err = sh("cat /etc/from-upper; echo new > /root/new; echo changed > /etc/group; rm /etc/passwd;"
+                     " cat /proc/self/mountinfo | head -1")
+    assert r.exit_code == 0, err
+    assert out.startswith("earlier step\n") and " - overlay " not in out
+    assert (upper / "root" / "new").read_text() == "new\n"
+    assert (upper / "etc" / "group").read_text() == "changed\n"
+    wh = os.lstat(upper / "etc" / "passwd")
+    assert (wh.st_mode & 0o170000) == 0o020000 and wh.st_rdev == 0  # overlayfs whiteout
+    assert (upper / "etc" / "from-upper").read_text() == "earlier step\n"
+    assert (busybox / "etc" / "passwd").exists()  # the lower is never touched
+    assert not list(upper.parent.glob("pybuild-copy-snapshot-*"))
+    assert not (upper / "proc").exists() and not (upper / "etc" / "hosts").exists()

@@ -1,0 +1,56 @@
+"""cgroup limits: the directories get the limits and disappear afterwards (v1 or v2)."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from runtime import cgroups
+
+pytestmark = pytest.mark.needs_root
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def test_create_writes_limits_and_remove_cleans_up():
+    name = f"pybuild-test-{uuid.uuid4().hex[:8]}"
+    cg = cgroups.create(name, 64 << 20, 0.5, 42)
+    assert cg is not None
+    try:
+        assert len(cg.procs_files) == len(cg.dirs) >= 1
+        assert all(os.path.isdir(d) and d.endswith(name) for d in cg.dirs)
+        files = {os.path.basename(f): d for d in cg.dirs for f in os.listdir(d)}
+        if "memory.max" in files:  # v2
+            assert _read(f"{files['memory.max']}/memory.max") == str(64 << 20)
+        else:
+            assert _read(f"{files['memory.limit_in_bytes']}/memory.limit_in_bytes") == str(64 << 20)
+            assert _read(f"{files['cpu.cfs_quota_us']}/cpu.cfs_quota_us") == "50000"
+        assert _read(f"{files['pids.max']}/pids.max") == "42"
+        assert not cg.oom_killed()
+    finally:
+        cg.remove()
+    assert not any(os.path.exists(d) for d in cg.dirs) and cg.dirs == []
+
+
+def test_no_limits_no_cgroup():
+    assert cgroups.create("pybuild-unused", None, None, None) is None
+
+
+def test_runs_leave_no_cgroup_directories(sh):
+    v2, v1 = cgroups._mounts()
+    own = cgroups._own_paths()
+    parents = [f"{v1[c]}{own.get(c, '/').rstrip('/')}" for c in ("memory", "pids", "cpu") if c in v1]
+    before = {p: {d for d in os.listdir(p) if d.startswith("pybuild-")} for p in parents}
+    r, _, _ = sh("true", limits=cgroups_limits())
+    assert r.exit_code == 0
+    after = {p: {d for d in os.listdir(p) if d.startswith("pybuild-")} for p in parents}
+    assert after == before
+
+
+def cgroups_limits():
+    from runtime.config import Limits
+    return Limits(memory_bytes=32 << 20, cpu_quota=1.0, pids=50)
