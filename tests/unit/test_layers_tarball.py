@@ -192,3 +192,38 @@ def test_zstd_output_does_not_depend_on_core_count(tmp_path, monkeypatch):
         monkeypatch.setattr("builder.layers.tarball.os.cpu_count", lambda c=cores: c)
         digests.add(write_layer(src, DirStore(tmp_path / "store")).descriptor.digest)
     assert len(digests) == 1
+
+
+def test_pax_for_sizes_and_ids_beyond_ustar():
+    from builder.layers.tarball import header
+
+    big = 10 << 30  # > 8 GiB - 1, the ustar size limit
+    hdr = header(b"huge.img", 0o644, 2**21 + 5, 7, big, 1_700_000_000, b"0")
+    with tarfile.open(fileobj=io.BytesIO(hdr + bytes(1024)), mode="r|") as t:
+        m = t.next()
+        assert (m.name, m.size, m.uid, m.gid, m.mtime) == ("huge.img", big, 2**21 + 5, 7, 1_700_000_000)
+
+
+def test_gnu_tar_extracts_our_layer_identically(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar not installed")
+    src = make_tree(tmp_path / "src")
+    out = tmp_path / "layer.tar"
+    with open(out, "wb") as f:
+        write_tar(src, f)
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    r = subprocess.run(["tar", "--xattrs", "--xattrs-include=*", "-C", str(dst), "-xpf", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for p in sorted(src.rglob("*")):
+        q = dst / p.relative_to(src)
+        a, b = os.lstat(p), os.lstat(q)
+        assert (a.st_mode, a.st_size, int(a.st_mtime)) == (b.st_mode, b.st_size, int(b.st_mtime)), p
+        if p.is_file() and not p.is_symlink():
+            assert p.read_bytes() == q.read_bytes()
+    assert os.stat(dst / "bin" / "tool").st_ino == os.stat(dst / "bin" / "tool-hardlink").st_ino
+    assert os.getxattr(dst / "etc" / "passwd", "user.comment") == b"hello \xff binary"
