@@ -74,8 +74,8 @@ def _options(args: argparse.Namespace, **extra):
         from builder.errors import UsageError
 
         raise UsageError(f"--ca-cert {ca}: no such file")
-    return Options(ca_cert=ca, insecure_registries=s.insecure_registries, jobs=max(1, getattr(args, "jobs", 4)),
-                   **extra)
+    return Options(ca_cert=ca, insecure_registries=s.insecure_registries, jobs=max(1, getattr(args, "jobs", 3)),
+                   mirrors=dict(s.mirrors), **extra)
 
 
 def _store():

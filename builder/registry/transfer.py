@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from builder.errors import DigestMismatch, ImageNotFound, RegistryError, StoreError
@@ -52,6 +52,7 @@ class Options:
     jobs: int = 3  # docker's max-concurrent-downloads; more only contends on small machines
     chunk_size: int | None = None  # None: monolithic uploads; else PATCH chunks of this size
     backoff: float = 0.25  # seconds before the first retry; doubles each time
+    mirrors: dict = field(default_factory=dict)  # registry -> (mirror hosts...), tried in order for pulls
     credentials: object = field(default=None)  # None: look up docker config; else Credentials
     clients: dict = field(default_factory=dict, repr=False)
 
@@ -86,8 +87,22 @@ def pull(ref: str, image_store: ImageStore, *, progress: Progress | None = None,
     """
     r = parse_reference(ref)
     opts = options or Options()
-    client = opts.client(r.registry)
     progress = progress or _noop
+    # Mirrors first (settings `mirrors: {docker.io: [mirror:5000]}`), then the registry itself;
+    # a mirror that fails for any reason but corrupt content is skipped.
+    for host in opts.mirrors.get(r.registry, ()):
+        try:
+            return _pull_from(opts.client(host), replace(r, registry=host), r, image_store, progress, platform,
+                              opts, tag)
+        except DigestMismatch:
+            raise
+        except RegistryError:
+            continue
+    return _pull_from(opts.client(r.registry), r, r, image_store, progress, platform, opts, tag)
+
+
+def _pull_from(client: RegistryClient, r: Reference, name: Reference, image_store: ImageStore,
+               progress: Progress, platform: str, opts: Options, tag: bool) -> Descriptor:
     data, media_type = client.get_manifest(r.repository, r.reference)
     if r.digest and digest_bytes(data) != r.digest:
         raise DigestMismatch(f"{r.registry}: manifest {r.repository}@{r.digest} hashes to {digest_bytes(data)}")
@@ -112,7 +127,7 @@ def pull(ref: str, image_store: ImageStore, *, progress: Progress | None = None,
     cfg_platform = _config_platform(image_store, manifest)
     result = Descriptor(media_type, mdesc.digest, mdesc.size, platform=cfg_platform)
     if tag:
-        image_store.tag(str(r), result)
+        image_store.tag(str(name), result)  # under the name asked for, even when a mirror served it
     return result
 
 

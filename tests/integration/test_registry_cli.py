@@ -120,3 +120,18 @@ def test_tls_with_ca_cert(registry_tls, docker_config, tmp_path, monkeypatch):
     assert ImageStore(tmp_path / "b").resolve(dest).digest == desc.digest
     p = run_cli("pull", "--ca-cert", str(tmp_path / "missing.pem"), dest)
     assert p.returncode == 2 and "--ca-cert" in _err(p)
+
+
+def test_pull_through_a_mirror_from_settings(registry, docker_config, tmp_path, monkeypatch):
+    # docker.io is mirrored by our registry: `pull mirrored:1` never leaves the machine.
+    monkeypatch.setenv("PYBUILD_ROOT", str(tmp_path / "a"))
+    desc = make_image(ImageStore(tmp_path / "a"), "m:1", layers=1)
+    assert run_cli("push", "m:1", registry.ref("library/mirrored", "1")).returncode == 0
+    with start_registry(tmp_path / "down") as down:
+        down_host = down.host  # a mirror that is down is skipped
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"mirrors:\n  docker.io: ['{down_host}', '{registry.host}']\n")
+    p = run_cli("pull", "mirrored:1", env={"PYBUILD_ROOT": str(tmp_path / "b"), "PYBUILD_CONFIG": str(cfg)})
+    assert p.returncode == 0, _err(p)
+    assert p.stdout.decode() == f"mirrored:1: pulled {desc.digest}\n"
+    assert ImageStore(tmp_path / "b").resolve("docker.io/library/mirrored:1").digest == desc.digest
