@@ -141,3 +141,17 @@ def test_registry_down_is_one_line(tmp_path, docker_config):
     c = RegistryClient(host, retries=2, backoff=0.01)
     with pytest.raises(RegistryError, match=rf"^cannot reach registry {host}( \(manifest a:b\))?: connection refused$"):
         c.get_manifest("a", "b")
+
+
+def test_identity_token_from_docker_config(registry_token, docker_config):
+    ts = registry_token.token_server
+    (docker_config / "config.json").write_text(json.dumps(
+        {"auths": {registry_token.host: {"auth": "", "identitytoken": ts.refresh_token}}}))
+    ts.requests.clear()
+    c = RegistryClient(registry_token.host)  # credentials from $DOCKER_CONFIG
+    assert c.credentials.identity_token == ts.refresh_token
+    _push_tiny_image(c, "tok/refresh")
+    assert ts.requests and all(r["user"] == "refresh" and r["client_id"] == "pybuild" for r in ts.requests)
+    (docker_config / "config.json").write_text(json.dumps({"auths": {registry_token.host: {"identitytoken": "stale"}}}))
+    with pytest.raises(AuthError, match=rf"^{registry_token.host}: authentication failed for a token"):
+        RegistryClient(registry_token.host).get_manifest("tok/refresh", "v1")
