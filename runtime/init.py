@@ -72,7 +72,6 @@ def _read_all(fd: int) -> bytes:
 
 # --- outer: outside the pid namespace -----------------------------------------------------
 def outer(plan: dict, status: Status, sync_fd: int) -> None:
-    cfg = plan["config"]
     # 1. Die with the builder: kill -9 of the builder must take the container with it, and the
     #    mount namespace (all our mounts) dies with its last process.
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)
@@ -100,6 +99,9 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
     mounts.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
     if "pid" not in plan["unshare"]:
         sc.prctl(sc.PR_SET_CHILD_SUBREAPER, 1)  # no pid 1 of our own: we reap the orphans
+    # 5. Fork the container's pid 1. Forwarding handlers go in first so that no signal sent
+    #    to us around the fork takes its default action; they act once the pid is known.
+    _install_forwarding()
     pid = os.fork()
     if pid == 0:
         try:
@@ -114,15 +116,27 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
     os._exit(0)
 
 
-def _forward_and_wait(pid: int) -> tuple[int, int]:
-    """Forward the usual signals to `pid`, reap everything, return pid's (exit code, signal)."""
-    def forward(signum: int, _frame: object) -> None:
+_target = 0  # the pid signals are forwarded to; 0 = not known yet (never kill(0): that is our group)
+
+
+def _forward(signum: int, _frame: object) -> None:
+    if _target > 0:
         try:
-            os.kill(pid, signum)
+            os.kill(_target, signum)
         except ProcessLookupError:
             pass
+
+
+def _install_forwarding() -> None:
     for s in FORWARDED:
-        _signal.signal(s, forward)
+        _signal.signal(s, _forward)
+
+
+def _forward_and_wait(pid: int) -> tuple[int, int]:
+    """Forward the usual signals to `pid`, reap everything, return pid's (exit code, signal)."""
+    global _target
+    _install_forwarding()
+    _target = pid
     while True:
         try:
             got, st = os.waitpid(-1, 0)
@@ -185,6 +199,7 @@ def step_rootfs(cfg: dict, root: str, userns: bool) -> None:
 
 def _run_under_minimal_init(plan: dict, status: Status) -> None:
     """Stay pid 1: fork the process as pid 2, forward signals, reap zombies, report its status."""
+    _install_forwarding()
     pid = os.fork()
     if pid == 0:
         return  # the caller goes on to become the process

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Callable, Union
 
@@ -205,6 +204,7 @@ class _Run:
         self.status_buf = b""
         self.proc: subprocess.Popen | None = None
         self.killed_for: str | None = None
+        self.master = -1
 
     # --- lifecycle ------------------------------------------------------------------------
     def go(self) -> RunResult:
@@ -214,7 +214,7 @@ class _Run:
         try:
             _write_private_files(self.config, private)
             lim = self.config.limits
-            cg = cgroups.create("pybuild-" + uuid.uuid4().hex[:16], lim.memory_bytes, lim.cpu_quota, lim.pids)
+            cg = cgroups.create("pybuild-" + os.urandom(8).hex(), lim.memory_bytes, lim.cpu_quota, lim.pids)
             plan = make_plan(self.config, private, cg.procs_files if cg else [])
             code, sig = self._spawn_and_wait(plan, start)
             errors = [r for r in self.records if r[0] == "E"]
@@ -268,6 +268,7 @@ class _Run:
         stdio: list[int] = []
         if self.tty:
             master, slave = os.openpty()
+            self.master = master
             self._set_winsize(master)
             stdio = [slave, slave, slave]
             close_after_spawn.append(slave)
@@ -340,11 +341,11 @@ class _Run:
             return write_fd
         return lambda data: None
 
-    def _set_winsize(self, fd: int) -> None:
+    def _set_winsize(self, fd: int, from_terminal: bool = False) -> None:
         import fcntl
         import struct
         import termios
-        size = self.config.process.terminal_size
+        size = None if from_terminal else self.config.process.terminal_size
         if size is None and isinstance(self.stdin, int) and os.isatty(self.stdin):
             size = tuple(os.get_terminal_size(self.stdin))[::-1]  # type: ignore[assignment]
         if size:
@@ -361,6 +362,15 @@ class _Run:
                 os.kill(proc.pid, signum)  # the init outer forwards it to the container process
         for s in _FORWARDED:
             old[s] = signal.signal(s, forward)
+        if self.tty and self.master >= 0 and isinstance(self.stdin, int) and os.isatty(self.stdin):
+            # the user resized their terminal: resize the container's (the kernel then
+            # sends SIGWINCH to the container's foreground process group)
+            def resize(_signum: int, _frame: object) -> None:
+                try:
+                    self._set_winsize(self.master, from_terminal=True)
+                except OSError:
+                    pass
+            old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, resize)
 
         def restore() -> None:
             for s, h in old.items():

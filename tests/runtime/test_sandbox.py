@@ -254,12 +254,41 @@ def test_invalid_config_lists_every_problem(busybox):
     assert str(ei.value).count(";") == len(ei.value.problems) - 1
 
 
-def test_mount_error_names_op_source_target(overlay):
-    rootfs, _ = overlay
+def test_mount_error_names_op_source_target_and_cleans_stubs(overlay):
+    rootfs, upper = overlay
     cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("true",)),
                         mounts=(Mount("tmpfs", "/x", options=("size=bogus",)),))
     with pytest.raises(MountError, match=r"mount tmpfs tmpfs on .*/x \(flags nosuid,nodev, data 'size=bogus'\)"):
         sandbox.run(cfg)
+    assert not (upper / "x").exists()  # the mount point made for it is gone again
+
+
+def test_exec_errors_are_clear(overlay):
+    rootfs, _ = overlay
+    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("/etc/passwd",)))
+    with pytest.raises(ExecError, match="exec /etc/passwd: permission denied"):
+        sandbox.run(cfg)
+    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("true",), cwd="/etc/passwd"))
+    with pytest.raises(ExecError, match="cannot enter working directory /etc/passwd: Not a directory"):
+        sandbox.run(cfg)
+
+
+def test_concurrent_sandboxes_from_threads(busybox, tmp_path):
+    results = {}
+
+    def one(i: int) -> None:
+        up, wd = tmp_path / f"u{i}", tmp_path / f"w{i}"
+        up.mkdir(), wd.mkdir()
+        out = bytearray()
+        cfg = SandboxConfig(rootfs=Rootfs(lowerdirs=(str(busybox),), upperdir=str(up), workdir=str(wd)),
+                            hostname=f"h{i}", process=Process(argv=("sh", "-c", f"hostname; echo {i} > /id; sleep 0.2")))
+        results[i] = (sandbox.run(cfg, stdout=out.extend).exit_code, out.decode(), (up / "id").read_text())
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: (0, f"h{i}\n", f"{i}\n") for i in range(6)}
 
 
 def test_symlinked_mount_target_stays_inside_rootfs(tmp_path, busybox):
