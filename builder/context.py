@@ -304,6 +304,9 @@ class BuildContext:
         self.matcher = PatternMatcher(ignore_patterns or [])
         self.stat_cache = stat_cache or StatCache()
         self._digests: dict[str, str] = {}
+        # what this build read, for the no-op memo: pattern -> rels, rel -> (is_dir, digest)
+        self.selects: dict[str, list[str]] = {}
+        self.digested: dict[str, tuple[bool, str]] = {}
 
     @staticmethod
     def ignore_file_for(root: Path, dockerfile: Path | None) -> Path | None:
@@ -349,10 +352,12 @@ class BuildContext:
         """
         rel = self._safe(pattern)
         if rel in ("", "."):
+            self.selects[pattern] = [""]
             return [Source("", str(self.root), True)]
         if not any(c in rel for c in "*?["):
             full = os.path.join(self.root, rel)
             if os.path.lexists(full) and not self.ignored(rel) and self._inside(full):
+                self.selects[pattern] = [rel]
                 return [Source(rel, full, os.path.isdir(full) and not os.path.islink(full))]
             hint = f'.dockerignore excludes "{rel}"' if os.path.lexists(full) and self.ignored(rel) else None
             raise ContextError(f'source "{pattern}" not found in build context', hint=hint)
@@ -361,6 +366,7 @@ class BuildContext:
         out = [s for s in self.walk() if s.rel.count("/") == depth and rx.match(s.rel)]
         if not out:
             raise ContextError(f'no source files were specified: "{pattern}" matches nothing in the build context')
+        self.selects[pattern] = [s.rel for s in out]
         return out
 
     def _inside(self, full: str) -> bool:
@@ -392,6 +398,7 @@ class BuildContext:
                 rows.append(self._entry(s, s.rel[len(prefix):]))
         d = "sha256:" + hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
         self._digests[src.rel] = d
+        self.digested[src.rel] = (src.is_dir, d)
         return d
 
 

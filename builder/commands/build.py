@@ -171,6 +171,26 @@ def _read_inputs(args, st):
     return ctx_dir, text, name, df_path, tmp_ctx
 
 
+def _ignore(ctx_dir: Path, df_path: Path | None) -> tuple[str, list[str]]:
+    from builder.context import BuildContext, read_ignore_patterns
+
+    f = BuildContext.ignore_file_for(ctx_dir, df_path.resolve() if df_path else None)
+    text = f.read_text() if f else ""
+    return text, read_ignore_patterns(text) if f else []
+
+
+def _memo_fields(args, ctx_dir: Path, text: str, name: str, df_path: Path | None, tmp_ctx) -> dict | None:
+    """What the no-op memo fingerprints; None when this build must not use or write one."""
+    if tmp_ctx or args.no_cache or args.no_cache_filter or args.pull or args.cache_from or args.cache_to:
+        return None
+    build_args = _build_args(args.build_arg)
+    return {"dockerfile": text, "name": name, "path": str(df_path.resolve()) if df_path else None,
+            "context": str(ctx_dir), "ignore": _ignore(ctx_dir, df_path)[0], "build_args": build_args,
+            "target": args.target, "platform": args.platform, "labels": sorted(args.label),
+            "network": args.network, "sde": build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH"),
+            "secrets": sorted(_kv(x).get("id", "") for x in args.secret), "ssh": sorted(args.ssh)}
+
+
 def request_from_args(args):
     """(settings, BuildRequest, cleanup) from parsed build flags."""
     from builder import settings as settings_mod
@@ -182,10 +202,57 @@ def request_from_args(args):
         if tmp_ctx:
             shutil.rmtree(tmp_ctx, ignore_errors=True)
     try:
-        return st, _request(args, ctx_dir, text, name, df_path), cleanup
+        req = _request(args, ctx_dir, text, name, df_path)
+        req.memo_fields = _memo_fields(args, ctx_dir, text, name, df_path, tmp_ctx)
+        return st, req, cleanup
     except BaseException:
         cleanup()
         raise
+
+
+def _fast_noop(args) -> bool:
+    """A provably all-CACHED rebuild, answered from the memo without parsing (see engine/memo.py)."""
+    if args.output or args.check:
+        return False
+    from builder import settings as settings_mod
+    from builder.engine import memo
+    from builder.report import make_reporter
+
+    st = settings_mod.load()
+    if args.context == "-" or args.file == "-" or not os.path.isdir(args.context):
+        return False
+    ctx_dir = Path(args.context).resolve()
+    df_path = Path(args.file) if args.file else ctx_dir / "Dockerfile"
+    if args.file and not df_path.is_absolute() and not df_path.exists() and (ctx_dir / args.file).exists():
+        df_path = ctx_dir / args.file
+    try:
+        text = df_path.read_text()
+    except OSError:
+        return False
+    fields = _memo_fields(args, ctx_dir, text, df_path.name, df_path, None)
+    if fields is None:
+        return False
+    reporter = make_reporter("quiet" if args.quiet else args.progress, sys.stderr)
+    m = memo.try_noop(st, memo.fingerprint(fields), ctx_dir, _ignore(ctx_dir, df_path)[1], reporter)
+    if m is None:
+        if hasattr(reporter, "live"):
+            reporter.live.stop()
+        return False
+    _finish(args, m["config_digest"], m["manifest"], [t for t in args.tag])
+    return True
+
+
+def _finish(args, config_digest: str, manifest: dict, tags: list[str]) -> None:
+    if args.iidfile:
+        Path(args.iidfile).write_text(config_digest)
+    if args.metadata_file:
+        meta = {"containerimage.digest": manifest["digest"], "containerimage.config.digest": config_digest,
+                "containerimage.descriptor": manifest}
+        if tags:
+            meta["image.name"] = ",".join(tags)
+        Path(args.metadata_file).write_text(json.dumps(meta, indent=2))
+    if args.quiet:
+        print(config_digest)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -196,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
         return _check(text, name)
+    if _fast_noop(args):
+        return 0
     st, req, cleanup = request_from_args(args)
     try:
         return _build(args, st, req)
@@ -259,16 +328,7 @@ def _build(args, st, req) -> int:
         from builder.commands.registry import after_build  # registry cache export, --push
 
         after_build(args, res, outputs)
-    if args.iidfile:
-        Path(args.iidfile).write_text(res.config_digest)
-    if args.metadata_file:
-        meta = {"containerimage.digest": str(res.manifest.digest), "containerimage.config.digest": res.config_digest,
-                "containerimage.descriptor": res.manifest.to_dict()}
-        if req.tags:
-            meta["image.name"] = ",".join(req.tags)
-        Path(args.metadata_file).write_text(json.dumps(meta, indent=2))
-    if args.quiet:
-        print(res.config_digest)
+    _finish(args, res.config_digest, res.manifest.to_dict(), list(req.tags))
     return 0
 
 

@@ -54,6 +54,7 @@ class BuildRequest:
     cache_to: Path | None = None
     source_date_epoch: int | None = None
     max_workers: int = 4
+    memo_fields: dict | None = None  # the request as the no-op memo fingerprints it (None: no memo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,7 @@ class Bases:
         self.platform = platform
         self.rep = reporter
         self.states: dict[str, State] = {}
+        self.digests: dict[str, str] = {}  # ref -> manifest digest (for the no-op memo)
         self.lock = threading.Lock()
 
     def _load(self, ref: str) -> Image:
@@ -137,6 +139,7 @@ class Bases:
                            ck.make_key("from", None, {"image": str(img.descriptor.digest),
                                                       "platform": self.platform}).key, cfg.created)
                 self.states[ref] = st
+                self.digests[ref] = str(img.descriptor.digest)
             return st
 
     def config(self, ref: str):
@@ -194,15 +197,56 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
                                          no_cache=req.no_cache,
                                          no_cache_filter=frozenset(x.lower() for x in req.no_cache_filter),
                                          max_workers=req.max_workers))
-    return store, graph, solver, stat_cache, cache, df
+    return store, graph, solver, stat_cache, cache, bases
+
+
+class _Steps:
+    """Passes events on and remembers step names (the memo replays them)."""
+
+    def __init__(self, inner: Reporter) -> None:
+        self.inner = inner
+        self.steps: dict[int, str] = {}
+        self.warnings: list[str] = []
+
+    def emit(self, event) -> None:
+        from builder.report import StepCached, StepStarted, Warning as W
+
+        if isinstance(event, (StepCached, StepStarted)) and event.id:
+            self.steps[event.id] = event.name
+        elif isinstance(event, W):
+            self.warnings.append(event.message)
+        self.inner.emit(event)
+
+
+def _write_memo(req: BuildRequest, settings: Settings, solver, bases: "Bases", desc: Descriptor, config_digest: str,
+                steps: _Steps) -> None:
+    from builder.engine import memo
+    from builder.oci.layout import stored_name
+
+    if (req.memo_fields is None or req.no_cache or req.no_cache_filter or req.pull or req.cache_from
+            or req.cache_to or solver.sv.remote_inputs or any(r.startswith("oci-layout://") for r in bases.digests)):
+        return
+    ctx = solver.sv.context
+    m = {"bases": {stored_name(r): d for r, d in bases.digests.items()},
+         "tags": [stored_name(t) for t in req.tags],
+         "manifest": desc.to_dict(), "config_digest": config_digest,
+         "records": [[k.key.key, None] for k in solver.keys],
+         "selects": dict(ctx.selects) if ctx else {}, "digests": dict(ctx.digested) if ctx else {},
+         "steps": sorted([i, n] for i, n in steps.steps.items()), "warnings": steps.warnings}
+    for rec in m["records"]:
+        r = solver.cache.get(rec[0])
+        if r is None:
+            return
+        rec[1] = r.layer["digest"] if r.layer else None
+    memo.write(settings.cache_dir, settings.tmp_dir, memo.fingerprint(req.memo_fields), m)
 
 
 def build(req: BuildRequest, settings: Settings, reporter: Reporter | None = None) -> BuildResult:
     import time
 
-    rep = reporter or NullReporter()
+    rep = _Steps(reporter or NullReporter())
     t0 = time.monotonic()
-    store, graph, solver, stat_cache, cache, df = _setup(req, settings, rep)
+    store, graph, solver, stat_cache, cache, bases = _setup(req, settings, rep)
     rep.emit(BuildStarted(graph.step_count(), str(req.context_dir or "")))
     for w in graph.unused_args:
         from builder.report import Warning as W
@@ -232,6 +276,10 @@ def build(req: BuildRequest, settings: Settings, reporter: Reporter | None = Non
         n = cache.export_local([k.key.key for k in sol.keys], store.blobs, req.cache_to)
         rep.emit(StepProgress(0, f"exported {n} cache records to {req.cache_to}"))
     img = Image.load(store.blobs, desc)
+    try:
+        _write_memo(req, settings, solver, bases, desc, str(img.id), rep)
+    except PybuildError:
+        pass  # a reference we cannot name: no memo, the next build takes the full path
     secs = time.monotonic() - t0
     rep.emit(BuildFinished(secs, image=str(img.id)))
     return BuildResult(desc, str(img.id), img, sol, graph, secs)
@@ -262,7 +310,7 @@ class Explanation:
 def explain(req: BuildRequest, settings: Settings) -> list[Explanation]:
     """For each filesystem step: hit or miss, and for a miss the first field that differs from
     the nearest earlier record of the same step."""
-    _store, _graph, solver, _sc, cache, _df = _setup(req, settings, NullReporter())
+    _store, _graph, solver, _sc, cache, _bases = _setup(req, settings, NullReporter())
     out: list[Explanation] = []
     for sk in solver.keys_only():
         line = sk.step.span.line if sk.step.span else None

@@ -76,6 +76,7 @@ class Services:
     network: str = "default"
     stage_rootfs: Callable[[int], "State"] | None = None  # final state of a stage (COPY --from)
     image_state: Callable[[str], "State"] | None = None  # a base image's state (COPY --from=image)
+    remote_inputs: bool = False  # an ADD read a URL or git repository (the memo must not vouch)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -189,7 +189,8 @@ class Solver:
         c = state.config.config
         if isinstance(op, RunOp):
             return ck.make_key("run", state.key, ck.run_op(op, env=c.env, args=step.args, workdir=c.working_dir,
-                                                          user=c.user, platform=self.g.platform))
+                                                          user=c.user, platform=self.g.platform),
+                               self._mount_inputs(op))
         if isinstance(op, CopyOp):
             inputs = copy_inputs(self.sv, step, state, lambda i: self.finals[i].key)
             k = ck.make_key("copy", None if op.link else state.key,
@@ -199,6 +200,23 @@ class Solver:
             return k
         assert isinstance(op, ConfigOp)
         return ck.make_key("workdir", state.key, ck.workdir_op(op, path=c.working_dir, user=c.user))
+
+    def _mount_inputs(self, op: RunOp) -> list[str]:
+        """What bind mounts read: context content, or the source stage's / image's key."""
+        out = []
+        for m in op.mounts:
+            if m.type != "bind":
+                continue
+            if m.source_from is None:
+                ctx = self.sv.context
+                if ctx is None:
+                    continue
+                out.extend(f"{s.rel}:{ctx.digest(s)}" for s in ctx.select(m.source or "."))
+            elif m.source_from.stage is not None:
+                out.append(f"stage:{self.finals[m.source_from.stage].key}")
+            else:
+                out.append(f"image:{self.image_state(m.source_from.image).key}")
+        return out
 
     def _slot(self, step: Step) -> str:
         return f"{self.opt.dockerfile}#{self.g.stages[step.stage].label}#{step.index}"

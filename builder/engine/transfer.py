@@ -62,8 +62,10 @@ def copy_inputs(sv: Services, step: Step, state: State, stage_key) -> list[str]:
         return out
     for src in op.sources:
         if _is_git(src):
+            sv.remote_inputs = True  # a remote changes without us knowing: no no-op memo
             out.append(f"git:{src}@{_git_commit(src)}")
         elif _is_url(src):
+            sv.remote_inputs = True
             out.append(f"url:{src}@{op.checksum or _download(sv, src, op.checksum)[1]}")
         else:
             ctx = sv.context
