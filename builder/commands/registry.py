@@ -78,6 +78,15 @@ def _options(args: argparse.Namespace, **extra):
                    mirrors=dict(s.mirrors), **extra)
 
 
+def configure_from_settings() -> None:
+    """Registry defaults for library calls made on our behalf (the engine's FROM pulls)."""
+    from builder import settings
+    from builder.registry.transfer import configure
+
+    s = settings.load()
+    configure(insecure_registries=s.insecure_registries, mirrors=dict(s.mirrors))
+
+
 def _store():
     from builder import settings
     from builder.oci.layout import ImageStore

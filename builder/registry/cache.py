@@ -22,7 +22,7 @@ from builder.oci.model import Descriptor, Index, Manifest, layout_header
 from builder.oci.reference import parse_reference
 from builder.oci.store import DirStore
 from builder.registry.transfer import (BlobProgress, Options, Progress, _download_to, _run_parallel,
-                                       upload_blob)
+                                       default_options, upload_blob)
 
 
 def _noop(_: BlobProgress) -> None:
@@ -35,7 +35,7 @@ def push_layout(layout: Path, ref: str, *, options: Options | None = None, progr
     them as `ref`. Returns the index descriptor. Annotations on index entries are kept."""
     layout = Path(layout)
     r = parse_reference(ref)
-    opts = options or Options()
+    opts = options or default_options()
     progress = progress or _noop
     client = opts.client(r.registry)
     store = DirStore(layout, layout / ".tmp")
@@ -74,7 +74,7 @@ def pull_layout(ref: str, layout: Path, *, options: Options | None = None, progr
     """
     layout = Path(layout)
     r = parse_reference(ref)
-    opts = options or Options()
+    opts = options or default_options()
     progress = progress or _noop
     client = opts.client(r.registry)
     data, media_type = client.get_manifest(r.repository, r.reference)

@@ -66,6 +66,19 @@ class Options:
         return c
 
 
+_defaults: dict = {}
+
+
+def configure(**defaults) -> None:
+    """Process-wide defaults for every Options() made here (the CLI sets insecure_registries,
+    mirrors from settings, so the engine's FROM pulls honour them without knowing settings)."""
+    _defaults.update(defaults)
+
+
+def default_options() -> Options:
+    return Options(**_defaults)
+
+
 def parse_platform(s: str) -> Platform:
     parts = s.split("/")
     if len(parts) not in (2, 3) or not all(parts):
@@ -86,7 +99,7 @@ def pull(ref: str, image_store: ImageStore, *, progress: Progress | None = None,
     The engine's FROM calls this when an image is not local (and with --pull).
     """
     r = parse_reference(ref)
-    opts = options or Options()
+    opts = options or default_options()
     progress = progress or _noop
     # Mirrors first (settings `mirrors: {docker.io: [mirror:5000]}`), then the registry itself;
     # a mirror that fails for any reason but corrupt content is skipped.
@@ -243,7 +256,7 @@ def push(image_store: ImageStore, source: str, destinations: str | Iterable[str]
         desc = image_store.resolve(source)
     except ImageNotFound:
         raise
-    opts = options or Options()
+    opts = options or default_options()
     progress = progress or _noop
     done_repos: dict[str, list[str]] = {}  # registry -> repositories that already hold the blobs
     for r in refs:
@@ -371,5 +384,5 @@ def manifest_types() -> tuple[str, ...]:
 def remote_digest(ref: str, *, options: Options | None = None) -> Digest | None:
     """The digest a registry holds for `ref` (HEAD, no download), None when it has none."""
     r = parse_reference(ref)
-    info = (options or Options()).client(r.registry).head_manifest(r.repository, r.reference)
+    info = (options or default_options()).client(r.registry).head_manifest(r.repository, r.reference)
     return Digest(info.digest) if info and info.digest else None
