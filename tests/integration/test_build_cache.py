@@ -124,3 +124,16 @@ def test_local_cache_export_import(setup, tmp_path: Path) -> None:
     r = build(fresh, ctx, "-t", "c", "--cache-from", f"type=local,src={exp}")
     assert results(r) == ["CACHED"] * 5
     validate_layout(fresh, "c")
+
+
+def test_noop_memo_notices_base_and_tag_changes(setup, tmp_path: Path) -> None:
+    root, ctx = setup
+    # the tag moved away from our image: the no-op path must put it back
+    run_cli("tag", "busybox", "c", env={"PYBUILD_ROOT": str(root)})
+    assert results(build(root, ctx, "-t", "c")) == ["CACHED"] * 5
+    img = validate_layout(root, "c")
+    assert len(img["manifest"]["layers"]) == 6  # our image again, not busybox
+    # the base tag now names another image: everything misses
+    other = write_ctx(tmp_path / "other", {"Dockerfile": "FROM busybox\nRUN touch /marker\n"})
+    assert build(root, other, "-t", "busybox").returncode == 0
+    assert results(build(root, ctx, "-t", "c")) == ["DONE"] * 5
