@@ -44,17 +44,22 @@ def push_layout(layout: Path, ref: str, *, options: Options | None = None, progr
     except (OSError, InvalidDocument) as e:
         raise CacheError(f"cache export {layout} is not an OCI layout: {e}") from None
     mounts = tuple(mount_from)
-    entries = []
+    docs: list[tuple[Descriptor, bytes]] = []
+    blobs: dict[str, Descriptor] = {}
     for d in index.manifests:
         if not mt.is_manifest(d.media_type):
             raise CacheError(f"cache export {layout}: entry {d.digest.short} is a {d.media_type}, not a manifest")
         data = store.read_bytes(d.digest)
         man = Manifest.from_json(data, allow_empty_layers=True)
-        blobs = {b.digest: b for b in (man.config, *man.layers)}
-        _run_parallel(opts.jobs, [lambda b=b: upload_blob(client, _AsImageStore(store), b, r.repository, opts,
-                                                          progress, mounts) for b in blobs.values()])
-        client.put_manifest(r.repository, d.digest, data, d.media_type)
-        entries.append(d)
+        for b in (man.config, *man.layers):
+            blobs.setdefault(b.digest, b)
+        docs.append((d, data))
+    # every record's blobs at once (one small config + at most one layer each), then the manifests
+    _run_parallel(opts.jobs, [lambda b=b: upload_blob(client, _AsImageStore(store), b, r.repository, opts,
+                                                      progress, mounts) for b in blobs.values()])
+    _run_parallel(opts.jobs, [lambda d=d, data=data: client.put_manifest(r.repository, d.digest, data, d.media_type)
+                              for d, data in docs])
+    entries = [d for d, _ in docs]
     idx = Index(manifests=tuple(entries), annotations={"dev.pybuild.cache.format": "oci-layout-records.v1"})
     data = idx.to_json()
     got = client.put_manifest(r.repository, r.tag or "latest", data, mt.OCI_INDEX)
@@ -84,14 +89,23 @@ def pull_layout(ref: str, layout: Path, *, options: Options | None = None, progr
     index = Index.from_json(data)
     store = DirStore(layout, layout / ".tmp")
     (layout / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-    for d in index.manifests:
+
+    def fetch(d: Descriptor) -> tuple[Descriptor, bytes]:
         mdata, _ = client.get_manifest(r.repository, d.digest, accept=(d.media_type,))
         if digest_bytes(mdata) != d.digest:
             raise CacheError(f"{r.registry}: cache manifest {d.digest} of {r.repository} does not match its digest")
+        return d, mdata
+
+    docs = _run_parallel(opts.jobs, [lambda d=d: fetch(d) for d in index.manifests])
+    wanted: dict[str, Descriptor] = {}
+    for _d, mdata in docs:
         man = Manifest.from_json(mdata, allow_empty_layers=True)
-        wanted = [man.config, *[b for b in man.layers if not skip_blob(b.digest)]]
-        _run_parallel(opts.jobs, [lambda b=b: _download_to(client, r, b, store, progress, opts.backoff)
-                                  for b in wanted])
+        for b in (man.config, *man.layers):
+            if b is man.config or not skip_blob(b.digest):
+                wanted.setdefault(b.digest, b)
+    _run_parallel(opts.jobs, [lambda b=b: _download_to(client, r, b, store, progress, opts.backoff)
+                              for b in wanted.values()])
+    for d, mdata in docs:  # manifests after the blobs they name
         store.put_bytes(mdata, d.media_type)
     _write(layout / "index.json", Index(manifests=index.manifests).to_json(), layout / ".tmp")
     _write(layout / "oci-layout", layout_header(), layout / ".tmp")
