@@ -138,8 +138,13 @@ class Copier:
         self.follow_dest = follow_dest  # False for --link: the layer must not depend on the lower
         self.context = context  # the BuildContext items with ctx_rel come from (.dockerignore)
 
-    def _target(self, in_root: str) -> str:
-        """Resolve an in-root path to a host path under upper, creating its parents."""
+    def _target(self, in_root: str, host_parent: str | None = None) -> str:
+        """Resolve an in-root path to a host path under upper, creating its parents.
+
+        With `host_parent` (the already resolved, existing upper dir of a directory being copied)
+        the child needs no resolution: the last component is never followed anyway."""
+        if host_parent is not None:
+            return os.path.join(host_parent, in_root.rsplit("/", 1)[-1])
         path = self.view.resolve(in_root, follow_last=False) if self.follow_dest else "/" + "/".join(split(in_root))
         parent, _, name = path.rpartition("/")
         copy_up(self.view, self.upper, parent)
@@ -171,7 +176,8 @@ class Copier:
             else:
                 os.unlink(host)
 
-    def _copy_path(self, src: str, in_root: str, rel: str = "", ctx_rel: str | None = None) -> None:
+    def _copy_path(self, src: str, in_root: str, rel: str = "", ctx_rel: str | None = None,
+                   host_parent: str | None = None) -> None:
         if self.exclude is not None and rel and self.exclude.matches(rel):
             return
         st = os.lstat(src)
@@ -179,12 +185,13 @@ class Copier:
             # an ignored directory is only entered when an exception pattern may re-include a child
             if not stat.S_ISDIR(st.st_mode) or not self.context.matcher.could_include_below(ctx_rel):
                 return
-            self._copy_dir_contents(src, in_root, rel, st, ctx_rel, create_only_if_needed=True)
+            self._copy_dir_contents(src, in_root, rel, st, ctx_rel, create_only_if_needed=True,
+                                    host_parent=host_parent)
             return
         if stat.S_ISDIR(st.st_mode):
-            self._copy_dir_contents(src, in_root, rel, st, ctx_rel)
+            self._copy_dir_contents(src, in_root, rel, st, ctx_rel, host_parent=host_parent)
             return
-        host = self._target(in_root)
+        host = self._target(in_root, host_parent)
         self._remove_existing(host, False)
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(src), host)
@@ -195,8 +202,8 @@ class Copier:
         self._meta(host, st)
 
     def _copy_dir_contents(self, src: str, in_root: str, rel: str, st: os.stat_result, ctx_rel: str | None = None,
-                           create_only_if_needed: bool = False) -> None:
-        host = self._target(in_root)
+                           create_only_if_needed: bool = False, host_parent: str | None = None) -> None:
+        host = self._target(in_root, host_parent)
         if os.path.lexists(host) and not os.path.isdir(host):
             os.unlink(host)
         if not os.path.isdir(host):
@@ -204,7 +211,7 @@ class Copier:
         for name in sorted(os.listdir(src)):
             child_ctx = None if ctx_rel is None else (f"{ctx_rel}/{name}" if ctx_rel else name)
             self._copy_path(os.path.join(src, name), in_root.rstrip("/") + "/" + name, f"{rel}/{name}" if rel else name,
-                            child_ctx)
+                            child_ctx, host)
         if create_only_if_needed and not os.listdir(host):
             os.rmdir(host)
             return
