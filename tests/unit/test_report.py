@@ -48,3 +48,18 @@ def test_recording_and_factory() -> None:
     assert isinstance(make_reporter("plain", io.StringIO()), PlainReporter)
     assert isinstance(make_reporter("auto", io.StringIO()), PlainReporter)  # not a tty
     assert isinstance(make_reporter("json", io.StringIO()), JsonReporter)
+
+
+def test_rich_reporter_renders_steps_and_tail() -> None:
+    from builder.report import RichReporter
+
+    s = io.StringIO()
+    r = RichReporter(s)
+    r.emit(StepCached(1, "[1/3] FROM busybox"))
+    r.emit(StepStarted(2, "[2/3] RUN make"))
+    r.emit(StepLog(2, "compiling a\ncompiling b\n"))
+    r.emit(StepFinished(2, 1.5, error="exit 2"))
+    r.emit(BuildFinished(2.0, error="x"))
+    out = s.getvalue()
+    assert "FROM busybox" in out and "CACHED" in out and "RUN make" in out and "ERROR" in out
+    assert "compiling b" in out  # a failed step keeps its log tail on screen

@@ -1,0 +1,105 @@
+"""More end-to-end behaviour: json progress, ADD from a URL, RUN --network, symlinked destinations."""
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+from tests.integration.buildlib import build, layer_files, make_busybox_image, validate_layout, write_ctx
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    r = tmp_path / "root"
+    make_busybox_image(r, tmp_path)
+    return r
+
+
+def ok(r) -> None:
+    assert r.returncode == 0, r.stderr.decode()
+
+
+def test_json_progress_is_one_event_per_line(root: Path, tmp_path: Path) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo json-out\n"})
+    r = run_cli("build", "--progress=json", str(ctx), env={"PYBUILD_ROOT": str(root)})
+    ok(r)
+    events = [json.loads(ln) for ln in r.stderr.decode().splitlines() if ln.strip()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "BuildStarted" and kinds[-1] == "BuildFinished"
+    assert "StepStarted" in kinds and "StepFinished" in kinds
+    assert any(e["event"] == "StepLog" and "json-out" in e["data"] for e in events)
+
+
+def test_quiet_prints_only_the_image_id(root: Path, tmp_path: Path) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN true\n"})
+    r = run_cli("build", "-q", str(ctx), env={"PYBUILD_ROOT": str(root)})
+    ok(r)
+    assert r.stdout.decode().strip().startswith("sha256:") and r.stderr == b""
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    d = tmp_path / "www"
+    d.mkdir()
+    (d / "payload.txt").write_text("downloaded-content\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(d), **kw)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_add_url_with_checksum(root: Path, tmp_path: Path, http_server: str) -> None:
+    want = "sha256:" + hashlib.sha256(b"downloaded-content\n").hexdigest()
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": f"FROM busybox\nADD --checksum={want} {http_server}/payload.txt /dl/\n"
+                                                     "RUN cat /dl/payload.txt\n"})
+    r = build(root, ctx, "-t", "url")
+    ok(r)
+    assert b"downloaded-content" in r.stderr
+    img = validate_layout(root, "url")
+    files = layer_files(root, img["manifest"]["layers"][1]["digest"])
+    assert files["dl/payload.txt"].mode & 0o777 == 0o600
+    bad = write_ctx(tmp_path / "bad", {"Dockerfile": f"FROM busybox\nADD --checksum=sha256:{'0' * 64} "
+                                                     f"{http_server}/payload.txt /dl/\n"})
+    r = build(root, bad)
+    assert r.returncode == 1 and b"checksum mismatch" in r.stderr
+
+
+def test_run_network_none_has_only_loopback(root: Path, tmp_path: Path) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN --network=none ls /sys/class/net | tr '\\n' ' '"
+                                                     " && echo\n"})
+    r = build(root, ctx)
+    ok(r)
+    logs = [ln.split(" ", 2)[2].strip() for ln in r.stderr.decode().splitlines()
+            if ln.startswith("#2 ") and ln.split(" ")[1][:1].isdigit() and "." in ln.split(" ")[1]]
+    assert logs == ["lo"], r.stderr.decode()
+
+
+def test_copy_follows_symlinked_directories_inside_the_rootfs_only(root: Path, tmp_path: Path) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": """FROM busybox
+RUN mkdir -p /real && ln -s /real /link && ln -s ../../../../../etc /escape
+COPY f.txt /link/
+COPY g.txt /escape/
+""", "f.txt": "F", "g.txt": "G"})
+    r = build(root, ctx, "-t", "links")
+    ok(r)
+    img = validate_layout(root, "links")
+    layers = img["manifest"]["layers"]
+    assert "real/f.txt" in layer_files(root, layers[2]["digest"])
+    assert "etc/g.txt" in layer_files(root, layers[3]["digest"])  # `..` stops at the image's root
+    assert not Path("/etc/g.txt").exists()
