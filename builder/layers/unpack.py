@@ -130,15 +130,18 @@ def _parts(name: str, entry: str, what: str = "path") -> list[str]:
     return parts
 
 
-def _remove(path: str) -> None:
+def _remove(path: str) -> bool:
+    """Remove whatever is at `path`; True when it was a directory or a symlink (which cached
+    parent resolutions may have gone through)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
-        return
+        return False
     if stat.S_ISDIR(st.st_mode):
         shutil.rmtree(path)
-    else:
-        os.unlink(path)
+        return True
+    os.unlink(path)
+    return stat.S_ISLNK(st.st_mode)
 
 
 def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, media_type: str | None = None,
@@ -214,12 +217,13 @@ def _apply_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, r: _Root, added: set[
             raise LayerError(f"layer entry {entry!r}: hardlink target {m.linkname!r} does not exist") from None
         if src == target:
             return
-        _remove(target)
+        if _remove(target):
+            r.forget()
         os.link(src, target, follow_symlinks=False)
         return  # a hardlink shares the target's inode: its metadata is already there
     else:
-        _remove(target)
-        r.forget()
+        if _remove(target) or m.issym():
+            r.forget()
         if m.isreg():
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:

@@ -185,3 +185,15 @@ def test_owners_devices_and_capabilities_restored(tmp_path):
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1234, 5678, 0o4755)
     assert os.getxattr(dst / "ping", "security.capability") == cap
     assert os.stat(dst / "null").st_rdev == os.makedev(1, 3)
+
+
+def test_directory_swapped_for_symlink_mid_layer_stays_inside(box):
+    # A hostile order: the parent "a" is resolved (and cached) as a directory, then replaced by
+    # a symlink to the outside, then written through.
+    root, canary = box
+    layer = tar_of(("a", "dir", None), ("a/x", "file", "1"), ("a", "sym", str(canary)), ("a/y", "file", "2"),
+                   ("b", "dir", None), ("b/z", "file", "3"),
+                   ("b", "sym", "../canary"), ("b/w", "file", "4"))
+    apply_layer(io.BytesIO(layer), root)
+    assert (root / str(canary).lstrip("/") / "y").read_text() == "2"
+    assert (root / "canary" / "w").read_text() == "4"
