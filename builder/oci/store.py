@@ -68,6 +68,7 @@ class BlobWriter:
             final = self._store.path(digest)
             if final.exists():
                 self._tmp.unlink()  # idempotent: the blob is already there (and was verified then)
+                _touch(final)
             else:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.chmod(self._tmp, 0o644)
@@ -143,6 +144,15 @@ class VerifyingReader(io.RawIOBase):
         super().close()
 
 
+def _touch(path: Path) -> None:
+    """Mark an existing blob as just written: prune spares blobs younger than its grace period,
+    so a build that re-uses an old unreferenced blob does not lose it before it tags."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        pass
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -167,6 +177,7 @@ class DirStore:
 
     def put(self, stream: BinaryIO, media_type: str, expected: Digest | None = None) -> Descriptor:
         if expected is not None and self.has(expected):
+            _touch(self.path(expected))
             return Descriptor(media_type, Digest(expected), self.path(expected).stat().st_size)
         with self.writer(media_type) as w:
             while True:
@@ -179,6 +190,7 @@ class DirStore:
     def put_bytes(self, data: bytes, media_type: str) -> Descriptor:
         d = Digest("sha256:" + hashlib.sha256(data).hexdigest())
         if self.has(d):
+            _touch(self.path(d))
             return Descriptor(media_type, d, len(data))
         with self.writer(media_type) as w:
             w.write(data)

@@ -145,3 +145,17 @@ def test_chain_ids():
     ch = chain_ids([a, b])
     assert ch[0] == a and ch[1] == digest_bytes(f"{a} {b}".encode())
     assert isinstance(ch[1], Digest)
+
+
+def test_reput_refreshes_mtime_so_prune_grace_protects_it(tmp_path):
+    s = DirStore(tmp_path)
+    d = s.put_bytes(b"old blob", "x/y").digest
+    os.utime(s.path(d), (1000, 1000))
+    s.put_bytes(b"old blob", "x/y")
+    assert s.path(d).stat().st_mtime > 1000
+    os.utime(s.path(d), (1000, 1000))
+    s.put(io.BytesIO(b"old blob"), "x/y", expected=d)
+    assert s.path(d).stat().st_mtime > 1000
+    os.utime(s.path(d), (1000, 1000))
+    s.put(io.BytesIO(b"old blob"), "x/y")
+    assert s.path(d).stat().st_mtime > 1000
