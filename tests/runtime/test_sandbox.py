@@ -371,3 +371,30 @@ def test_copy_snapshot_fallback_without_overlayfs(sh, overlay, busybox, monkeypa
     assert (busybox / "etc" / "passwd").exists()  # the lower is never touched
     assert not list(upper.parent.glob("pybuild-copy-snapshot-*"))
     assert not (upper / "proc").exists() and not (upper / "etc" / "hosts").exists()
+
+
+def test_fork_server_is_restarted_after_it_was_killed(sh):
+    from runtime import zygote
+    assert sh("true")[0].exit_code == 0
+    z = zygote._zygote
+    old = z.pid
+    os.kill(old, signal.SIGKILL)
+    z._proc.wait()
+    r, out, _ = sh("echo $$")
+    assert (r.exit_code, out) == (0, "1\n") and z.pid != old
+
+
+@pytest.mark.parametrize("script, kw, expect", [
+    ("echo $$; hostname; echo $A", {"hostname": "rx", "process": {"env": ("PATH=/bin", "A=1")}}, (0, "1\nrx\n1\n")),
+    ("exit 3", {}, (3, "")),
+])
+def test_reexec_path_without_fork_server(sh, monkeypatch, script, kw, expect):
+    monkeypatch.setenv("PYBUILD_SANDBOX_ZYGOTE", "0")
+    r, out, _ = sh(script, **kw)
+    assert (r.exit_code, out) == expect
+
+
+def test_reexec_path_timeout(sh, monkeypatch):
+    monkeypatch.setenv("PYBUILD_SANDBOX_ZYGOTE", "0")
+    r, _, _ = sh("sleep 30", timeout=0.3)
+    assert r.timed_out and r.signal == signal.SIGKILL
