@@ -164,6 +164,10 @@ def test_oci_archive_and_dir_exports(store, tmp_path):
     assert run_cli("save", "--format", "oci-dir", "-o", str(d), "app").returncode == 0
     tool("oci-image-tool", "validate", "--type", "image", "--ref", "name=app", str(d))
     assert sorted(os.listdir(d)) == ["blobs", "index.json", "oci-layout"]
+    validate_document(mt.OCI_INDEX, (d / "index.json").read_bytes())
+    validate_document(mt.OCI_LAYOUT_HEADER, (d / "oci-layout").read_bytes())
+    with tarfile.open(tar) as t:
+        validate_document(mt.OCI_INDEX, t.extractfile("index.json").read())
     # a second store loads the OCI tar and the dir
     other = tmp_path / "other-root"
     r = run_cli("load", "-i", str(tar), env={"PYBUILD_ROOT": str(other)})
