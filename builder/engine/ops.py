@@ -231,6 +231,18 @@ class _Mounts:
                 raise BuildStepError(f"RUN --mount type={m.type} is not supported", self.step.span)
         return out
 
+    def heredocs(self, files: tuple[tuple[str, str], ...]) -> list:
+        """RUN heredoc scripts, bind-mounted read-only from outside the rootfs."""
+        from runtime.config import Mount
+
+        out = []
+        for i, (target, content) in enumerate(files):
+            p = self.tmp / f"heredoc-{i}"
+            p.write_text(content)
+            os.chmod(p, 0o755)
+            out.append(Mount("bind", target, str(p), readonly=True))
+        return out
+
     def _cache_dir(self, m: MountOp) -> str:
         import fcntl
         import hashlib
@@ -353,7 +365,7 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
         cfg = state.config.config
         uid, gid, extra = resolve_user(cfg.user, view)
         workdir = cfg.working_dir or "/"
-        mount_list = mounts.build(op.mounts, workdir)
+        mount_list = mounts.build(op.mounts, workdir) + mounts.heredocs(op.heredocs)
         network = op.network if op.network != "default" else sv.network
         spec = sv.snaps.mount_spec(state.chains, active)
         config = SandboxConfig(

@@ -91,9 +91,10 @@ def _mount_op(m: A.MountSpec, stage_index: Callable[[str], int | None]) -> Mount
                    env=m.env or "", size=m.size)
 
 
-def _run_argv(ins: A.Run, shell: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+def _run_argv(ins: A.Run, shell: tuple[str, ...]) -> tuple[tuple[str, ...], bool, tuple[tuple[str, str], ...]]:
+    """(argv, shell form?, heredoc files to mount) for a RUN."""
     if not ins.prepend_shell:
-        return tuple(ins.argv or ()), False
+        return tuple(ins.argv or ()), False, ()
     cmd = ins.command or ""
     if ins.heredocs:
         first = ins.heredocs[0]
@@ -101,17 +102,18 @@ def _run_argv(ins: A.Run, shell: tuple[str, ...]) -> tuple[tuple[str, ...], bool
         if cmd.strip().lstrip("0123456789").startswith("<<") and len(cmd.split()) == 1:
             script = body[first.name]
             if script.startswith("#!"):
-                # a script with its own interpreter: run it as a file, as BuildKit does
-                return ("/bin/sh", "-c", f"cat > /tmp/.pybuild-heredoc <<'__PYBUILD_EOF__'\n{script}\n"
-                        "__PYBUILD_EOF__\nchmod +x /tmp/.pybuild-heredoc && exec /tmp/.pybuild-heredoc"), True
-            return shell + (script,), True
+                # a script with its own interpreter runs as a file, mounted from outside the
+                # rootfs (BuildKit's /dev/pipes/NAME), so it never lands in the layer
+                path = f"/dev/pipes/{first.name}"
+                return (path,), True, ((path, script),)
+            return shell + (script,), True, ()
         # a command that reads heredocs: hand the whole script (bodies included) to the shell
         parts = [cmd]
         for h in ins.heredocs:
             parts.append(h.content.rstrip("\n") if not h.chomp else body[h.name].rstrip("\n"))
             parts.append(h.name)
-        return shell + ("\n".join(parts),), True
-    return shell + (cmd,), True
+        return shell + ("\n".join(parts),), True, ()
+    return shell + (cmd,), True, ()
 
 
 def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: str | None = None,
@@ -244,11 +246,11 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
 
 def _op_for(x, scope: _Scope, stage_index, si: int):
     if isinstance(x, A.Run):
-        argv, shell_form = _run_argv(x, scope.shell)
+        argv, shell_form, files = _run_argv(x, scope.shell)
         net = x.network or "default"
         if net not in ("default", "none", "host"):
             raise InstructionError(f"RUN --network={net} is not supported (default, none or host)", x.span)
-        return RunOp(argv, shell_form, tuple(_mount_op(m, stage_index) for m in x.mounts), net)
+        return RunOp(argv, shell_form, tuple(_mount_op(m, stage_index) for m in x.mounts), net, files)
     if isinstance(x, (A.Copy, A.Add)):
         src_from = None
         frm = getattr(x, "from_", None)

@@ -112,6 +112,10 @@ EOF
 RUN cat <<EOT > /made.txt
 made by heredoc
 EOT
+RUN <<SCRIPT
+#!/bin/sh -e
+echo "shebang-heredoc $0"
+SCRIPT
 """
 
 
@@ -128,6 +132,8 @@ def test_add_archives_and_heredoc_run(root: Path, tmp_path: Path) -> None:
     assert b"inside-archive" in r.stderr and b"heredoc-run-ok" in r.stderr
     files = all_files(root, validate_layout(root, "add"))
     assert "made.txt" in files and "opt/pkg/file.txt" in files
+    assert "shebang-heredoc /dev/pipes/SCRIPT" in r.stderr.decode()
+    assert not any(n.startswith(("dev/", "tmp/.pybuild")) for n in files), sorted(files)
 
 
 MOUNTS = """
