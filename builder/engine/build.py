@@ -70,8 +70,10 @@ class BuildResult:
 class Bases:
     """Base images by reference, resolved once per build (thread-safe): local, oci-layout, pull."""
 
-    def __init__(self, store: ImageStore, *, pull: bool, platform: str, reporter: Reporter) -> None:
+    def __init__(self, store: ImageStore, *, pull: bool, platform: str, reporter: Reporter,
+                 settings: Settings | None = None) -> None:
         self.store = store
+        self.settings = settings
         self.pull = pull
         self.platform = platform
         self.rep = reporter
@@ -90,12 +92,14 @@ class Bases:
                 desc = None
         if desc is None:
             try:
-                from builder.registry.transfer import pull
+                from builder.registry.transfer import Options, pull
             except ImportError:
                 raise ImageNotFound(f"no image {ref!r} in the local store") from None
             self.rep.emit(StepProgress(0, f"pulling {ref}"))
+            opts = Options(insecure_registries=self.settings.insecure_registries,
+                           mirrors=dict(self.settings.mirrors)) if self.settings else None
             try:
-                desc = pull(ref, self.store, platform=self.platform)
+                desc = pull(ref, self.store, platform=self.platform, options=opts)
             except PybuildError as e:
                 if not self.pull:
                     raise ImageNotFound(f"no image {ref!r} in the local store, and pulling it failed: {e.message}",
@@ -174,7 +178,7 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
         ign = BuildContext.ignore_file_for(req.context_dir, req.dockerfile_path)
         patterns = read_ignore_patterns(ign.read_text()) if ign else []
         ctx = BuildContext(req.context_dir, patterns, stat_cache)
-    bases = Bases(store, pull=req.pull, platform=req.platform, reporter=reporter)
+    bases = Bases(store, pull=req.pull, platform=req.platform, reporter=reporter, settings=settings)
     from builder.plan.planner import plan
 
     graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
