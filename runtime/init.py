@@ -57,12 +57,18 @@ def main(argv: list[str] | None = None) -> None:
             os.set_inheritable(fd, False)  # close on exec: the container must not see them
     plan = marshal.loads(_read_all(cfg_fd))
     os.close(cfg_fd)
-    status = Status(status_fd)
+    run_outer(plan, Status(status_fd), sync_fd)
+
+
+def run_outer(plan: dict, status: Status, sync_fd: int) -> None:
+    """outer() with every failure reported on the status pipe; never returns."""
     try:
         outer(plan, status, sync_fd)
     except SandboxError as e:
         status.fail(e)
-        os._exit(1)
+    except BaseException as e:
+        status.send("E", "sandbox", f"internal error in sandbox init: {type(e).__name__}: {e}")
+    os._exit(1)
 
 
 def zygote_main(argv: list[str] | None = None) -> None:
@@ -131,14 +137,11 @@ def _zygote_child(msg: bytes, fds: list[int], server: int) -> None:
         status = Status(status_fd)
         plan = marshal.loads(msg)
         plan["parent_pid"] = server  # outer checks that the fork server is still its parent
-        outer(plan, status, sync_fd)
-    except SandboxError as e:
-        if status is not None:
-            status.fail(e)
     except BaseException as e:
         if status is not None:
             status.send("E", "sandbox", f"internal error in sandbox init: {type(e).__name__}: {e}")
-    os._exit(1)
+        os._exit(1)
+    run_outer(plan, status, sync_fd)
 
 
 def _read_all(fd: int) -> bytes:
@@ -155,6 +158,15 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)
     if os.getppid() != plan["parent_pid"]:
         os._exit(1)  # the builder died before the line above took effect
+    # Load now every module needed later: after the switch to a user namespace's root, or
+    # after pivot_root, the host's Python library may be out of reach.
+    if plan["config"]["process"]["tty"]:
+        import fcntl  # noqa: F401
+    if plan["config"]["rlimits"]:
+        import resource  # noqa: F401
+    if "net" in plan["unshare"]:
+        import _socket  # noqa: F401
+        import fcntl  # noqa: F401,F811
     # 2. Join the cgroups before unsharing: the cgroup namespace root becomes the container's
     #    cgroup, and every process forked later is inside the limits from its first instruction.
     namespaces.join_cgroups(plan["cgroup_procs"])
@@ -170,6 +182,14 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
         status.send("U", os.getpid())
         if os.read(sync_fd, 1) != b"G":
             raise NamespaceError("the sandbox parent did not write the id maps")
+    if "user" in plan["unshare"]:
+        # Our host ids stay what they were (root's 0 may be unmapped here, making us
+        # "nobody"); become the namespace's root, which the maps now say who is outside.
+        try:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        except OSError as e:
+            raise NamespaceError(f"becoming root of the user namespace (is 0 mapped?): {e.strerror}") from None
     if "net" in plan["unshare"]:
         mounts.loopback_up()
     # 4. Make every mount private before the first mount: nothing we do may propagate to the
@@ -264,12 +284,6 @@ def child(plan: dict, status: Status) -> None:
     # and Docker do the same). It is a real change in the rootfs, not a stub.
     stubs.report = None
     stubs.ensure(proc["cwd"], True)
-    # Anything imported after pivot_root must already be loaded: the host's Python library
-    # is out of reach from inside the container.
-    if proc["tty"]:
-        import fcntl  # noqa: F401
-    if cfg["rlimits"]:
-        import resource  # noqa: F401
     if cfg["readonly_rootfs"]:
         mounts.remount_readonly(root)
     # pivot_root, not chroot: the old root is detached and unreachable, and no host mount
@@ -302,7 +316,7 @@ def become_process(plan: dict) -> None:
     proc = cfg["process"]
     # Limits first: lowering needs no privilege, but we still hold it here anyway.
     if cfg["rlimits"]:
-        import resource  # loaded before pivot_root (see child)
+        import resource  # loaded early (see outer)
         for rl in cfg["rlimits"]:
             resource.setrlimit(plan["rlimit_numbers"][rl["resource"]], (rl["soft"], rl["hard"]))
     # Capabilities: bounding set first (it limits what any later exec can gain), then the
@@ -338,7 +352,7 @@ def become_process(plan: dict) -> None:
     except OSError as e:
         raise ExecError(f"cannot enter working directory {proc['cwd']}: {e.strerror}") from None
     if proc["tty"]:
-        import fcntl  # loaded before pivot_root (see child)
+        import fcntl  # loaded early (see outer)
         os.setsid()  # a new session, so the pty on fd 0 can become our controlling terminal
         fcntl.ioctl(0, TIOCSCTTY, 0)
     for s in (*FORWARDED, KILL_REQUEST):

@@ -168,6 +168,9 @@ def private_files(config: SandboxConfig) -> dict[str, str]:
 
 
 def _write_private_files(config: SandboxConfig, d: str) -> None:
+    # 0711: the root of a user namespace (another host uid) must reach root/ and the files;
+    # listing stays private, and the files hold nothing secret.
+    os.chmod(d, 0o711)
     os.mkdir(f"{d}/root", 0o755)
     for name, text in private_files(config).items():
         with open(f"{d}/{name}", "w") as f:

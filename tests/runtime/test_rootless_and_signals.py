@@ -87,3 +87,28 @@ def test_init_child_imports_only_what_it_needs():
     heavy = {"json", "re", "enum", "dataclasses", "ctypes", "signal", "subprocess", "typing", "selectors",
              "runtime.config", "runtime.sandbox", "builder"}
     assert not loaded & heavy, loaded & heavy
+
+
+@pytest.mark.needs_root
+@pytest.mark.needs_userns
+def test_root_with_a_user_namespace_id_map(busybox, tmp_path):
+    from runtime import sandbox
+    from runtime.config import IdMap, Process, Rootfs, SandboxConfig
+    base = Path(tempfile.mkdtemp(prefix="pybuild-userns-"))
+    try:
+        os.chmod(base, 0o755)
+        root = base / "rootfs"
+        subprocess.run(["cp", "-a", str(busybox), str(root)], check=True)
+        subprocess.run(["chown", "-R", "200000:200000", str(root)], check=True)
+        out = bytearray()
+        cfg = SandboxConfig(rootfs=Rootfs(path=str(root)), namespaces=("mount", "pid", "uts", "ipc", "user"),
+                            uid_map=(IdMap(0, 200000, 65536),), gid_map=(IdMap(0, 200000, 65536),),
+                            process=Process(argv=("sh", "-c", "id -u; cat /proc/self/uid_map; echo x > /tmp/f"),
+                                            additional_gids=(5,)))
+        r = sandbox.run(cfg, stdout=out.extend, stderr=out.extend)
+        assert r.exit_code == 0, out.decode()
+        assert out.decode().split() == ["0", "0", "200000", "65536"]
+        st = (root / "tmp" / "f").stat()
+        assert (st.st_uid, st.st_gid) == (200000, 200000)  # container root is host 200000
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
