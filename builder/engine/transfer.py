@@ -157,6 +157,28 @@ def _archive_kind(path: str) -> bool:
         return False
 
 
+def _add_filter(member, dest_path: str):
+    """tarfile's "tar" filter plus a hardlink check it lacks.
+
+    Python's "tar" filter checks where an entry is written but not where a hardlink points:
+    with it, `hl -> /etc/shadow` (or `../../host/file`, or `link-to-host-dir/file`) hardlinks a
+    HOST file into the extract dir, and the ADD then copies its content into the image. So a
+    hardlink target must resolve (symlinks followed) inside the extract dir, as the "data"
+    filter demands; we keep the "tar" filter otherwise because ADD preserves owners and modes.
+    """
+    import tarfile
+
+    m = tarfile.tar_filter(member, dest_path)
+    if m is not None and m.islnk():
+        if os.path.isabs(m.linkname):
+            raise tarfile.AbsoluteLinkError(m)
+        dest_real = os.path.realpath(dest_path)
+        target = os.path.realpath(os.path.join(dest_real, m.linkname))
+        if os.path.commonpath([target, dest_real]) != dest_real:
+            raise tarfile.LinkOutsideDestinationError(m, target)
+    return m
+
+
 def _extract(path: str, dest: Path) -> None:
     """A local archive for ADD (tar, gzip, bzip2, xz, zstd), unpacked safely into `dest`."""
     import tarfile
@@ -170,10 +192,10 @@ def _extract(path: str, dest: Path) -> None:
                 import zstandard
 
                 with zstandard.ZstdDecompressor().stream_reader(f) as zr, tarfile.open(fileobj=zr, mode="r|") as tf:
-                    tf.extractall(dest, filter="tar")
+                    tf.extractall(dest, filter=_add_filter)
             else:
                 with tarfile.open(fileobj=f, mode="r:*") as tf:
-                    tf.extractall(dest, filter="tar")
+                    tf.extractall(dest, filter=_add_filter)
         except (tarfile.TarError, OSError) as e:
             raise BuildStepError(f"ADD: cannot extract {os.path.basename(path)}: {e}") from None
 
