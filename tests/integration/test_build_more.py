@@ -103,3 +103,28 @@ COPY g.txt /escape/
     assert "real/f.txt" in layer_files(root, layers[2]["digest"])
     assert "etc/g.txt" in layer_files(root, layers[3]["digest"])  # `..` stops at the image's root
     assert not Path("/etc/g.txt").exists()
+
+
+def test_from_oci_layout_and_external_tools_read_the_result(root: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    layout = tmp_path / "layout"
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo layer > /layer.txt\n"})
+    gz = {"PYBUILD_COMPRESSION": "gzip"}  # Debian's umoci cannot read zstd layers
+    ok(build(root, ctx, "-t", "exported", "-o", f"type=oci,dest={layout},tar=false,name=exported", env=gz))
+    child = write_ctx(tmp_path / "child", {"Dockerfile": f"FROM oci-layout://{layout}:exported\nRUN cat /layer.txt\n"})
+    r = build(root, child, "-t", "child", env=gz)
+    ok(r)
+    assert b"layer" in r.stderr
+    validate_layout(root, "child")
+    # other tools read our store as it is
+    r = subprocess.run(["skopeo", "inspect", f"oci:{root}:child"], capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    assert len(json.loads(r.stdout)["Layers"]) == 3
+    bundle = tmp_path / "bundle"
+    r = subprocess.run(["umoci", "unpack", "--image", f"{root}:child", str(bundle)], capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    assert (bundle / "rootfs" / "layer.txt").read_text() == "layer\n"
+    r = subprocess.run(["oci-image-tool", "validate", "--type", "image", "--ref", "name=exported", str(layout)],
+                       capture_output=True)
+    assert r.returncode == 0 and b"Validation succeeded" in r.stdout + r.stderr, (r.stdout + r.stderr).decode()
