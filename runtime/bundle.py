@@ -18,6 +18,7 @@ from runtime.config import SandboxConfig
 from runtime.copytree import copy_tree, merge_layers
 from runtime.errors import SandboxError
 from runtime.mounts import PROC_MASKED, PROC_READONLY
+from runtime.prepare import private_files  # the same /etc files the sandbox binds
 
 OCI_VERSION = "1.0.2"
 _NS_TYPES = {"mount": "mount", "pid": "pid", "uts": "uts", "ipc": "ipc", "net": "network",
@@ -128,7 +129,6 @@ def write_bundle(config: SandboxConfig, rootfs_dir: str | os.PathLike | None, de
         raise SandboxError(f"bundle: copying the rootfs into {dest}: {e.strerror}: {e.filename}") from None
     etc = dest / "etc"
     etc.mkdir()
-    from runtime.sandbox import private_files  # the same /etc files the sandbox would bind
     for name, text in private_files(config).items():
         _atomic_write(etc / name, text.encode())
     doc = oci_config(config, root_path="rootfs", etc_dir=str(etc.resolve()))

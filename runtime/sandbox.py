@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from typing import Callable, Union
 
 from runtime import cgroups, fallback, zygote
-from runtime.config import CAPABILITY_NUMBERS, DEFAULT_PATH, RLIMITS, Rootfs, SandboxConfig
-from runtime.errors import KINDS, NamespaceError, SandboxError
+from runtime import stdio as stdio_
+from runtime.config import Rootfs, SandboxConfig
+from runtime.errors import KINDS, SandboxError
+from runtime.stdio import Sink
+from runtime.prepare import make_plan, private_parent, remove_stubs, write_private_dir
 
-Sink = Union[int, Callable[[bytes], None], None]
 Source = Union[int, bytes, None]
 
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,125 +86,6 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
             snap.cleanup()
 
 
-def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) -> dict:
-    """The plain dict the init child works from (config + everything resolved here)."""
-    root_user = os.geteuid() == 0
-    ns = list(config.namespaces)
-    if config.network == "none" and "net" not in ns:
-        ns.append("net")
-    self_map = None
-    if not root_user:
-        missing = _userns_missing()
-        if missing:
-            raise NamespaceError(f"not root, and user namespaces are disabled ({missing}): "
-                                 "the sandbox needs one of the two")
-        if "user" not in ns:
-            ns.append("user")
-        if config.uid_map or config.gid_map:
-            raise NamespaceError("rootless: only the single map of the caller's own ids is possible "
-                                 "without newuidmap; leave uid_map/gid_map empty")
-        self_map = (os.geteuid(), os.getegid())
-    cap_last = _cap_last()
-    mask = 0
-    for c in config.capabilities:
-        if CAPABILITY_NUMBERS[c] <= cap_last:
-            mask |= 1 << CAPABILITY_NUMBERS[c]
-    files = [("/etc/hosts", f"{private_dir}/hosts"), ("/etc/resolv.conf", f"{private_dir}/resolv.conf"),
-             ("/etc/hostname", f"{private_dir}/hostname")]
-    return {
-        "config": config.to_dict(),
-        "root": f"{private_dir}/root",
-        "files": files,
-        "unshare": ns,
-        "self_map": self_map,
-        "parent_pid": os.getpid(),
-        "cgroup_procs": cgroup_procs,
-        "cap_mask": mask,
-        "cap_last": cap_last,
-        "rlimit_numbers": RLIMITS,
-    }
-
-
-def _userns_missing() -> str | None:
-    """Why an unprivileged user namespace is impossible here, or None."""
-    for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"), ("/proc/sys/user/max_user_namespaces", "0")):
-        try:
-            with open(path) as f:
-                if f.read().strip() == bad:
-                    return f"{path.removeprefix('/proc/sys/').replace('/', '.')} = {bad}"
-        except OSError:
-            continue
-    return None
-
-
-def _private_parent() -> str | None:
-    """Where the per-run private directory goes: a tmpfs when there is one (/dev/shm), since
-    its mkdir/rmdir/unlink cost microseconds where a journaling disk costs ~0.5 ms each."""
-    for d in (os.environ.get("XDG_RUNTIME_DIR") if os.geteuid() else None, "/dev/shm"):
-        if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
-            return d
-    return None
-
-
-def _cap_last() -> int:
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return 40
-
-
-def private_files(config: SandboxConfig) -> dict[str, str]:
-    """The contents of the container's /etc/hosts, /etc/resolv.conf and /etc/hostname."""
-    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             f"127.0.1.1\t{config.hostname}"]
-    hosts += [f"{addr}\t{name}" for name, addr in config.extra_hosts]
-    resolv = config.resolv_conf
-    if resolv is None:
-        try:
-            with open("/etc/resolv.conf") as f:
-                resolv = f.read()
-        except OSError:
-            resolv = ""
-    return {"hosts": "\n".join(hosts) + "\n", "resolv.conf": resolv, "hostname": config.hostname + "\n"}
-
-
-def _write_private_files(config: SandboxConfig, d: str) -> None:
-    # 0711: the root of a user namespace (another host uid) must reach root/ and the files;
-    # listing stays private, and the files hold nothing secret.
-    os.chmod(d, 0o711)
-    os.mkdir(f"{d}/root", 0o755)
-    for name, text in private_files(config).items():
-        with open(f"{d}/{name}", "w") as f:
-            f.write(text)
-        os.chmod(f"{d}/{name}", 0o644)
-
-
-def remove_stubs(base: str, stubs: list[tuple[str, int, str]]) -> None:
-    """Remove the mount points init had to create, deepest first, if they are still bare,
-    and give their parent directory its mtime back (BuildKit does the same), so a layer
-    diff does not see a change the user never made."""
-    for kind, parent_mtime, cpath in reversed(stubs):
-        host = base + cpath
-        try:
-            if kind == "f":
-                st = os.lstat(host)
-                if st.st_size == 0 and (st.st_mode & 0o170000) == 0o100000:
-                    os.unlink(host)
-                else:
-                    continue
-            else:
-                os.rmdir(host)
-        except OSError:
-            continue  # not empty or already gone: then it is the process's own change
-        parent = os.path.dirname(host)
-        try:
-            st = os.lstat(parent)
-            os.utime(parent, ns=(st.st_atime_ns, parent_mtime), follow_symlinks=False)
-        except OSError:
-            pass
-
-
 class _Run:
     def __init__(self, config: SandboxConfig, stdin: Source, stdout: Sink, stderr: Sink,
                  cancel: threading.Event | None) -> None:
@@ -220,10 +103,10 @@ class _Run:
     # --- lifecycle ------------------------------------------------------------------------
     def go(self) -> RunResult:
         start = time.monotonic()
-        private = tempfile.mkdtemp(prefix="pybuild-sandbox-", dir=_private_parent())
+        private = tempfile.mkdtemp(prefix="pybuild-sandbox-", dir=private_parent())
         cg = None
         try:
-            _write_private_files(self.config, private)
+            write_private_dir(self.config, private)
             lim = self.config.limits
             cg = cgroups.create("pybuild-" + os.urandom(8).hex(), lim.memory_bytes, lim.cpu_quota, lim.pids)
             plan = make_plan(self.config, private, cg.procs_files if cg else [])
@@ -277,10 +160,14 @@ class _Run:
         if self.tty:
             master, slave = os.openpty()
             self.master = master
-            self._set_winsize(master)
+            size = self.config.process.terminal_size
+            if size is None and isinstance(self.stdin, int):
+                size = stdio_.terminal_size(self.stdin)
+            if size:
+                stdio_.set_winsize(master, size)
             stdio = [slave, slave, slave]
             close_after_spawn.append(slave)
-            relays[master] = self._sink_fn(self.stdout)
+            relays[master] = stdio_.writer(self.stdout)
             if isinstance(self.stdin, int):
                 stdin_src = self.stdin
             else:
@@ -297,12 +184,12 @@ class _Run:
                 feed, feed_fd = self.stdin, w
                 os.set_blocking(w, False)
             else:
-                stdio.append(self._devnull(close_after_spawn))
+                stdio.append(stdio_.devnull(close_after_spawn))
             for sink in (self.stdout, self.stderr):
                 if isinstance(sink, int):
                     stdio.append(sink)
                 elif sink is None:
-                    stdio.append(self._devnull(close_after_spawn))
+                    stdio.append(stdio_.devnull(close_after_spawn))
                 else:
                     r, w = os.pipe()
                     stdio.append(w)
@@ -334,12 +221,6 @@ class _Run:
                 except OSError:
                     pass
 
-    @staticmethod
-    def _devnull(close_later: list[int]) -> int:
-        fd = os.open(os.devnull, os.O_RDWR)
-        close_later.append(fd)
-        return fd
-
     def _start_init(self, plan: dict, status_w: int, sync_r: int, stdio: list[int]) -> None:
         """Start the init outer: forked by the fork server, or by a fresh re-exec."""
         extra = [sync_r] if sync_r >= 0 else []
@@ -360,26 +241,6 @@ class _Run:
             os.close(cfg_fd)
         self.pid, self.pidfd = self.popen.pid, os.pidfd_open(self.popen.pid)
 
-    def _sink_fn(self, sink: Sink) -> Callable[[bytes], None]:
-        if callable(sink):
-            return sink
-        if isinstance(sink, int):
-            def write_fd(data: bytes, fd: int = sink) -> None:
-                while data:
-                    data = data[os.write(fd, data):]
-            return write_fd
-        return lambda data: None
-
-    def _set_winsize(self, fd: int, from_terminal: bool = False) -> None:
-        import fcntl
-        import struct
-        import termios
-        size = None if from_terminal else self.config.process.terminal_size
-        if size is None and isinstance(self.stdin, int) and os.isatty(self.stdin):
-            size = tuple(os.get_terminal_size(self.stdin))[::-1]  # type: ignore[assignment]
-        if size:
-            fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[0], size[1], 0, 0))
-
     def _forward_signals(self) -> Callable[[], None]:
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
@@ -397,7 +258,9 @@ class _Run:
             # sends SIGWINCH to the container's foreground process group)
             def resize(_signum: int, _frame: object) -> None:
                 try:
-                    self._set_winsize(self.master, from_terminal=True)
+                    size = stdio_.terminal_size(self.stdin)  # type: ignore[arg-type]
+                    if size:
+                        stdio_.set_winsize(self.master, size)
                 except OSError:
                     pass
             old[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, resize)
@@ -438,11 +301,11 @@ class _Run:
         if feed and feed_fd >= 0 and feed_fd != master:
             sel.register(feed_fd, selectors.EVENT_WRITE, "feed")
         elif feed and feed_fd == master:
-            self._write_all(master, feed)
+            stdio_.write_all(master, feed)
         raw_restore = None
         if stdin_src >= 0:
             sel.register(stdin_src, selectors.EVENT_READ, "stdin")
-            raw_restore = self._make_raw(stdin_src)
+            raw_restore = stdio_.make_raw(stdin_src)
         deadline = start + self.config.timeout if self.config.timeout else None
         exited_at: float | None = None
         open_status = True
@@ -512,7 +375,7 @@ class _Run:
                         if not data:
                             sel.unregister(fd)
                         else:
-                            self._write_all(master, data)
+                            stdio_.write_all(master, data)
         finally:
             sel.close()
             if master >= 0:
@@ -561,25 +424,3 @@ class _Run:
             self._kill("error")
             return
         os.write(sync_w, b"G")
-
-    @staticmethod
-    def _write_all(fd: int, data: bytes) -> None:
-        while data:
-            data = data[os.write(fd, data):]
-
-    @staticmethod
-    def _make_raw(fd: int) -> Callable[[], None] | None:
-        if not os.isatty(fd):
-            return None
-        import termios
-        import tty
-        old = termios.tcgetattr(fd)
-        tty.setraw(fd)
-        return lambda: termios.tcsetattr(fd, termios.TCSADRAIN, old)
-
-
-def default_env(env: tuple[str, ...]) -> tuple[str, ...]:
-    """env with PATH added when missing (Docker does the same)."""
-    if any(e.startswith("PATH=") for e in env):
-        return env
-    return (f"PATH={DEFAULT_PATH}", *env)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runtime import sandbox
-from runtime.config import IdMap, Limits, Mount, Process, Rootfs, SandboxConfig
+from runtime.config import Limits, Mount, Process, Rootfs, SandboxConfig
 from runtime.errors import ConfigError, ExecError, MountError
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]

@@ -1,0 +1,132 @@
+"""Preparing a sandbox run: the init plan and the per-run private directory.
+
+Owns: turning a SandboxConfig into the plain dict the init child works from (namespaces to
+unshare, capability mask, rootless id map, /etc files), the private directory's place and
+contents (mount point, hosts, resolv.conf, hostname), and removing mount-point stubs
+afterwards. Must not: start processes (runtime.sandbox does) or import builder.
+"""
+from __future__ import annotations
+
+import os
+
+from runtime.config import CAPABILITY_NUMBERS, RLIMITS, SandboxConfig
+from runtime.errors import NamespaceError
+
+
+def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) -> dict:
+    """The plain dict the init child works from (config + everything resolved here)."""
+    root_user = os.geteuid() == 0
+    ns = list(config.namespaces)
+    if config.network == "none" and "net" not in ns:
+        ns.append("net")
+    self_map = None
+    if not root_user:
+        missing = _userns_missing()
+        if missing:
+            raise NamespaceError(f"not root, and user namespaces are disabled ({missing}): "
+                                 "the sandbox needs one of the two")
+        if "user" not in ns:
+            ns.append("user")
+        if config.uid_map or config.gid_map:
+            raise NamespaceError("rootless: only the single map of the caller's own ids is possible "
+                                 "without newuidmap; leave uid_map/gid_map empty")
+        self_map = (os.geteuid(), os.getegid())
+    cap_last = _cap_last()
+    mask = 0
+    for c in config.capabilities:
+        if CAPABILITY_NUMBERS[c] <= cap_last:
+            mask |= 1 << CAPABILITY_NUMBERS[c]
+    files = [("/etc/hosts", f"{private_dir}/hosts"), ("/etc/resolv.conf", f"{private_dir}/resolv.conf"),
+             ("/etc/hostname", f"{private_dir}/hostname")]
+    return {
+        "config": config.to_dict(),
+        "root": f"{private_dir}/root",
+        "files": files,
+        "unshare": ns,
+        "self_map": self_map,
+        "parent_pid": os.getpid(),
+        "cgroup_procs": cgroup_procs,
+        "cap_mask": mask,
+        "cap_last": cap_last,
+        "rlimit_numbers": RLIMITS,
+    }
+
+
+def _userns_missing() -> str | None:
+    """Why an unprivileged user namespace is impossible here, or None."""
+    for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"), ("/proc/sys/user/max_user_namespaces", "0")):
+        try:
+            with open(path) as f:
+                if f.read().strip() == bad:
+                    return f"{path.removeprefix('/proc/sys/').replace('/', '.')} = {bad}"
+        except OSError:
+            continue
+    return None
+
+
+def private_parent() -> str | None:
+    """Where the per-run private directory goes: a tmpfs when there is one (/dev/shm), since
+    its mkdir/rmdir/unlink cost microseconds where a journaling disk costs ~0.5 ms each."""
+    for d in (os.environ.get("XDG_RUNTIME_DIR") if os.geteuid() else None, "/dev/shm"):
+        if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
+            return d
+    return None
+
+
+def _cap_last() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return 40
+
+
+def private_files(config: SandboxConfig) -> dict[str, str]:
+    """The contents of the container's /etc/hosts, /etc/resolv.conf and /etc/hostname."""
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             f"127.0.1.1\t{config.hostname}"]
+    hosts += [f"{addr}\t{name}" for name, addr in config.extra_hosts]
+    resolv = config.resolv_conf
+    if resolv is None:
+        try:
+            with open("/etc/resolv.conf") as f:
+                resolv = f.read()
+        except OSError:
+            resolv = ""
+    return {"hosts": "\n".join(hosts) + "\n", "resolv.conf": resolv, "hostname": config.hostname + "\n"}
+
+
+def write_private_dir(config: SandboxConfig, d: str) -> None:
+    # 0711: the root of a user namespace (another host uid) must reach root/ and the files;
+    # listing stays private, and the files hold nothing secret.
+    os.chmod(d, 0o711)
+    os.mkdir(f"{d}/root", 0o755)
+    for name, text in private_files(config).items():
+        with open(f"{d}/{name}", "w") as f:
+            f.write(text)
+        os.chmod(f"{d}/{name}", 0o644)
+
+
+def remove_stubs(base: str, stubs: list[tuple[str, int, str]]) -> None:
+    """Remove the mount points init had to create, deepest first, if they are still bare,
+    and give their parent directory its mtime back (BuildKit does the same), so a layer
+    diff does not see a change the user never made."""
+    for kind, parent_mtime, cpath in reversed(stubs):
+        host = base + cpath
+        try:
+            if kind == "f":
+                st = os.lstat(host)
+                if st.st_size == 0 and (st.st_mode & 0o170000) == 0o100000:
+                    os.unlink(host)
+                else:
+                    continue
+            else:
+                os.rmdir(host)
+        except OSError:
+            continue  # not empty or already gone: then it is the process's own change
+        parent = os.path.dirname(host)
+        try:
+            st = os.lstat(parent)
+            os.utime(parent, ns=(st.st_atime_ns, parent_mtime), follow_symlinks=False)
+        except OSError:
+            pass
