@@ -183,6 +183,14 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
 
     graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
                  base_config=bases.config, parse_trigger=_trigger_parser)
+    from builder.dockerfile.lint import enforce, lint
+    from builder.report import Warning as W
+
+    findings = lint(df, req.build_args)
+    enforce(findings, df)  # `# check=error=true` makes findings fatal, as BuildKit does
+    for f in findings:
+        where = f"{f.span.file}:{f.span.line}: " if f.span else ""
+        reporter.emit(W(f"{where}{f.rule}: {f.message}"))
     sv = Services(blobs=store.blobs, snaps=Snapshotter(settings.snapshots_dir, settings.tmp_dir),
                   tmp=settings.tmp_dir, cache_mounts=settings.cache_dir / "mounts", context=ctx,
                   compression=settings.compression, source_date_epoch=req.source_date_epoch,

@@ -195,8 +195,7 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
             onbuild = isinstance(item, tuple)
             ins = item[1] if onbuild else item
             if pos == 1:
-                steps.append(Step(base_op, si, 1, f"FROM {frm.base}" if not frm.stage_name else
-                                  f"FROM {frm.base} AS {frm.stage_name_as_written or frm.stage_name}", frm.span))
+                steps.append(Step(base_op, si, 1, frm.original, frm.span))
                 continue
             if isinstance(ins, A.Arg):
                 for decl in ins.expand(scope.expansion_env(), df.escape).args:

@@ -125,3 +125,17 @@ def test_add_git_repository(root: Path, tmp_path: Path, git_daemon: str) -> None
     validate_layout(root, "git")
     r = build(root, ctx, "-t", "git")
     assert all(res == "CACHED" for _, res in steps(r.stderr)), r.stderr.decode()
+
+
+def test_lint_warnings_and_check_error(root: Path, tmp_path: Path) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox as base\nRUN true\n"})
+    r = build(root, ctx)
+    ok(r)
+    assert b"WARNING: Dockerfile:1: FromAsCasing" in r.stderr
+    (ctx / "Dockerfile").write_text("# check=error=true\nFROM busybox as base\nRUN true\n")
+    r = build(root, ctx)
+    assert r.returncode == 1 and b"Dockerfile:2:1: error: lint FromAsCasing" in r.stderr
+    from tests.conftest import run_cli
+
+    r = run_cli("build", "--check", str(ctx), env={"PYBUILD_ROOT": str(root)})
+    assert r.returncode == 1 and b"1 warning found" in r.stderr
