@@ -323,7 +323,7 @@ def _build(args, st, req) -> int:
     reporter = make_reporter("quiet" if args.quiet else args.progress, sys.stderr)
     res = build(req, st, reporter)
     for o in outputs:
-        _write_output(o, res, st)
+        _write_output(o, res, st, req.tags)
     if args.push or args.cache_to or any(o.get("type") in ("registry", "image") for o in outputs):
         from builder.commands.registry import after_build  # registry cache export, --push
 
@@ -332,7 +332,7 @@ def _build(args, st, req) -> int:
     return 0
 
 
-def _write_output(o: dict, res, st) -> None:
+def _write_output(o: dict, res, st, tags=()) -> None:
     from builder.errors import UsageError
     from builder.oci.layout import ImageStore, write_oci_layout
 
@@ -354,11 +354,17 @@ def _write_output(o: dict, res, st) -> None:
             if hasattr(target, "close") and target is not sys.stdout.buffer:
                 target.close()
     elif kind == "docker":
+        from builder.oci.archive import save_docker_archive
+
+        if name:
+            store.tag(name, res.manifest)  # docker-archive carries the name in its manifest
+        ref = name or (tags[0] if tags else str(res.manifest.digest))
+        out = sys.stdout.buffer if dest == "-" else open(dest, "wb")
         try:
-            from builder.commands.archive import write_docker_archive  # the archive helper's writer
-        except ImportError:
-            raise UsageError("--output type=docker is not available yet (use type=oci)") from None
-        write_docker_archive(dest, store, res.manifest, name)
+            save_docker_archive(store, [ref], out)
+        finally:
+            if out is not sys.stdout.buffer:
+                out.close()
     elif kind in ("local", "tar"):
         _export_rootfs(kind, dest, res, st)
 

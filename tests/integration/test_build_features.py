@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
 
@@ -238,7 +239,12 @@ def test_outputs_oci_and_local(root: Path, tmp_path: Path) -> None:
     ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo out > /out.txt\n"})
     oci = tmp_path / "img.tar"
     local = tmp_path / "rootfs"
-    ok(build(root, ctx, "-o", f"type=oci,dest={oci}", "-o", f"type=local,dest={local}"))
+    dock = tmp_path / "docker.tar"
+    ok(build(root, ctx, "-o", f"type=oci,dest={oci}", "-o", f"type=local,dest={local}",
+             "-o", f"type=docker,dest={dock},name=outimg:v1"))
+    with tarfile.open(dock) as tf:
+        manifest = json.loads(tf.extractfile("manifest.json").read())
+    assert manifest[0]["RepoTags"] == ["outimg:v1"]
     assert (local / "out.txt").read_text() == "out\n" and (local / "bin" / "busybox").exists()
     with tarfile.open(oci) as tf:
         assert "index.json" in tf.getnames() and "oci-layout" in tf.getnames()
