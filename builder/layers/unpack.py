@@ -15,11 +15,11 @@ import io
 import os
 import shutil
 import stat
-import tarfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 from builder.errors import LayerError
+from builder.layers.tarread import BLK, CHR, FIFO, LNK, SYM, Entry, TarReader
 from builder.oci.compression import open_decompressed
 from builder.oci.digest import Digest
 
@@ -29,7 +29,7 @@ Warn = Callable[[str], None]
 
 
 class _Hashing(io.RawIOBase):
-    """Counts and hashes the uncompressed tar bytes as tarfile reads them (→ diff_id)."""
+    """Counts and hashes the uncompressed tar bytes as the tar reader reads them (→ diff_id)."""
 
     def __init__(self, f) -> None:
         self._f = f
@@ -166,23 +166,18 @@ def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, medi
     r = _Root(Path(root))
     added: set[str] = set()
     dir_times: list[tuple[str, int]] = []
-    try:
-        with tarfile.open(fileobj=io.BufferedReader(hashing, CHUNK), mode="r|") as tar:
-            for m in tar:
-                _apply_entry(tar, m, r, added, dir_times, whiteouts, chown, devices, warn)
-        # tarfile stops at the end-of-archive blocks: the rest still counts for the diff_id.
-        while hashing.read(CHUNK):
-            pass
-    except tarfile.TarError as e:
-        raise LayerError(f"layer is not a valid tar archive: {e}") from None
-    except EOFError as e:
-        raise LayerError(f"layer archive is truncated: {e}") from None
+    tar = TarReader(io.BufferedReader(hashing, CHUNK))
+    for m in tar:
+        _apply_entry(tar, m, r, added, dir_times, whiteouts, chown, devices, warn)
+    # The reader stops at the end-of-archive blocks: the rest still counts for the diff_id.
+    while hashing.read(CHUNK):
+        pass
     for path, mtime in reversed(dir_times):  # children first: their writes touched the parents
         os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
     return Digest("sha256:" + hashing.h.hexdigest())
 
 
-def _apply_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, r: _Root, added: set[str],
+def _apply_entry(tar: TarReader, m: Entry, r: _Root, added: set[str],
                  dir_times: list[tuple[str, int]], whiteouts: str, chown: bool, devices: str,
                  warn: Warn | None) -> None:
     entry = m.name
@@ -205,7 +200,7 @@ def _apply_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, r: _Root, added: set[
                 os.mkdir(target, 0o700)
         except FileNotFoundError:
             os.mkdir(target, 0o700)
-    elif m.islnk():
+    elif m.type == LNK:
         lparts = _parts(m.linkname, entry, "hardlink target")
         if not lparts:
             raise LayerError(f"layer entry {entry!r}: hardlink to the root directory")
@@ -222,24 +217,20 @@ def _apply_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, r: _Root, added: set[
         os.link(src, target, follow_symlinks=False)
         return  # a hardlink shares the target's inode: its metadata is already there
     else:
-        if _remove(target) or m.issym():
+        if _remove(target) or m.type == SYM:
             r.forget()
         if m.isreg():
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
-                src_f = tar.extractfile(m)
-                left = m.size
-                while left > 0 and src_f is not None:
-                    chunk = src_f.read(min(CHUNK, left))
-                    if not chunk:
-                        raise LayerError(f"layer entry {entry!r}: archive ends inside the file")
-                    os.write(fd, chunk)
-                    left -= len(chunk)
+                for chunk in tar.data():
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view):]
             finally:
                 os.close(fd)
-        elif m.issym():
+        elif m.type == SYM:
             os.symlink(m.linkname, target)
-        elif m.ischr() or m.isblk():
+        elif m.type in (CHR, BLK):
             if devices == "reject":
                 raise LayerError(f"layer entry {entry!r}: device nodes are not permitted here")
             if devices == "skip":
@@ -247,13 +238,13 @@ def _apply_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, r: _Root, added: set[
                     warn(f"skipped device node {entry}")
                 added.discard(target)
                 return
-            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            kind = stat.S_IFCHR if m.type == CHR else stat.S_IFBLK
             try:
                 os.mknod(target, kind | 0o600, os.makedev(m.devmajor, m.devminor))
             except PermissionError:
                 raise LayerError(f"layer entry {entry!r}: not permitted to create a device node here",
                                  hint="unpack as root, or skip device nodes") from None
-        elif m.isfifo():
+        elif m.type == FIFO:
             os.mkfifo(target, 0o600)
         else:
             if warn:
@@ -262,19 +253,17 @@ def _apply_entry(tar: tarfile.TarFile, m: tarfile.TarInfo, r: _Root, added: set[
     _set_metadata(m, target, chown, warn, dir_times)
 
 
-def _set_metadata(m: tarfile.TarInfo, target: str, chown: bool, warn: Warn | None,
+def _set_metadata(m: Entry, target: str, chown: bool, warn: Warn | None,
                   dir_times: list[tuple[str, int]]) -> None:
     if chown:
         os.lchown(target, m.uid, m.gid)  # before chmod: chown clears setuid/setgid
-    for k, v in m.pax_headers.items():
-        if k.startswith("SCHILY.xattr."):
-            try:
-                os.setxattr(target, k[len("SCHILY.xattr."):], v.encode("utf-8", "surrogateescape"),
-                            follow_symlinks=False)
-            except OSError as e:
-                if warn:
-                    warn(f"could not set xattr {k[13:]} on {m.name}: {e.strerror}")
-    if not m.issym():
+    for k, v in m.xattrs.items():
+        try:
+            os.setxattr(target, k, v, follow_symlinks=False)
+        except OSError as e:
+            if warn:
+                warn(f"could not set xattr {k} on {m.name}: {e.strerror}")
+    if m.type != SYM:
         os.chmod(target, m.mode & 0o7777)
     mtime = int(m.mtime * 1_000_000_000)
     if m.isdir():
