@@ -100,26 +100,24 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
     cg = Cgroup()
     try:
         v2_dir, v2_ctrls = None, set()
-        if v2_mount is not None:
-            base = v2_mount + own.get("", "/")
+        if v2_mount is not None and not all(c in v1_mounts for c in wanted):
+            own_dir = v2_mount + own.get("", "/").rstrip("/")
             try:
-                with open(base + "/cgroup.controllers") as f:
+                with open(own_dir + "/cgroup.controllers") as f:
                     v2_ctrls = set(f.read().split()) & set(wanted)
             except OSError:
                 v2_ctrls = set()
-            if v2_ctrls and not all(c in v1_mounts for c in wanted):
-                # Enable the controllers for our children (fails if our own cgroup holds
-                # processes and is not the root: then fall back to v1 where it exists).
-                try:
-                    _write(base + "/cgroup.subtree_control", " ".join("+" + c for c in sorted(v2_ctrls)))
-                    v2_dir = f"{base}/{name}"
-                    os.mkdir(v2_dir)
-                    cg.dirs.append(v2_dir)
-                    cg.procs_files.append(v2_dir + "/cgroup.procs")
-                except (SandboxError, OSError):
-                    v2_dir, v2_ctrls = None, set()
-            else:
+            parent = _v2_parent(v2_mount, own_dir, v2_ctrls) if v2_ctrls else None
+            if parent is None:
                 v2_ctrls = set()
+            else:
+                v2_dir = f"{parent}/{name}"
+                try:
+                    os.mkdir(v2_dir)
+                except OSError as e:
+                    raise SandboxError(f"cgroup: cannot create {v2_dir}: {e.strerror}") from None
+                cg.dirs.append(v2_dir)
+                cg.procs_files.append(v2_dir + "/cgroup.procs")
         for ctrl, value in wanted.items():
             if ctrl in v2_ctrls and v2_dir:
                 _limit_v2(v2_dir, ctrl, value, cg)
@@ -138,6 +136,43 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
         cg.remove()
         raise
     return cg
+
+
+def _enable(d: str, ctrls: set[str]) -> bool:
+    try:
+        with open(d + "/cgroup.subtree_control", "w") as f:
+            f.write(" ".join("+" + c for c in sorted(ctrls)))
+        return True
+    except OSError:
+        return False
+
+
+def _v2_parent(mount: str, own_dir: str, ctrls: set[str]) -> str | None:
+    """A cgroup v2 directory whose new children get `ctrls`, or None. v2 forbids processes
+    in a cgroup that delegates controllers (except at the root), hence the three ways:"""
+    # 1. our own cgroup, when it may delegate (no processes in it, or the real root)
+    if _enable(own_dir, ctrls):
+        return own_dir
+    # 2. a sibling: our parent delegates these controllers to us (they are in our
+    #    cgroup.controllers), hence to any new child of it as well
+    if own_dir != mount:
+        return os.path.dirname(own_dir)
+    # 3. we are the root of a cgroup namespace (a container): move its processes into a
+    #    leaf, as docker-in-docker entrypoints do, then delegate from the root
+    leaf = own_dir + "/pybuild-init"
+    try:
+        os.makedirs(leaf, exist_ok=True)
+        with open(own_dir + "/cgroup.procs") as f:
+            pids = f.read().split()
+        for pid in pids:
+            try:
+                with open(leaf + "/cgroup.procs", "w") as f:
+                    f.write(pid)
+            except OSError:
+                pass  # exited meanwhile, or a kernel thread
+    except OSError:
+        return None
+    return own_dir if _enable(own_dir, ctrls) else None
 
 
 def _limit_v2(d: str, ctrl: str, value: float | int, cg: Cgroup) -> None:

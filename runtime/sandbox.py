@@ -58,6 +58,12 @@ class RunResult:
     cancelled: bool = False
 
 
+def prewarm() -> None:
+    """Start the sandbox fork server in the background (returns at once). `pybuild run` and
+    the engine may call it early so the first sandbox does not wait for it."""
+    zygote.prewarm()
+
+
 def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, stderr: Sink = None,
         cancel: threading.Event | None = None) -> RunResult:
     """Run config.process in a fresh sandbox and wait for it.

@@ -97,3 +97,11 @@ _zygote = Zygote()
 def spawn(plan_bytes: bytes, fds: list[int]) -> tuple[int, int]:
     return _zygote.spawn(plan_bytes, fds)
 
+
+def prewarm() -> None:
+    """Start the fork server now; its Python start-up then overlaps the caller's work."""
+    if enabled():
+        with _zygote._lock:
+            if _zygote._sock is None:
+                _zygote._start()
+

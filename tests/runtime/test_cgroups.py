@@ -54,3 +54,21 @@ def test_runs_leave_no_cgroup_directories(sh):
 def cgroups_limits():
     from runtime.config import Limits
     return Limits(memory_bytes=32 << 20, cpu_quota=1.0, pids=50)
+
+
+def test_v2_parent_choice_follows_the_no_internal_processes_rule(tmp_path):
+    # A fake cgroup2 tree: a cgroup.subtree_control that is a directory cannot be written,
+    # which is how a cgroup that holds processes refuses to delegate on a real v2 host.
+    mount = tmp_path / "cg"
+    own = mount / "user.slice" / "session-1.scope"
+    own.mkdir(parents=True)
+    (own / "cgroup.subtree_control").write_text("")
+    assert cgroups._v2_parent(str(mount), str(own), {"memory"}) == str(own)  # 1. may delegate
+    assert (own / "cgroup.subtree_control").read_text() == "+memory"
+    (own / "cgroup.subtree_control").unlink()
+    (own / "cgroup.subtree_control").mkdir()
+    assert cgroups._v2_parent(str(mount), str(own), {"memory"}) == str(own.parent)  # 2. a sibling
+    (mount / "cgroup.subtree_control").mkdir()
+    (mount / "cgroup.procs").write_text("1\n42\n")
+    assert cgroups._v2_parent(str(mount), str(mount), {"memory", "pids"}) is None  # 3. still refused
+    assert (mount / "pybuild-init" / "cgroup.procs").read_text() == "42"  # processes were moved
