@@ -2,8 +2,10 @@
 
 Variants, interleaved (A B C A B C ...) so that load from other processes hits all alike:
 our sandbox on an overlay rootfs (busybox lower, fresh upper each run, as a RUN step uses
-it), on a plain dir, and runc/crun on an OCI bundle written by runtime.bundle (crun is left
-out where it refuses the host's cgroup layout).
+it), on a plain dir, on a plain dir with a fresh re-exec per run instead of the fork
+server, a cold start (a new `python -I` process importing runtime and running one sandbox,
+a floor for `pybuild run IMAGE true`), and runc/crun on an OCI bundle written by
+runtime.bundle (crun is left out where it refuses the host's cgroup layout).
 Usage: python bench/runtime_start.py [N]   (prints min / median / max in ms)
 """
 from __future__ import annotations
@@ -59,8 +61,25 @@ def main() -> None:
             assert sandbox.run(cfg).exit_code == 0
             return time.perf_counter() - t
 
+        def reexec(i: int) -> None:
+            os.environ["PYBUILD_SANDBOX_ZYGOTE"] = "0"
+            try:
+                assert sandbox.run(plain).exit_code == 0
+            finally:
+                del os.environ["PYBUILD_SANDBOX_ZYGOTE"]
+
+        cold_code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from runtime import sandbox;"
+                     "from runtime.config import Process, Rootfs, SandboxConfig;"
+                     f"sys.exit(sandbox.run(SandboxConfig(rootfs=Rootfs(path={str(lower)!r}),"
+                     "process=Process(argv=('/bin/true',)))).exit_code)")
+
+        def cold(i: int) -> None:
+            subprocess.run([sys.executable, "-I", "-c", cold_code], check=True)
+
         variants = {"sandbox overlay (fresh upper)": overlay,
-                    "sandbox plain dir": lambda i: sandbox.run(plain)}
+                    "sandbox plain dir": lambda i: sandbox.run(plain),
+                    "sandbox plain dir, no fork server": reexec,
+                    "cold: new python process + 1 run": cold}
         bundle = write_bundle(plain, lower, work / "bundle")
         for tool in ("runc", "crun"):
             if shutil.which(tool):

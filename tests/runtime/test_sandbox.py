@@ -398,3 +398,22 @@ def test_reexec_path_timeout(sh, monkeypatch):
     monkeypatch.setenv("PYBUILD_SANDBOX_ZYGOTE", "0")
     r, _, _ = sh("sleep 30", timeout=0.3)
     assert r.timed_out and r.signal == signal.SIGKILL
+
+
+@pytest.mark.parametrize("init", [True, False])
+def test_minimal_init_reaps_orphaned_zombies(sh, overlay, init):
+    # An orphan (its parent shell exits at once) is re-parented to pid 1. With `init`, our
+    # minimal init is pid 1 and reaps it; without, pid 1 is `sleep` (never waits), so the
+    # orphan stays a zombie (state Z): the control case showing the check can fail.
+    _, upper = overlay
+    script = ("sh -c 'sleep 0.1 &'; (sleep 0.5; ps -o stat,comm > /tmp/ps) & exec sleep 0.9")
+    r, _, _ = sh(script, init=init)
+    assert r.exit_code == 0
+    states = [ln.split()[0] for ln in (upper / "tmp" / "ps").read_text().splitlines()[1:]]
+    assert ("Z" in states) is (not init), states
+
+
+def test_rlimits_are_applied(sh):
+    from runtime.config import Rlimit
+    r, out, _ = sh("ulimit -n; ulimit -Hn", rlimits=(Rlimit("nofile", 256, 512),))
+    assert out.split() == ["256", "512"]
