@@ -168,7 +168,13 @@ def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, medi
     dir_times: list[tuple[str, int]] = []
     tar = TarReader(io.BufferedReader(hashing, CHUNK))
     for m in tar:
-        _apply_entry(tar, m, r, added, dir_times, whiteouts, chown, devices, warn)
+        if "\0" in m.name or "\0" in m.linkname:
+            raise LayerError(f"layer entry {m.name!r}: NUL byte in a name")
+        try:
+            _apply_entry(tar, m, r, added, dir_times, whiteouts, chown, devices, warn)
+        except OSError as e:
+            # Name too long, a read-only target, disk full...: say which entry hit it.
+            raise LayerError(f"layer entry {m.name!r}: {e.strerror or e}") from None
     # The reader stops at the end-of-archive blocks: the rest still counts for the diff_id.
     while hashing.read(CHUNK):
         pass
