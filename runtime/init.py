@@ -91,7 +91,7 @@ def zygote_main(argv: list[str] | None = None) -> None:
     me = os.getpid()
     while True:
         try:
-            msg, anc, _flags, _addr = sock.recvmsg(1 << 20, space)
+            msg, anc, _flags, _addr = sock.recvmsg(1 << 16, space, _socket.MSG_CMSG_CLOEXEC)
         except InterruptedError:
             continue
         if not msg:

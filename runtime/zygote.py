@@ -27,6 +27,7 @@ class Zygote:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen | None = None
+        self._owner = os.getpid()
 
     @property
     def pid(self) -> int:
@@ -37,6 +38,9 @@ class Zygote:
         """Fork an init outer with `fds` as [stdin, stdout, stderr, status(, sync)]; return
         (pid, pidfd). The caller owns the pidfd."""
         with self._lock:
+            if self._owner != os.getpid():
+                # we are a fork of the process that started the server: get our own
+                self._sock, self._proc = None, None
             for attempt in (0, 1):
                 if self._sock is None:
                     self._start()
@@ -53,7 +57,7 @@ class Zygote:
 
     def _recv(self) -> tuple[int, int]:
         assert self._sock is not None
-        msg, fds, _flags, _addr = socket.recv_fds(self._sock, 16, 1)
+        msg, fds, _flags, _addr = socket.recv_fds(self._sock, 16, 1, socket.MSG_CMSG_CLOEXEC)
         if not msg or not fds:
             raise EOFError("sandbox fork server ended")
         return int.from_bytes(msg[:4], sys.byteorder), fds[0]
@@ -82,7 +86,7 @@ class Zygote:
         if "error" in box:
             ours.close()
             raise box["error"]
-        self._sock, self._proc = ours, box["proc"]
+        self._sock, self._proc, self._owner = ours, box["proc"], os.getpid()
 
     def _stop(self) -> None:
         if self._sock is not None:

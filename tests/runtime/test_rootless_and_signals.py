@@ -20,12 +20,13 @@ def _python_for_nobody() -> str:
     for p in (sys.executable, "/usr/bin/python3"):
         # the probe re-executes itself, as the sandbox will (a first exec may still succeed
         # through a path the unprivileged user cannot traverse on its own)
-        probe = "import subprocess, sys; subprocess.run([sys.executable, '-I', '-c', 'pass'], check=True)"
+        probe = (f"import subprocess, sys; sys.path.insert(0, {str(REPO)!r}); import runtime.sandbox;"
+                 "subprocess.run([sys.executable, '-I', '-c', 'pass'], check=True)")
         ok = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", p, "-I", "-c", probe],
                             capture_output=True)
         if ok.returncode == 0:
             return p
-    pytest.skip("no Python interpreter that uid 65534 may run")
+    pytest.skip("uid 65534 cannot run a Python interpreter with this checkout importable")
 
 
 @pytest.mark.needs_root
