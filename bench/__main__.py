@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -78,8 +79,14 @@ def versions(peers: list[str]) -> dict[str, str]:
     return out
 
 
+def _terminate(signum, _frame) -> None:
+    # SIGTERM (a timeout, a CI cancel) must still stop dockerd and remove the bench dirs
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(SCENARIOS)
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:

@@ -150,20 +150,43 @@ def run_interleaved(variants: Sequence[Variant], reps: int, warmup: int = 1,
 def check(cmd: Sequence[str], *, what: str = "", env: dict | None = None, cwd=None,
           timeout: float = 1800) -> subprocess.CompletedProcess:
     """Run a command whose failure means "this variant cannot run": NotAvailable with its last
-    error line, never a traceback in the middle of a table."""
+    error line, never a traceback in the middle of a table. The command gets its own process
+    group so a timeout ends everything it started, not just the first process."""
     try:
-        r = subprocess.run(list(cmd), env=env, cwd=cwd, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=timeout)
+        proc = subprocess.Popen(list(cmd), env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
     except FileNotFoundError:
         raise NotAvailable(f"{cmd[0]} not installed") from None
+    try:
+        out, errb = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        kill_group(proc)
         raise NotAvailable(f"{what or cmd[0]}: timed out after {timeout:.0f} s") from None
+    except BaseException:  # the bench itself interrupted: leave nothing running
+        kill_group(proc)
+        raise
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, out, errb)
     if r.returncode != 0:
         text = (r.stderr or r.stdout).decode(errors="replace").strip()
         err = text.splitlines()
         last = err[-1] if err else f"exit status {r.returncode}"
         raise NotAvailable(f"{what or ' '.join(map(str, cmd[:3]))} failed: {last[:200]}", text)
     return r
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the process group we started, SIGKILL it after 10 s."""
+    import signal
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def fmt_value(v: float, unit: str) -> str:

@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 
-from bench.harness import NotAvailable, Row, ScenarioResult, Variant, run_interleaved
+from bench.harness import NotAvailable, Row, kill_group, ScenarioResult, Variant, run_interleaved
 from bench.peers import Builder, Docker, Pybuild, landing
 from bench.scenarios import Env
 
@@ -21,11 +21,17 @@ TITLE = "peak RSS while building a 2 GB layer (cold)"
 
 
 def dockerfile(total: int) -> str:
-    third = total // 3
-    mib = max(1, third >> 20)
+    # No `yes | head -c`: it relies on SIGPIPE ending `yes`, and a sandbox that leaves SIGPIPE
+    # ignored (Python ignores it, and exec keeps ignored signals) would spin forever. The text
+    # third is a 4 KiB block doubled with cat, then cut to size with dd reading a file.
+    mib = max(1, (total // 3) >> 20)
     return ("FROM busybox:bench\n"
             f"RUN dd if=/dev/urandom of=/big.rand bs=1M count={mib} 2>/dev/null && "
-            f"yes 'pybuild bench: a text-like line that compresses well' | head -c {third} > /big.txt && "
+            "i=0; while [ $i -lt 64 ]; do "
+            "echo \"pybuild bench line $i: layer digest manifest snapshot overlay\"; "
+            "i=$((i+1)); done > /t && "
+            f"while [ $(stat -c %s /t) -lt {mib << 20} ]; do cat /t /t > /t2 && mv /t2 /t; done && "
+            f"dd if=/t of=/big.txt bs=1M count={mib} 2>/dev/null && rm /t && "
             f"dd if=/dev/zero of=/big.zero bs=1M count={mib} 2>/dev/null\n")
 
 
@@ -33,11 +39,16 @@ def wait4_rss(argv: list[str], env: dict) -> tuple[float, float]:
     """(seconds, peak RSS MiB of the largest process in the waited tree)."""
     t0 = time.perf_counter()
     try:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
     except FileNotFoundError:
         raise NotAvailable(f"{argv[0]} not installed") from None
-    err = proc.stderr.read() if proc.stderr else b""
-    _, status, usage = os.wait4(proc.pid, 0)
+    try:
+        err = proc.stderr.read() if proc.stderr else b""
+        _, status, usage = os.wait4(proc.pid, 0)
+    except BaseException:  # interrupted: end the whole build, not just its first process
+        kill_group(proc)
+        raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:

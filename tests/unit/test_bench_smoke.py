@@ -76,9 +76,17 @@ def test_parse_input_has_the_asked_length_and_the_floor_sees_every_instruction()
 
 def bench_once(tmp_path: Path, only: str, peers: str = "none") -> dict:
     out = tmp_path / "bench.json"
-    r = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--only", only, "--peers", peers,
-                        "--json", str(out), "--state-dir", str(tmp_path)],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "--smoke", "--only", only,
+                             "--peers", peers, "--json", str(out), "--state-dir", str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        # SIGTERM lets the bench stop what it started (dockerd, builds) and remove its dirs
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=60)
+        pytest.fail(f"bench --smoke --only {only} took over 90 s:\n{stderr[-2000:]}")
+    r = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(out.read_text())
     assert [s["key"] for s in doc["scenarios"]] == [only]
