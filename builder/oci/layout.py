@@ -158,8 +158,11 @@ class ImageStore:
     def resolve(self, ref: str) -> Descriptor:
         """A tag, a full manifest digest, or an id prefix (of the manifest or config digest)."""
         entries = self.index().manifests
-        if is_digest(ref) or (len(ref) >= 4 and all(ch in "0123456789abcdef" for ch in ref)):
-            hexpart = Digest(ref).hex if is_digest(ref) else ref
+        # Only known algorithms name a digest here: "app:1" passes the digest grammar (algorithm
+        # "app") and used to select whatever image id started with "1".
+        digest_ref = ref.startswith(("sha256:", "sha384:", "sha512:")) and is_digest(ref)
+        if digest_ref or (len(ref) >= 4 and all(ch in "0123456789abcdef" for ch in ref)):
+            hexpart = Digest(ref).hex if digest_ref else ref
             hits = {d.digest: d for d in entries if d.digest.hex.startswith(hexpart)}
             if not hits:
                 for d in entries:
@@ -173,7 +176,7 @@ class ImageStore:
                 return next(iter(hits.values()))
             if len(hits) > 1:
                 raise ImageNotFound(f"image id prefix {ref!r} is ambiguous ({len(hits)} images)")
-            if is_digest(ref) and self.blobs.has(ref):
+            if digest_ref and self.blobs.has(ref):
                 return Descriptor(mt.OCI_MANIFEST, Digest(ref), self.blobs.size(ref))
         try:
             full = normalize_ref(ref)

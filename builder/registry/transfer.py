@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
-from builder.errors import DigestMismatch, ImageNotFound, RegistryError, StoreError
+from builder.errors import DigestMismatch, ImageNotFound, PybuildError, RegistryError, StoreError
 from builder.oci import mediatypes as mt
 from builder.oci.digest import Digest, digest_bytes
 from builder.oci.image import select_platform
@@ -259,10 +259,13 @@ def push(image_store: ImageStore, source: str, destinations: str | Iterable[str]
     opts = options or default_options()
     progress = progress or _noop
     done_repos: dict[str, list[str]] = {}  # registry -> repositories that already hold the blobs
+    known: dict[str, dict[str, list[str]]] = {}  # registry -> layer digest -> repos we pulled it from
     for r in refs:
         client = opts.client(r.registry)
         sources = [*done_repos.get(r.registry, ()), *mount_from]
-        push_tree(client, image_store, desc, r.repository, opts, progress, sources)
+        if r.registry not in known:
+            known[r.registry] = _known_sources(image_store, r.registry)
+        push_tree(client, image_store, desc, r.repository, opts, progress, sources, known[r.registry])
         tag = r.tag or r.reference
         data = image_store.blobs.read_bytes(desc.digest)
         got = client.put_manifest(r.repository, r.digest or tag, data, desc.media_type)
@@ -273,8 +276,28 @@ def push(image_store: ImageStore, source: str, destinations: str | Iterable[str]
     return Descriptor(desc.media_type, desc.digest, desc.size, platform=desc.platform)
 
 
+def _known_sources(store: ImageStore, registry: str) -> dict[str, list[str]]:
+    """Layers of local images tagged on `registry` (e.g. a pulled base image): the registry has
+    them in those repositories, so a push elsewhere there can mount instead of upload."""
+    out: dict[str, list[str]] = {}
+    for name, d in store.list():
+        try:
+            r = parse_reference(name)
+            if r.registry != registry or not mt.is_manifest(d.media_type):
+                continue
+            man = Manifest.from_json(store.blobs.read_bytes(d.digest), allow_empty_layers=True)
+        except (PybuildError, ValueError):
+            continue  # a name or manifest we cannot read is just not a mount source
+        for layer in man.layers:
+            repos = out.setdefault(layer.digest, [])
+            if r.repository not in repos and len(repos) < 3:
+                repos.append(r.repository)
+    return out
+
+
 def push_tree(client: RegistryClient, store: ImageStore, desc: Descriptor, repo: str, opts: Options,
-              progress: Progress, mount_from: Iterable[str] = ()) -> None:
+              progress: Progress, mount_from: Iterable[str] = (),
+              known: dict[str, list[str]] | None = None) -> None:
     """Every blob under `desc` into `repo` (children of an index are pushed by digest first)."""
     data = store.blobs.read_bytes(desc.digest)
     if mt.is_index(desc.media_type):
@@ -282,13 +305,16 @@ def push_tree(client: RegistryClient, store: ImageStore, desc: Descriptor, repo:
             if mt.is_manifest(child.media_type) or mt.is_index(child.media_type):
                 if not store.blobs.has(child.digest):
                     continue  # a platform we did not pull: the registry must already have it
-                push_tree(client, store, child, repo, opts, progress, mount_from)
+                push_tree(client, store, child, repo, opts, progress, mount_from, known)
                 client.put_manifest(repo, child.digest, store.blobs.read_bytes(child.digest), child.media_type)
         return
     manifest = Manifest.from_json(data, allow_empty_layers=True)
     blobs = {d.digest: d for d in [manifest.config, *manifest.layers]}
-    mounts = tuple(dict.fromkeys(m for m in mount_from if m != repo))
-    _run_parallel(opts.jobs, [lambda d=d: upload_blob(client, store, d, repo, opts, progress, mounts)
+    known = known or {}
+
+    def sources(d: Descriptor) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m for m in (*mount_from, *known.get(d.digest, ())) if m != repo))
+    _run_parallel(opts.jobs, [lambda d=d: upload_blob(client, store, d, repo, opts, progress, sources(d))
                               for d in blobs.values()])
 
 

@@ -50,7 +50,7 @@ def make_image(store: ImageStore, tag: str, *, layers: int = 2, size: int = 200_
     """An image of `layers` random-content gzip layers in `store`, tagged `tag`."""
     store.ensure()
     docker = media_type == mt.DOCKER_MANIFEST
-    cfg = ImageConfig(architecture=arch, os="linux")
+    cfg = ImageConfig(architecture=arch, os="linux", author=f"seed {seed}" if seed else None)
     descs = []
     for i in range(layers):
         blob, diff_id = make_layer({f"file-{seed}-{i}": os.urandom(size)})
@@ -286,3 +286,41 @@ def test_push_of_unknown_local_image(registry, docker_config, tmp_path):
 
     with pytest.raises(ImageNotFound):
         push(ImageStore(tmp_path / "a"), "nothing:here", registry.ref("x/y", "1"))
+
+
+def test_push_mounts_layers_of_a_base_pulled_from_the_same_registry(registry, docker_config, tmp_path):
+    # someone published a base image; we pulled it, built on top, and push under another name
+    pub = ImageStore(tmp_path / "pub")
+    make_image(pub, "base:1", layers=2, size=150_000, seed="base")
+    push(pub, "base:1", registry.ref("shared/base", "1"))
+    mine = ImageStore(tmp_path / "mine")
+    base = pull(registry.ref("shared/base", "1"), mine)
+    img = Image.load(mine.blobs, base)
+    blob, diff_id = make_layer({"app": b"my app"})
+    top = mine.blobs.put_bytes(blob, mt.OCI_LAYER_GZIP)
+    desc = write_image(mine.blobs, img.config.with_layer(diff_id), [*img.layers, top])
+    mine.tag("app:1", desc)
+    events: list[BlobProgress] = []
+    push(mine, "app:1", registry.ref("team/app", "1"), progress=events.append)
+    final = {e.digest: e.status for e in events if e.status in ("done", "mounted", "exists")}
+    assert [final[d.digest] for d in img.layers] == ["mounted", "mounted"]
+    assert final[top.digest] == "done"
+    assert pull(registry.ref("team/app", "1"), ImageStore(tmp_path / "check")).digest == desc.digest
+
+
+def test_push_by_short_tag_never_picks_an_image_by_id_prefix(registry, docker_config, tmp_path):
+    # "app:1" also matches the digest grammar (algorithm "app", hex "1"); the store once resolved
+    # it to any image whose id started with "1" and push sent that image.
+    store = ImageStore(tmp_path / "s")
+    other = None
+    for i in range(200):  # an image whose config digest (its id) starts with "1"
+        d = make_image(store, f"other{i}:x", layers=0, seed=str(i))
+        cfg = json.loads(store.blobs.read_bytes(d.digest))["config"]["digest"]
+        if cfg.startswith("sha256:1"):
+            other = d
+            break
+        store.untag(f"other{i}:x")
+    assert other is not None
+    mine = make_image(store, "app:1", layers=1, seed="mine")
+    assert store.resolve("app:1").digest == mine.digest
+    assert push(store, "app:1", registry.ref("short/app", "1")).digest == mine.digest
