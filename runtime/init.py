@@ -190,6 +190,9 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
             os.setresuid(0, 0, 0)
         except OSError as e:
             raise NamespaceError(f"becoming root of the user namespace (is 0 mapped?): {e.strerror}") from None
+        sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)  # any credential change clears it
+        if os.getppid() != plan["parent_pid"]:
+            os._exit(1)
     if "net" in plan["unshare"]:
         mounts.loopback_up()
     # 4. Make every mount private before the first mount: nothing we do may propagate to the
@@ -263,41 +266,45 @@ def child(plan: dict, status: Status) -> None:
     proc = cfg["process"]
     root = plan["root"]
     userns = "user" in plan["unshare"]
-    # The outer is our parent but outside our pid namespace: if it dies, so do we (and
-    # with pid 1, the whole namespace).
+    # 6. The outer is our parent but outside our pid namespace: if it dies, so do we (and
+    #    with pid 1, the whole namespace).
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)
-    step_rootfs(cfg, root, userns)
+    # 7. The root: overlay (or a bind of a plain dir) on the private mount point. Every
+    #    later mount goes on top of it, and pivot_root needs it to be a mount.
+    mounts.mount_rootfs(cfg["rootfs"], root, userns)
     stubs = mounts.Stubs(root, lambda cpath, kind, mtime: status.send("S", kind, mtime, cpath))
-    # /proc after the fork: a proc mount shows the pid namespace of the process mounting it.
+    # 8. /proc after the fork: a proc mount shows the pid namespace of the process mounting it.
     mounts.mount_proc(root, stubs)
+    # 9. /dev (tmpfs + device nodes, its own devpts, shm, mqueue); then Docker's masks over
+    #    /proc, which bind /dev/null and so come after /dev; then /sys read-only.
     mounts.mount_dev(root, stubs, userns)
-    mounts.protect_proc(root)  # masks bind /dev/null, so after /dev
+    mounts.protect_proc(root)
     mounts.mount_sys(stubs, "net" in plan["unshare"])
-    # User mounts after the standard ones, so a config can override /dev/shm or mount /proc/x.
+    # 10. User mounts after the standard ones, so a config can override /dev/shm or mount
+    #     over /proc/x, and before the /etc files, which must stay on top.
     for m in cfg["mounts"]:
         mounts.mount_one(m, stubs)
-    # /etc/hosts, resolv.conf, hostname: bind-mounted from the sandbox's private dir, so the
-    # container can edit them but nothing is ever written into the image's layers.
+    # 11. /etc/hosts, resolv.conf, hostname: bind-mounted from the sandbox's private dir, so
+    #     the container can edit them but nothing is ever written into the image's layers.
     for target, source in plan["files"]:
         mounts.bind_file(source, stubs.ensure(target, False))
-    # Create a missing working directory now, as root and before a read-only remount (runc
-    # and Docker do the same). It is a real change in the rootfs, not a stub.
+    # 12. A missing working directory is created now, as root and before a read-only
+    #     remount (runc and Docker do the same). It is a real change, not a stub.
     stubs.report = None
     stubs.ensure(proc["cwd"], True)
     if cfg["readonly_rootfs"]:
-        mounts.remount_readonly(root)
-    # pivot_root, not chroot: the old root is detached and unreachable, and no host mount
-    # is left visible in the container's mount table.
+        mounts.remount_readonly(root)  # last: every mount point above had to be created first
+    # 13. pivot_root, not chroot: the old root is detached and unreachable, and no host
+    #     mount is left visible in the container's mount table.
     mounts.pivot(root)
+    # 14. Host name inside our uts namespace.
     if "uts" in plan["unshare"]:
         sc.sethostname(cfg["hostname"])
+    # 15. Optionally stay as a minimal init (pid 1) and continue as its child (pid 2).
     if cfg["init"]:
         _run_under_minimal_init(plan, status)
+    # 16-19. Limits, capabilities, ids, cwd, exec (become_process).
     become_process(plan)
-
-
-def step_rootfs(cfg: dict, root: str, userns: bool) -> None:
-    mounts.mount_rootfs(cfg["rootfs"], root, userns)
 
 
 def _run_under_minimal_init(plan: dict, status: Status) -> None:
@@ -314,12 +321,20 @@ def _run_under_minimal_init(plan: dict, status: Status) -> None:
 def become_process(plan: dict) -> None:
     cfg = plan["config"]
     proc = cfg["process"]
-    # Limits first: lowering needs no privilege, but we still hold it here anyway.
+    # 16. Resource limits first: lowering needs no privilege, and we still hold it here.
     if cfg["rlimits"]:
         import resource  # loaded early (see outer)
         for rl in cfg["rlimits"]:
-            resource.setrlimit(plan["rlimit_numbers"][rl["resource"]], (rl["soft"], rl["hard"]))
-    # Capabilities: bounding set first (it limits what any later exec can gain), then the
+            num = plan["rlimit_numbers"][rl["resource"]]
+            _soft, hard = resource.getrlimit(num)
+            if hard != resource.RLIM_INFINITY and rl["hard"] > hard:
+                # only ever lower: raising would need privilege the container should not get
+                raise ExecError(f"rlimit {rl['resource']}: hard limit {rl['hard']} is above the current {hard}")
+            try:
+                resource.setrlimit(num, (rl["soft"], rl["hard"]))
+            except (OSError, ValueError) as e:
+                raise ExecError(f"rlimit {rl['resource']} = ({rl['soft']}, {rl['hard']}): {e}") from None
+    # 17. Capabilities: bounding set first (it limits what any later exec can gain), then the
     # process's own sets. CAP_SETUID/SETGID stay in Docker's set, so the id switch below
     # still works; switching to a non-zero uid then clears permitted/effective as usual.
     keep = plan["cap_mask"]
@@ -336,7 +351,7 @@ def become_process(plan: dict) -> None:
     sc.capset(keep, keep, keep)
     if cfg["no_new_privileges"]:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
-    # Groups before gid before uid: once the uid is not 0 we may no longer change the others.
+    # 18. Groups before gid before uid: once the uid is not 0 we may no longer change the others.
     try:
         if not plan["self_map"]:
             os.setgroups(proc["additional_gids"])
@@ -344,8 +359,8 @@ def become_process(plan: dict) -> None:
         os.setresuid(proc["uid"], proc["uid"], proc["uid"])
     except OSError as e:
         raise ExecError(f"switching to uid {proc['uid']} gid {proc['gid']}: {e.strerror}") from None
-    if proc["uid"] != 0:
-        sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)  # a credential change clears it
+    sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)  # a credential change clears it
+    # 19. umask, working directory, controlling terminal, default signal dispositions, exec.
     os.umask(proc["umask"])
     try:
         os.chdir(proc["cwd"])

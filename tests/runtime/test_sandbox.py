@@ -417,3 +417,11 @@ def test_rlimits_are_applied(sh):
     from runtime.config import Rlimit
     r, out, _ = sh("ulimit -n; ulimit -Hn", rlimits=(Rlimit("nofile", 256, 512),))
     assert out.split() == ["256", "512"]
+
+
+def test_rlimits_only_lower(sh):
+    import resource
+    from runtime.config import Rlimit
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with pytest.raises(ExecError, match="rlimit nofile: hard limit .* is above the current"):
+        sh("true", rlimits=(Rlimit("nofile", 10, hard + 1),))
