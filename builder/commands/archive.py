@@ -98,6 +98,12 @@ def cmd_save(args) -> int:
     return 0
 
 
+def _compression() -> str:
+    from builder import settings
+
+    return settings.load().compression
+
+
 def cmd_load(args) -> int:
     from builder.oci.archive import load_archive
 
@@ -105,11 +111,11 @@ def cmd_load(args) -> int:
     if args.input and args.input != "-":
         if not os.path.exists(args.input):
             raise UsageError(f"no such file or directory: {args.input}")
-        loaded = load_archive(store, Path(args.input), tag=args.tag)
+        loaded = load_archive(store, Path(args.input), tag=args.tag, compression=_compression())
     else:
         if sys.stdin.isatty():
             raise UsageError("no input: use -i FILE or pipe an archive to stdin")
-        loaded = load_archive(store, sys.stdin.buffer, tag=args.tag)
+        loaded = load_archive(store, sys.stdin.buffer, tag=args.tag, compression=_compression())
     if not args.quiet:
         from builder.errors import InvalidReference
         from builder.oci.reference import parse_reference
@@ -142,11 +148,13 @@ def cmd_import(args) -> int:
     store = _store()
     plat = _platform(args.platform)
     if args.file == "-":
-        desc = import_rootfs(store, sys.stdin.buffer, args.reference, platform=plat, message=args.message)
+        desc = import_rootfs(store, sys.stdin.buffer, args.reference, platform=plat, message=args.message,
+                             compression=_compression())
     else:
         if not os.path.isfile(args.file):
             raise UsageError(f"no such file: {args.file}")
-        desc = import_rootfs(store, Path(args.file), args.reference, platform=plat, message=args.message)
+        desc = import_rootfs(store, Path(args.file), args.reference, platform=plat, message=args.message,
+                             compression=_compression())
     print(Image.load(store.blobs, desc).id)
     return 0
 

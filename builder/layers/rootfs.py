@@ -2,8 +2,9 @@
 like `docker import`) and `export_rootfs` (an image's layers flattened into a directory or
 a tar stream).
 
-Owns: those two verbs. Import stores the tarball as it comes (plain, gzip or zstd) in one
-pass, hashing the uncompressed bytes on the way for the diff_id. Export applies the layers in
+Owns: those two verbs. Import stores the tarball in one pass, hashing the uncompressed bytes
+on the way for the diff_id (a compressed tarball is kept as it is; a plain one is compressed
+with the configured compression). Export applies the layers in
 order (whiteouts applied) below `$ROOT/tmp` and archives the result with the deterministic
 writer. Must not: tag anything but the reference it was given; print.
 """
@@ -19,8 +20,8 @@ from typing import BinaryIO
 from builder.errors import LayerError
 from builder.layers.tarball import Warn, write_tar
 from builder.layers.unpack import apply_layer
-from builder.oci import mediatypes as mt
-from builder.oci.compression import CHUNK, DiffHasher, detect
+from builder.oci.archive import store_layer_stream
+from builder.oci.compression import CHUNK, detect
 from builder.oci.config import ContainerConfig, History, ImageConfig
 from builder.oci.image import Image, host_platform, write_image
 from builder.oci.layout import ImageStore
@@ -33,24 +34,20 @@ def _now() -> str:
 
 def import_rootfs(store: ImageStore, source: Path | str | BinaryIO, ref: str | None = None, *,
                   platform: Platform | None = None, message: str | None = None,
-                  config: ContainerConfig | None = None, created: str | None = None) -> Descriptor:
-    """A one-layer image from a rootfs tarball; tagged `ref` when given. Returns the manifest."""
+                  config: ContainerConfig | None = None, created: str | None = None,
+                  compression: str | None = None) -> Descriptor:
+    """A one-layer image from a rootfs tarball; tagged `ref` when given. Returns the manifest.
+    A plain tarball is compressed with `compression` on the way in (None: stored as it is)."""
     if isinstance(source, (str, Path)):
         with open(source, "rb") as f:
-            return import_rootfs(store, f, ref, platform=platform, message=message, config=config, created=created)
+            return import_rootfs(store, f, ref, platform=platform, message=message, config=config,
+                                 created=created, compression=compression)
     store.ensure()
     buf = source if hasattr(source, "peek") else io.BufferedReader(source, CHUNK)  # type: ignore[arg-type]
     head = buf.peek(512)[:512]
-    comp = detect(head)
-    if comp == "none" and len(head) >= 262 and head[257:262] != b"ustar" and any(head):
+    if detect(head) == "none" and len(head) >= 262 and head[257:262] != b"ustar" and any(head):
         raise LayerError("import: the input is not a tar archive (nor gzip/zstd compressed)")
-    h = DiffHasher(comp)
-    with store.blobs.writer(mt.OCI_LAYER_FOR[comp]) as w:
-        while chunk := buf.read(CHUNK):
-            w.write(chunk)
-            h.feed(chunk)
-        diff_id, _ = h.finish()
-        layer = w.commit()
+    layer, diff_id = store_layer_stream(store, buf, compression=compression)
     plat = platform or host_platform()
     when = created or _now()
     cfg = ImageConfig(architecture=plat.architecture, os=plat.os, variant=plat.variant, created=when,

@@ -21,13 +21,12 @@ from typing import BinaryIO, Callable, Iterator
 from builder.errors import LayerError
 from builder.layers.changes import ADD, DELETE, OPAQUE, OPAQUE_MARKER, WHITEOUT_PREFIX, ChangeSet, sort_key, walk
 from builder.oci import mediatypes as mt
+from builder.oci.compression import compressor
 from builder.oci.digest import Digest
 from builder.oci.model import Descriptor
 from builder.oci.store import DirStore
 
 FLUSH = 1 << 20
-ZSTD_LEVEL = 3
-ZSTD_JOB = 4 << 20
 _SKIP_XATTR_PREFIXES = (b"trusted.overlay.", b"user.overlay.")  # overlayfs internals, not content
 _ZERO = bytes(512)
 _MAX_OCTAL = {8: 0o7777777, 12: 0o77777777777}
@@ -82,28 +81,14 @@ class _Sink:
 
 
 def _compressor(compression: str):
-    if compression == "none":
-        return None
-    if compression == "zstd":
-        import zstandard  # lazy: 27 ms of import
-
-        # threads >= 1 selects zstd's multi-threaded mode, whose output does not depend on
-        # the number of workers: the same tree gives the same digest on any machine. A fixed
-        # 4 MiB job keeps the output fixed too, and peak memory at ~90 MB (8 MiB jobs: ~180).
-        params = zstandard.ZstdCompressionParameters.from_level(
-            ZSTD_LEVEL, threads=max(1, os.cpu_count() or 1), job_size=ZSTD_JOB)
-        return zstandard.ZstdCompressor(compression_params=params).compressobj()
     if compression == "gzip":
         try:
             from isal import isal_zlib  # type: ignore[import-not-found]
-
-            return isal_zlib.compressobj(2, isal_zlib.DEFLATED, 31)
         except ImportError:
-            import zlib
-
-            # wbits 31 = gzip wrapper with mtime 0 and no file name: deterministic.
-            return zlib.compressobj(6, zlib.DEFLATED, 31)
-    raise LayerError(f"unknown compression {compression!r} (zstd, gzip or none)")
+            return compressor("gzip")  # zlib
+        # ISA-L level 2: ~1.8 GB/s vs zlib's ~120 MB/s at a similar ratio; header as zlib's.
+        return isal_zlib.compressobj(2, isal_zlib.DEFLATED, 31)
+    return compressor(compression)
 
 
 # -- headers ---------------------------------------------------------------------------------

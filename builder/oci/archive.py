@@ -21,7 +21,7 @@ from typing import BinaryIO, Callable, Iterator
 
 from builder.errors import DigestMismatch, ImageNotFound, InvalidReference, StoreError
 from builder.oci import mediatypes as mt
-from builder.oci.compression import CHUNK, DiffHasher, detect, open_decompressed
+from builder.oci.compression import CHUNK, DiffHasher, compressor, detect, open_decompressed
 from builder.oci.digest import Digest, canonical_json
 from builder.oci.image import Image, write_image
 from builder.oci.layout import ImageStore, write_oci_layout
@@ -135,8 +135,11 @@ def _seekable(source: Path | BinaryIO, tmp: Path) -> Iterator[Path]:
         os.unlink(name)
 
 
-def load_archive(store: ImageStore, source: Path | BinaryIO, *, tag: str | None = None) -> list[tuple[str | None, Descriptor]]:
-    """Load a docker-archive, OCI tar or OCI layout directory; returns (ref, manifest) pairs."""
+def load_archive(store: ImageStore, source: Path | BinaryIO, *, tag: str | None = None,
+                 compression: str | None = None) -> list[tuple[str | None, Descriptor]]:
+    """Load a docker-archive, OCI tar or OCI layout directory; returns (ref, manifest) pairs.
+    `compression`: compress a docker-archive's plain layers with it (OCI blobs stay as they are:
+    their digests are named by the manifests)."""
     store.ensure()
     with _seekable(source, store.tmp) as path:
         if path.is_dir():
@@ -148,7 +151,7 @@ def load_archive(store: ImageStore, source: Path | BinaryIO, *, tag: str | None 
         with tar:
             names = set(tar.getnames())
             if "manifest.json" in names:
-                return _load_docker(store, tar, tag)
+                return _load_docker(store, tar, tag, compression)
             if "oci-layout" in names:
                 return _load_oci(store, _TarSource(tar), tag)
         raise StoreError(f"{path}: neither a docker-archive (manifest.json) nor an OCI layout (oci-layout)")
@@ -165,7 +168,8 @@ def _member(tar: tarfile.TarFile, name: str) -> BinaryIO:
     return f  # type: ignore[return-value]
 
 
-def _load_docker(store: ImageStore, tar: tarfile.TarFile, tag: str | None) -> list[tuple[str | None, Descriptor]]:
+def _load_docker(store: ImageStore, tar: tarfile.TarFile, tag: str | None,
+                 compression: str | None) -> list[tuple[str | None, Descriptor]]:
     try:
         entries = json.loads(_member(tar, "manifest.json").read())
         assert isinstance(entries, list)
@@ -178,7 +182,8 @@ def _load_docker(store: ImageStore, tar: tarfile.TarFile, tag: str | None) -> li
         if len(config.diff_ids) != len(e.get("Layers") or []):
             raise StoreError(f"docker-archive: {e['Config']} lists {len(config.diff_ids)} diff_ids "
                              f"but the image has {len(e.get('Layers') or [])} layers")
-        layers = [_store_layer(store, _member(tar, name), want) for name, want in zip(e["Layers"], config.diff_ids)]
+        layers = [store_layer_stream(store, _member(tar, name), want, compression)[0]
+                  for name, want in zip(e["Layers"], config.diff_ids)]
         cdesc = store.blobs.put_bytes(cfg_bytes, mt.OCI_CONFIG)
         man = Manifest(config=cdesc, layers=tuple(layers))
         mdesc = store.blobs.put_bytes(man.to_json(), mt.OCI_MANIFEST)
@@ -197,19 +202,29 @@ def _platform_of(config: ImageConfig):
     return Platform(config.architecture, config.os, variant=config.variant)
 
 
-def _store_layer(store: ImageStore, f: BinaryIO, want: Digest | None) -> Descriptor:
-    """Store layer bytes as they are (media type by their compression), checking the diff_id."""
+def store_layer_stream(store: ImageStore, f: BinaryIO, want: Digest | None = None,
+                       compression: str | None = None) -> tuple[Descriptor, Digest]:
+    """Store layer bytes (plain, gzip or zstd) in one pass; returns (descriptor, diff_id) and
+    checks the diff_id against `want`. Compressed input is kept as it is; plain input is
+    compressed with `compression` on the way (None: kept plain)."""
     buf = io.BufferedReader(f, CHUNK) if not hasattr(f, "peek") else f  # type: ignore[arg-type]
     comp = detect(buf.peek(4)[:4])
     h = DiffHasher(comp)
-    with store.blobs.writer(mt.OCI_LAYER_FOR[comp]) as w:
+    target = compression if comp == "none" and compression else comp
+    squeeze = compressor(target) if target != comp else None
+    with store.blobs.writer(mt.OCI_LAYER_FOR[target]) as w:
         while chunk := buf.read(CHUNK):
-            w.write(chunk)
             h.feed(chunk)
+            if squeeze is None:
+                w.write(chunk)
+            elif out := squeeze.compress(chunk):
+                w.write(out)
+        if squeeze is not None:
+            w.write(squeeze.flush())
         diff_id, _ = h.finish()
         if want is not None and diff_id != want:
             raise DigestMismatch(f"layer uncompresses to {diff_id}, the image config says {want}")
-        return w.commit()
+        return w.commit(), diff_id
 
 
 class _DirSource:

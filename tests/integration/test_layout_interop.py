@@ -147,6 +147,7 @@ def test_docker_archive_is_read_by_skopeo_and_loads_back(store, tmp_path):
     assert r.returncode == 0 and b"Loaded image: other/name:t" in r.stdout, r.stderr.decode()
     img = Image.load(store.blobs, store.resolve("other/name:t"))
     assert img.id == Image.load(store.blobs, desc).id and img.diff_ids == (info.diff_id,)
+    assert img.layers[0].media_type == mt.OCI_LAYER_ZSTD  # plain layer.tar compressed on the way in
     # and our own archive round-trips through load (from stdin), under a new name
     r = run_cli("load", "--tag", "again:1", input=out.read_bytes())
     assert r.returncode == 0, r.stderr.decode()

@@ -130,3 +130,22 @@ def test_prune_keeps_roots_and_live_snapshots(tmp_path, pybuild_root):
     # m1's manifest was only reachable through "one"; the base layer stays for "two:x"
     assert m1.digest in res.removed and store.blobs.has(base.descriptor.digest)
     assert verify_store(store)[1] == []
+
+
+@pytest.mark.parametrize("compression", [None, "gzip", "zstd"])
+def test_plain_layers_are_compressed_on_load_when_asked(tmp_path, compression):
+    from builder.layers.unpack import apply_layer
+
+    store = ImageStore(tmp_path / "s").ensure()
+    m1, _, base, _ = two_images(store, tmp_path)
+    buf = io.BytesIO()
+    save_docker_archive(store, ["one"], buf)
+    buf.seek(0)
+    other = ImageStore(tmp_path / "o")
+    [(_, desc)] = load_archive(other, buf, compression=compression)
+    img = Image.load(other.blobs, desc)
+    want = {None: mt.OCI_LAYER, "gzip": mt.OCI_LAYER_GZIP, "zstd": mt.OCI_LAYER_ZSTD}[compression]
+    assert img.layers[0].media_type == want and img.diff_ids == (base.diff_id,)
+    with other.blobs.open(img.layers[0].digest) as f:
+        assert apply_layer(f, tmp_path / "unpacked", media_type=want) == base.diff_id
+    assert (tmp_path / "unpacked" / "a").read_text() == "shared base"
