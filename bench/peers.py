@@ -31,8 +31,9 @@ RUNC = shutil.which("runc") or "/usr/sbin/runc"
 
 
 def install_peers() -> None:
-    """apt-get install Debian's docker.io and buildah (only what is missing)."""
-    missing = [p for p in ("docker.io", "buildah")
+    """apt-get install Debian's docker.io and buildah, and isal (igzip, the gzip floor), only
+    what is missing."""
+    missing = [p for p in ("docker.io", "buildah", "isal")
                if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]
     if not missing:
         return
