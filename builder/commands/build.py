@@ -181,7 +181,8 @@ def _ignore(ctx_dir: Path, df_path: Path | None) -> tuple[str, list[str]]:
 
 def _memo_fields(args, ctx_dir: Path, text: str, name: str, df_path: Path | None, tmp_ctx) -> dict | None:
     """What the no-op memo fingerprints; None when this build must not use or write one."""
-    if tmp_ctx or args.no_cache or args.no_cache_filter or args.pull or args.cache_from or args.cache_to:
+    if tmp_ctx or args.no_cache or args.no_cache_filter or args.pull or args.cache_from or args.cache_to \
+            or getattr(args, "push", False):  # a push must happen even when nothing changed
         return None
     build_args = _build_args(args.build_arg)
     return {"dockerfile": text, "name": name, "path": str(df_path.resolve()) if df_path else None,
@@ -321,6 +322,9 @@ def _build(args, st, req) -> int:
         if o.get("type") == "image" and o.get("name"):
             req.tags = req.tags + tuple(o["name"].split(","))
     reporter = make_reporter("quiet" if args.quiet else args.progress, sys.stderr)
+    from builder.commands.registry import configure_from_settings  # FROM pulls honour insecure/mirrors
+
+    configure_from_settings()
     res = build(req, st, reporter)
     for o in outputs:
         _write_output(o, res, st, req.tags)

@@ -121,3 +121,16 @@ RUN --mount=type=cache,target=/cache,id=dl sh -c 'echo fetched-once >> /cache/lo
     r = build(b, ctx, "-t", "m2", "--cache-from", f"type=registry,ref={cache}")
     assert r.returncode == 0, r.stderr.decode()
     assert logs[0].read_text() == "fetched-once\nfetched-once\n"
+
+
+def test_push_after_a_no_op_rebuild_still_pushes(registry, docker_config, tmp_path, ctx):
+    a = tmp_path / "a"
+    make_busybox_image(a, tmp_path)
+    name = registry.ref("built/noop", "1")
+    r = build(a, ctx, "-t", name)  # builds (and remembers a no-op fingerprint)
+    assert results(r) == ["DONE"] * 3
+    r = build(a, ctx, "-t", name, "--push")  # nothing changed, but the push is asked for
+    assert results(r) == ["CACHED"] * 3
+    from builder.registry.transfer import remote_digest
+
+    assert remote_digest(name) == ImageStore(a).resolve(name).digest
