@@ -135,3 +135,18 @@ def test_pull_through_a_mirror_from_settings(registry, docker_config, tmp_path, 
     assert p.returncode == 0, _err(p)
     assert p.stdout.decode() == f"mirrored:1: pulled {desc.digest}\n"
     assert ImageStore(tmp_path / "b").resolve("docker.io/library/mirrored:1").digest == desc.digest
+
+
+def test_login_to_a_token_registry_then_push(docker_config, tmp_path, monkeypatch):
+    from tests.fixtures.registry import start_registry as start
+
+    with start(tmp_path / "tok", auth="token") as reg:
+        p = run_cli("login", "-u", "tester", "--password-stdin", reg.host, input=b"bad\n")
+        assert p.returncode == 1 and _err(p).startswith(f"error: {reg.host}: authentication failed for a token")
+        p = run_cli("login", "-u", "tester", "--password-stdin", reg.host, input=b"s3cret-pw\n")
+        assert p.returncode == 0, _err(p)
+        monkeypatch.setenv("PYBUILD_ROOT", str(tmp_path / "a"))
+        desc = make_image(ImageStore(tmp_path / "a"), "t:1", layers=1)
+        p = run_cli("push", "-q", "t:1", f"{reg.host}/tok/cli:1")
+        assert (p.returncode, p.stdout.decode()) == (0, desc.digest + "\n"), _err(p)
+        assert any(r["scope"] == ["repository:tok/cli:pull,push"] for r in reg.token_server.requests)
