@@ -2,12 +2,13 @@
 
 Owns: turning a SandboxConfig into the plain dict the init child works from (namespaces to
 unshare, capability mask, rootless id map, /etc files), the private directory's place and
-contents (mount point, hosts, resolv.conf, hostname), and removing mount-point stubs
-afterwards. Must not: start processes (runtime.sandbox does) or import builder.
+contents (mount point, hosts, resolv.conf, hostname, the mount-point layer), and removing
+mount-point stubs afterwards. Must not: start processes (runtime.sandbox does) or import builder.
 """
 from __future__ import annotations
 
 import os
+import stat
 
 from runtime.config import CAPABILITY_NUMBERS, RLIMITS, SandboxConfig
 from runtime.errors import NamespaceError
@@ -38,8 +39,13 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
             mask |= 1 << CAPABILITY_NUMBERS[c]
     files = [("/etc/hosts", f"{private_dir}/hosts"), ("/etc/resolv.conf", f"{private_dir}/resolv.conf"),
              ("/etc/hostname", f"{private_dir}/hostname")]
+    cfg = config.to_dict()
+    if config.rootfs.is_overlay:
+        layer = mountpoint_layer(config, f"{private_dir}/mnt")
+        if layer:
+            cfg["rootfs"]["lowerdirs"] = [layer, *cfg["rootfs"]["lowerdirs"]]
     return {
-        "config": config.to_dict(),
+        "config": cfg,
         "root": f"{private_dir}/root",
         "files": files,
         "unshare": ns,
@@ -130,3 +136,64 @@ def remove_stubs(base: str, stubs: list[tuple[str, int, str]]) -> None:
             os.utime(parent, ns=(st.st_atime_ns, parent_mtime), follow_symlinks=False)
         except OSError:
             pass
+
+
+STANDARD_TARGETS = (("/proc", True), ("/dev", True), ("/sys", True), ("/etc/hosts", False),
+                    ("/etc/resolv.conf", False), ("/etc/hostname", False))
+
+
+def mountpoint_layer(config: SandboxConfig, dest: str) -> str | None:
+    """A tiny extra overlay lower (top-most) holding the mount points the image lacks, so
+    that mounting on them writes nothing into the upper dir: no stub to clean up and no
+    copied-up parent directory in the layer diff. Directories it adds carry the metadata
+    of the same directory in the image, since overlayfs shows the top-most one. Targets
+    under a symlink in the image are left to init's stubs (resolved inside the root).
+    Returns the layer's path, or None when nothing is missing."""
+    layers = [d for d in (config.rootfs.upperdir, *config.rootfs.lowerdirs) if d]
+    targets = list(STANDARD_TARGETS)
+    for m in config.mounts:
+        targets.append((m.target, m.kind != "bind" or os.path.isdir(m.source)))
+    made = False
+    for target, is_dir in targets:
+        parts = [p for p in target.split("/") if p]
+        if any(os.path.lexists(layer + target) for layer in layers):
+            continue
+        if any(os.path.islink(layer + "/" + "/".join(parts[:i])) for layer in layers for i in range(1, len(parts))):
+            continue
+        if not made:
+            os.mkdir(dest, 0o755)
+            _copy_dir_meta(layers, "", dest)
+            made = True
+        for i in range(1, len(parts)):
+            sub = "/" + "/".join(parts[:i])
+            if not os.path.isdir(dest + sub):
+                os.mkdir(dest + sub, 0o755)
+                _copy_dir_meta(layers, sub, dest + sub)
+        if is_dir:
+            os.makedirs(dest + target, 0o755, exist_ok=True)
+        elif not os.path.lexists(dest + target):
+            os.close(os.open(dest + target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    if made:
+        # directories made above had their mtime reset by later mkdirs: put them back
+        for dirpath, dirnames, _ in os.walk(dest, topdown=False):
+            rel = os.path.relpath(dirpath, dest)
+            _copy_dir_meta(layers, "" if rel == "." else "/" + rel, dirpath, times_only=True)
+    return dest if made else None
+
+
+def _copy_dir_meta(layers: list[str], sub: str, dst: str, times_only: bool = False) -> None:
+    for layer in layers:
+        try:
+            st = os.lstat(layer + sub)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            return
+        if not times_only:
+            os.chmod(dst, stat.S_IMODE(st.st_mode))
+            try:
+                os.chown(dst, st.st_uid, st.st_gid)
+            except PermissionError:
+                pass  # rootless: the layer is ours either way
+        os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return

@@ -22,6 +22,7 @@ import errno
 import marshal
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,6 +145,8 @@ class _Run:
                 os.unlink(f"{private}/{name}")
             except FileNotFoundError:
                 pass
+        if os.path.isdir(f"{private}/mnt"):
+            shutil.rmtree(f"{private}/mnt", ignore_errors=True)
         # root/ was only ever a mount point inside the (now gone) mount namespace: empty here.
         for d in (f"{private}/root", private):
             try:

@@ -155,14 +155,34 @@ def test_path_lookup_happens_inside_the_container(sh, busybox):
 
 def test_overlay_upper_gets_writes_but_never_etc_files_or_stubs(sh, overlay, busybox):
     _, upper = overlay
-    r, out, _ = sh("echo data > /root/new; echo 10.0.0.1 x >> /etc/hosts; cat /etc/hosts | tail -1")
-    assert out == "10.0.0.1 x\n"
+    r, out, _ = sh("echo data > /root/new; echo 10.0.0.1 x >> /etc/hosts; cat /etc/hosts | tail -1;"
+                   " stat -c '%Y %a %u' /etc /")
+    lines = out.splitlines()
+    assert lines[0] == "10.0.0.1 x"
+    for line, path in zip(lines[1:], (busybox / "etc", busybox)):  # the image's metadata shows
+        st = os.stat(path)
+        assert line.split() == [str(int(st.st_mtime)), f"{st.st_mode & 0o7777:o}", str(st.st_uid)]
     assert (upper / "root" / "new").read_text() == "data\n"
     leftovers = sorted(str(p.relative_to(upper)) for p in upper.rglob("*"))
-    assert leftovers == ["etc", "root", "root/new"], leftovers  # etc: copied-up dir, now empty
-    assert not list((upper / "etc").iterdir())
+    assert leftovers == ["root", "root/new"], leftovers  # mount points came from an extra lower
     assert not (busybox / "root" / "new").exists()
-    assert os.stat(upper / "etc").st_mtime == os.stat(busybox / "etc").st_mtime
+
+
+def test_mount_points_under_an_image_symlink_use_cleaned_stubs(tmp_path, busybox):
+    lower = tmp_path / "lower"
+    subprocess.run(["cp", "-a", str(busybox), str(lower)], check=True)
+    (lower / "etc").rename(lower / "real-etc")
+    (lower / "etc").symlink_to("real-etc")  # /etc -> /real-etc, as some images do
+    mtime = os.stat(lower / "real-etc").st_mtime_ns
+    upper, work = tmp_path / "u", tmp_path / "w"
+    upper.mkdir(), work.mkdir()
+    out = bytearray()
+    cfg = SandboxConfig(rootfs=Rootfs(lowerdirs=(str(lower),), upperdir=str(upper), workdir=str(work)),
+                        hostname="via-link", process=Process(argv=("cat", "/etc/hostname")))
+    assert sandbox.run(cfg, stdout=out.extend).exit_code == 0 and out == b"via-link\n"
+    # the stub went into the upper (through the link, inside the root) and is gone again
+    assert sorted(str(p.relative_to(upper)) for p in upper.rglob("*")) == ["real-etc"]
+    assert os.stat(upper / "real-etc").st_mtime_ns == mtime
 
 
 def test_readonly_rootfs(sh):
