@@ -41,7 +41,8 @@ def test_eight_builds_at_once_on_one_store(tmp_path: Path) -> None:
     for n, v in enumerate(variants):
         ctx = write_ctx(tmp_path / f"ctx{n}", {"Dockerfile": _dockerfile(v), "shared.txt": "same everywhere\n",
                                                f"v{v}.txt": f"variant {v}\n"})
-        procs.append((n, v, build_popen(root, ctx, tmp_path / f"b{n}.log", mark, "-t", f"img{n}")))
+        procs.append((n, v, build_popen(root, ctx, tmp_path / f"b{n}.log", mark, "-t", f"img{n}",
+                                             "--build-arg", "SOURCE_DATE_EPOCH=1700000000")))
 
     env = {"PYBUILD_ROOT": str(root)}
     slowest = 0.0
@@ -62,7 +63,7 @@ def test_eight_builds_at_once_on_one_store(tmp_path: Path) -> None:
     check_store(root)
     imgs = {n: validate_layout(root, f"img{n}") for n in range(len(variants))}
     layers = {n: [x["digest"] for x in img["manifest"]["layers"]] for n, img in imgs.items()}
-    # RUN layers differ between racing builds (their mtimes and random bytes do); COPY layers are
+    # RUN layers differ between racing builds (random bytes); COPY layers under SOURCE_DATE_EPOCH are
     # content-derived, so racing writers of the same blob must have stored one and the same.
     assert len({ls[:2] for ls in map(tuple, layers.values())}) == 1, "base + shared COPY differ between builds"
     assert layers[0][3] == layers[1][3] == layers[2][3], "the same COPY gave different layers"
