@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from builder.errors import LayerError
+
 ADD, DELETE, OPAQUE = "add", "delete", "opaque"
 OPAQUE_XATTRS = (b"trusted.overlay.opaque", b"user.overlay.opaque")
 WHITEOUT_PREFIX = b".wh."
@@ -59,12 +61,24 @@ def walk(root: bytes, rel: bytes = b"") -> Iterator[tuple[bytes, bytes, os.stat_
 
 
 def _is_opaque(path: bytes) -> bool:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return False
+    for name in names:
+        if name.endswith(("overlay.redirect", "overlay.metacopy")) and \
+                name.startswith(("trusted.", "user.")):
+            # The directory's content lives elsewhere in the lower layers: the upperdir alone
+            # does not describe the change. The mount must use redirect_dir=off,metacopy=off.
+            raise LayerError(f"{os.fsdecode(path)}: overlayfs {name} in the upper directory; "
+                             "mount with redirect_dir=off,metacopy=off")
     for name in OPAQUE_XATTRS:
-        try:
-            if os.getxattr(path, name, follow_symlinks=False) == b"y":
-                return True
-        except OSError:
-            continue
+        if os.fsdecode(name) in names:
+            try:
+                if os.getxattr(path, name, follow_symlinks=False) == b"y":
+                    return True
+            except OSError:
+                continue
     return False
 
 

@@ -102,3 +102,17 @@ def test_diff_trees_same_size_same_mtime_different_content(tmp_path):
     (upper / "f").write_text("aaaa")
     os.utime(upper / "f", (1000, 1000))
     assert diff_trees(lower, upper).paths() == []
+
+
+@pytest.mark.needs_root
+def test_redirected_directory_in_upper_is_refused(tmp_path):
+    from builder.errors import LayerError
+
+    upper = tmp_path / "upper"
+    (upper / "moved").mkdir(parents=True)
+    os.setxattr(upper / "moved", "trusted.overlay.redirect", b"/orig")
+    with pytest.raises(LayerError, match="redirect_dir=off"):
+        changes_from_upper(upper)
+    os.removexattr(upper / "moved", "trusted.overlay.redirect")
+    os.setxattr(upper / "moved", "trusted.overlay.opaque", b"y")
+    assert changes_from_upper(upper).paths(OPAQUE) == [b"moved"]
