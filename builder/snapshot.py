@@ -76,7 +76,24 @@ class Snapshotter:
         return Active(base, upper, work)
 
     def discard(self, active: Active) -> None:
-        shutil.rmtree(active.base, ignore_errors=True)
+        self._trash(active.base)
+
+    def _trash(self, path: str | Path) -> None:
+        """Make `path` disappear now (rename) and delete it in the background: unlinking
+        thousands of files costs seconds on a discard-mounted disk, and nobody waits for it."""
+        trash = tempfile.mkdtemp(dir=self.tmp, prefix="trash-")
+        try:
+            os.rename(path, os.path.join(trash, "x"))
+        except FileNotFoundError:
+            os.rmdir(trash)
+            return
+        try:
+            import subprocess
+
+            subprocess.Popen(["rm", "-rf", "--one-file-system", trash], start_new_session=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except OSError:
+            shutil.rmtree(trash, ignore_errors=True)
 
     def commit(self, active: Active, chain: str) -> Path:
         """Move a finished upper into place as snapshot `chain` (first writer wins)."""
@@ -126,6 +143,4 @@ class Snapshotter:
     def remove(self, chain: str) -> None:
         p = self.path(chain)
         if p.is_dir():
-            trash = tempfile.mkdtemp(dir=self.tmp, prefix="rm-")
-            os.rename(p, os.path.join(trash, "x"))  # atomic disappearance, slow delete after
-            shutil.rmtree(trash, ignore_errors=True)
+            self._trash(p)

@@ -137,6 +137,10 @@ class Copier:
         self.exclude = PatternMatcher(list(excludes)) if excludes else None
         self.follow_dest = follow_dest  # False for --link: the layer must not depend on the lower
         self.context = context  # the BuildContext items with ctx_rel come from (.dockerignore)
+        # regular files are copied by a thread pool (create/open dominate on a busy disk and
+        # release the GIL); directory metadata is applied after their children are written
+        self._files: dict[str, tuple[str, os.stat_result]] = {}
+        self._dirs: list[tuple[str, os.stat_result]] = []
 
     def _target(self, in_root: str, host_parent: str | None = None) -> str:
         """Resolve an in-root path to a host path under upper, creating its parents.
@@ -196,10 +200,31 @@ class Copier:
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(src), host)
         elif stat.S_ISREG(st.st_mode):
-            shutil.copyfile(src, host, follow_symlinks=False)
+            self._files[host] = (src, st)  # a later source for the same path wins, as in order
+            return
         else:
             return  # devices, fifos and sockets in a context are skipped, as BuildKit does
         self._meta(host, st)
+
+    def _copy_file(self, host: str, src: str, st: os.stat_result) -> None:
+        shutil.copyfile(src, host, follow_symlinks=False)
+        self._meta(host, st)
+
+    def flush(self) -> None:
+        """Write the queued files (in parallel), then directory metadata, children first."""
+        files, self._files = self._files, {}
+        if len(files) > 16:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="copy") as pool:
+                for f in [pool.submit(self._copy_file, h, s, st) for h, (s, st) in files.items()]:
+                    f.result()
+        else:
+            for h, (s, st) in files.items():
+                self._copy_file(h, s, st)
+        dirs, self._dirs = self._dirs, []
+        for host, st in dirs:
+            self._meta(host, st)
 
     def _copy_dir_contents(self, src: str, in_root: str, rel: str, st: os.stat_result, ctx_rel: str | None = None,
                            create_only_if_needed: bool = False, host_parent: str | None = None) -> None:
@@ -212,10 +237,12 @@ class Copier:
             child_ctx = None if ctx_rel is None else (f"{ctx_rel}/{name}" if ctx_rel else name)
             self._copy_path(os.path.join(src, name), in_root.rstrip("/") + "/" + name, f"{rel}/{name}" if rel else name,
                             child_ctx, host)
-        if create_only_if_needed and not os.listdir(host):
-            os.rmdir(host)
-            return
-        self._meta(host, st)
+        if create_only_if_needed:
+            self.flush()
+            if not os.listdir(host):
+                os.rmdir(host)
+                return
+        self._dirs.append((host, st))
 
     def copy(self, items: list[Item], dest: str, *, dest_is_dir: bool) -> None:
         """Copy items to `dest` (absolute, in-root). `dest_is_dir`: trailing slash or several sources."""
@@ -232,10 +259,12 @@ class Copier:
                 if not into_dir and not it.keep:
                     target = dest
                 self._copy_dir_contents(it.path, target or "/", "", os.lstat(it.path), it.ctx_rel)
+                self.flush()  # items in order: a later one may replace what an earlier one wrote
                 continue
             target = f"{base}/{it.name}" if (into_dir or it.keep) else dest
             if it.path is not None:
                 self._copy_path(it.path, target, "", None)
+                self.flush()
             else:
                 host = self._target(target)
                 self._remove_existing(host, False)
