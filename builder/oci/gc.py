@@ -90,14 +90,9 @@ def _verify_tree(store: ImageStore, desc: Descriptor, label: str, problems: list
 
 
 def live_blobs(store: ImageStore, roots: Iterable[Digest | str] = ()) -> set[Digest]:
-    """Every blob reachable from the tags plus `roots` (followed when they are manifests)."""
-    live: set[Digest] = set()
+    """Every blob reachable from the tags, plus `roots` (kept as they are, not followed)."""
+    live: set[Digest] = {Digest(r) for r in roots}
     todo: list[Descriptor] = list(store.index().manifests)
-    for r in roots:
-        d = Digest(r)
-        live.add(d)
-        if store.blobs.has(d):
-            todo.append(Descriptor(mt.OCI_LAYER, d, 0))  # a layer-ish root: kept, not followed
     while todo:
         desc = todo.pop()
         live.add(desc.digest)
