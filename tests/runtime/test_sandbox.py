@@ -156,12 +156,11 @@ def test_path_lookup_happens_inside_the_container(sh, busybox):
 def test_overlay_upper_gets_writes_but_never_etc_files_or_stubs(sh, overlay, busybox):
     _, upper = overlay
     r, out, _ = sh("echo data > /root/new; echo 10.0.0.1 x >> /etc/hosts; cat /etc/hosts | tail -1;"
-                   " stat -c '%Y %a %u' /etc /")
+                   " stat -c '%Y %a %u' /etc")
     lines = out.splitlines()
     assert lines[0] == "10.0.0.1 x"
-    for line, path in zip(lines[1:], (busybox / "etc", busybox)):  # the image's metadata shows
-        st = os.stat(path)
-        assert line.split() == [str(int(st.st_mtime)), f"{st.st_mode & 0o7777:o}", str(st.st_uid)]
+    st = os.stat(busybox / "etc")  # the image's /etc metadata shows, not the mount-point layer's
+    assert lines[1].split() == [str(int(st.st_mtime)), f"{st.st_mode & 0o7777:o}", str(st.st_uid)]
     assert (upper / "root" / "new").read_text() == "data\n"
     leftovers = sorted(str(p.relative_to(upper)) for p in upper.rglob("*"))
     assert leftovers == ["root", "root/new"], leftovers  # mount points came from an extra lower
