@@ -248,3 +248,28 @@ def test_outputs_oci_and_local(root: Path, tmp_path: Path) -> None:
     assert (local / "out.txt").read_text() == "out\n" and (local / "bin" / "busybox").exists()
     with tarfile.open(oci) as tf:
         assert "index.json" in tf.getnames() and "oci-layout" in tf.getnames()
+
+
+STAGES = """
+FROM busybox AS a
+RUN echo from-a > /a.txt
+FROM busybox AS b
+RUN echo from-b > /b.txt
+FROM busybox
+RUN --mount=type=bind,from=a,source=/a.txt,target=/mnt/a.txt cat /mnt/a.txt > /copied-a
+COPY --from=b /b.txt /b.txt
+"""
+
+
+def test_image_digest_does_not_depend_on_scheduling(tmp_path: Path) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": STAGES})
+    digests = []
+    for jobs in ("1", "4"):
+        r = tmp_path / f"store{jobs}"
+        make_busybox_image(r, tmp_path / f"b{jobs}")
+        ok(build(r, ctx, "-t", "sched", "--jobs", jobs, "--build-arg", "SOURCE_DATE_EPOCH=1700000000"))
+        img = validate_layout(r, "sched")
+        digests.append(img["digest"])
+        files = all_files(r, img)
+        assert "copied-a" in files and "b.txt" in files and "mnt/a.txt" not in files
+    assert digests[0] == digests[1]
