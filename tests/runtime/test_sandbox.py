@@ -444,3 +444,40 @@ def test_rlimits_only_lower(sh):
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     with pytest.raises(ExecError, match="rlimit nofile: hard limit .* is above the current"):
         sh("true", rlimits=(Rlimit("nofile", 10, hard + 1),))
+
+
+def test_interactive_tty_session(overlay):
+    # `pybuild run -it`: the user's terminal (here a pty we drive) is put in raw mode and
+    # relayed both ways to the container's own pty; its size is copied over.
+    import fcntl
+    import struct
+    import termios
+    rootfs, _ = overlay
+    user_master, user_tty = os.openpty()
+    fcntl.ioctl(user_tty, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    before = termios.tcgetattr(user_tty)
+    seen = bytearray()
+
+    def drive() -> None:
+        time.sleep(0.3)
+        os.write(user_master, b"stty size; echo hel''lo; exit 3\r")
+        while True:
+            try:
+                chunk = os.read(user_master, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+    t = threading.Thread(target=drive, daemon=True)
+    t.start()
+    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("sh",), tty=True, env=("PATH=/bin", "PS1=$ ")),
+                        timeout=20)  # a broken relay fails instead of hanging
+    r = sandbox.run(cfg, stdin=user_tty, stdout=user_tty)
+    assert r.exit_code == 3
+    assert termios.tcgetattr(user_tty) == before  # raw mode undone
+    os.close(user_tty)
+    t.join(5)
+    os.close(user_master)
+    text = seen.decode(errors="replace")
+    assert "40 120" in text and "hello" in text, text
