@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -103,8 +104,9 @@ def pull_layout(ref: str, layout: Path, *, options: Options | None = None, progr
         for b in (man.config, *man.layers):
             if b is man.config or not skip_blob(b.digest):
                 wanted.setdefault(b.digest, b)
-    _run_parallel(opts.jobs, [lambda b=b: _download_to(client, r, b, store, progress, opts.backoff)
-                              for b in wanted.values()])
+    cancel = threading.Event()
+    _run_parallel(opts.jobs, [lambda b=b: _download_to(client, r, b, store, progress, opts.backoff, cancel)
+                              for b in wanted.values()], cancel)
     for d, mdata in docs:  # manifests after the blobs they name
         store.put_bytes(mdata, d.media_type)
     _write(layout / "index.json", Index(manifests=index.manifests).to_json(), layout / ".tmp")

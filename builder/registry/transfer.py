@@ -11,7 +11,8 @@ leave a half-written blob: a failed download aborts its BlobWriter (temp file re
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
@@ -134,8 +135,9 @@ def _pull_from(client: RegistryClient, r: Reference, name: Reference, image_stor
     manifest = Manifest.from_json(data, allow_empty_layers=True)
     image_store.ensure()
     blobs = [manifest.config, *manifest.layers]
-    _run_parallel(opts.jobs, [lambda d=d: _download_to(client, r, d, image_store.blobs, progress, opts.backoff)
-                                for d in blobs])
+    cancel = threading.Event()
+    _run_parallel(opts.jobs, [lambda d=d: _download_to(client, r, d, image_store.blobs, progress, opts.backoff,
+                                                       cancel) for d in blobs], cancel)
     mdesc = image_store.blobs.put_bytes(data, media_type)  # after its blobs: never a dangling manifest
     cfg_platform = _config_platform(image_store, manifest)
     result = Descriptor(media_type, mdesc.digest, mdesc.size, platform=cfg_platform)
@@ -162,7 +164,7 @@ def _config_platform(store: ImageStore, manifest: Manifest) -> Platform | None:
 
 
 def _download_to(client: RegistryClient, r: Reference, d: Descriptor, blobs: DirStore, progress: Progress,
-                 backoff: float) -> None:
+                 backoff: float, cancel: threading.Event | None = None) -> None:
     """One blob into `blobs`, verified while streaming; resumed with Range after a cut."""
     if blobs.has(d.digest):
         progress(BlobProgress(d.digest, d.media_type, d.size, d.size, "exists"))
@@ -184,6 +186,8 @@ def _download_to(client: RegistryClient, r: Reference, d: Descriptor, blobs: Dir
                     w.abort()
                     w = blobs.writer(d.media_type)
                 for chunk in resp.raw.stream(CHUNK, decode_content=False):
+                    if cancel is not None and cancel.is_set():
+                        raise Cancelled(f"{r.registry}: download of {d.digest.short} cancelled")
                     w.write(chunk)
                     if w.size > d.size:
                         raise DigestMismatch(f"{r.registry}: blob {d.digest} of {r.repository} is larger "
@@ -220,21 +224,34 @@ def _reason(e: Exception) -> str:
     return type(e).__name__
 
 
-def _run_parallel(jobs: int, tasks: list[Callable[[], object]]) -> list:
-    """Run tasks on `jobs` threads; the first failure is raised after the others finish."""
+class Cancelled(RegistryError):
+    """A transfer stopped because a sibling failed or the user interrupted."""
+
+
+def _run_parallel(jobs: int, tasks: list[Callable[[], object]], cancel: threading.Event | None = None) -> list:
+    """Run tasks on `jobs` threads. On the first failure (or Ctrl-C) set `cancel` so running
+    transfers stop at their next chunk (aborting their temp files), drop queued ones, and raise it."""
     if len(tasks) <= 1 or jobs <= 1:
-        return [t() for t in tasks]
+        out = []
+        for t in tasks:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("transfer cancelled")
+            out.append(t())
+        return out
     with ThreadPoolExecutor(max_workers=min(jobs, len(tasks))) as pool:
         futures = [pool.submit(t) for t in tasks]
-        results, first = [], None
-        for f in futures:
-            try:
-                results.append(f.result())
-            except BaseException as e:  # noqa: BLE001 - re-raised below, after the rest settle
-                first = first or e
-        if first is not None:
-            raise first
-        return results
+        try:
+            for f in as_completed(futures):
+                exc = f.exception()
+                if exc is not None:
+                    raise exc
+        except BaseException:
+            if cancel is not None:
+                cancel.set()
+            for f in futures:
+                f.cancel()
+            raise
+        return [f.result() for f in futures]
 
 
 # --- push --------------------------------------------------------------------------------------
@@ -314,12 +331,13 @@ def push_tree(client: RegistryClient, store: ImageStore, desc: Descriptor, repo:
 
     def sources(d: Descriptor) -> tuple[str, ...]:
         return tuple(dict.fromkeys(m for m in (*mount_from, *known.get(d.digest, ())) if m != repo))
-    _run_parallel(opts.jobs, [lambda d=d: upload_blob(client, store, d, repo, opts, progress, sources(d))
-                              for d in blobs.values()])
+    cancel = threading.Event()
+    _run_parallel(opts.jobs, [lambda d=d: upload_blob(client, store, d, repo, opts, progress, sources(d), cancel)
+                              for d in blobs.values()], cancel)
 
 
 def upload_blob(client: RegistryClient, store: ImageStore, d: Descriptor, repo: str, opts: Options,
-                progress: Progress, mount_from: tuple[str, ...] = ()) -> str:
+                progress: Progress, mount_from: tuple[str, ...] = (), cancel: threading.Event | None = None) -> str:
     """One blob into `repo`: "exists", "mounted" or "uploaded"."""
     if client.blob_size(repo, d.digest, push=True) is not None:
         progress(BlobProgress(d.digest, d.media_type, d.size, d.size, "exists"))
@@ -336,13 +354,13 @@ def upload_blob(client: RegistryClient, store: ImageStore, d: Descriptor, repo: 
     while True:
         try:
             if opts.chunk_size:
-                _upload_chunked(client, store, d, repo, size, opts.chunk_size, progress)
+                _upload_chunked(client, store, d, repo, size, opts.chunk_size, progress, cancel)
             else:
-                _upload_monolithic(client, store, d, repo, size, progress)
+                _upload_monolithic(client, store, d, repo, size, progress, cancel)
             break
         except RegistryError as e:
             attempt += 1
-            if attempt >= ATTEMPTS or not _retryable(e):
+            if attempt >= ATTEMPTS or not _retryable(e) or (cancel is not None and cancel.is_set()):
                 raise
             time.sleep(opts.backoff * 2 ** attempt)
     progress(BlobProgress(d.digest, d.media_type, size, size, "done"))
@@ -357,14 +375,17 @@ def _retryable(e: RegistryError) -> bool:
 class _CountingReader:
     """A file wrapper requests can stream (it knows its length) that reports progress."""
 
-    def __init__(self, f, size: int, on_read: Callable[[int], None]) -> None:
-        self._f, self._size, self._n, self._on = f, size, 0, on_read
+    def __init__(self, f, size: int, on_read: Callable[[int], None], cancel: threading.Event | None = None) -> None:
+        self._f, self._size, self._n, self._on, self._cancel = f, size, 0, on_read, cancel
         self.len = size
 
     def __len__(self) -> int:
         return self._size
 
     def read(self, n: int = -1) -> bytes:
+        if self._cancel is not None and self._cancel.is_set():
+            self._f.close()
+            raise Cancelled("upload cancelled")
         data = self._f.read(CHUNK if n is None or n < 0 or n < CHUNK else n)
         if data:
             self._n += len(data)
@@ -378,18 +399,18 @@ class _CountingReader:
 
 
 def _upload_monolithic(client: RegistryClient, store: ImageStore, d: Descriptor, repo: str, size: int,
-                       progress: Progress) -> None:
+                       progress: Progress, cancel: threading.Event | None = None) -> None:
     loc = client.start_upload(repo)
 
     def body():
         f = store.blobs.open(d.digest, verify=False)  # the registry verifies the digest on PUT
         return _CountingReader(f, size, lambda n: progress(BlobProgress(d.digest, d.media_type, n, size,
-                                                                         "uploading")))
+                                                                         "uploading")), cancel)
     client.finish_upload(repo, loc, d.digest, body=body, size=size)
 
 
 def _upload_chunked(client: RegistryClient, store: ImageStore, d: Descriptor, repo: str, size: int,
-                    chunk_size: int, progress: Progress) -> None:
+                    chunk_size: int, progress: Progress, cancel: threading.Event | None = None) -> None:
     loc = client.start_upload(repo)
     offset = 0
     with store.blobs.open(d.digest, verify=False) as f:
@@ -397,6 +418,8 @@ def _upload_chunked(client: RegistryClient, store: ImageStore, d: Descriptor, re
             chunk = f.read(chunk_size)
             if not chunk:
                 break
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"{client.registry}: upload of {d.digest.short} to {repo} cancelled")
             loc = client.upload_chunk(repo, loc, chunk, offset)
             offset += len(chunk)
             progress(BlobProgress(d.digest, d.media_type, offset, size, "uploading"))

@@ -324,3 +324,28 @@ def test_push_by_short_tag_never_picks_an_image_by_id_prefix(registry, docker_co
     mine = make_image(store, "app:1", layers=1, seed="mine")
     assert store.resolve("app:1").digest == mine.digest
     assert push(store, "app:1", registry.ref("short/app", "1")).digest == mine.digest
+
+
+def test_a_failing_blob_cancels_its_siblings(registry, docker_config, tmp_path):
+    """One blob fails: the others stop at their next chunk (temp files removed), not run to the end."""
+    import time
+
+    a = ImageStore(tmp_path / "a")
+    desc = make_image(a, "cancel:1", layers=3, size=12_000_000, seed="cancel")
+    push(a, "cancel:1", registry.ref("cancel/app", "1"))
+    layers = Image.load(a.blobs, desc).layers
+    victim = layers[0].digest
+
+    def progress(e: BlobProgress) -> None:
+        if e.status == "downloading":
+            if e.digest == victim:
+                raise RuntimeError("disk on fire")
+            time.sleep(0.2)  # the others are slow: ~12 chunks each, 2.4 s to the end
+
+    b = ImageStore(tmp_path / "b")
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        pull(registry.ref("cancel/app", "1"), b, progress=progress, options=Options(jobs=3))
+    assert time.monotonic() - t0 < 2.0  # the siblings did not run their 2.4 s to the end
+    assert not any(b.blobs.has(layer.digest) for layer in layers)
+    assert leftovers(tmp_path / "b") == []
