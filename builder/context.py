@@ -269,6 +269,8 @@ def _xattrs(path: str) -> list[tuple[str, str]]:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
         return []
+    if not names:
+        return []  # the common case: no sort, no list
     out = []
     for n in sorted(names):
         if n.startswith("security.selinux"):
@@ -319,7 +321,7 @@ class BuildContext:
         return p if p.is_file() else None
 
     def ignored(self, rel: str) -> bool:
-        return rel not in ("", ".") and self.matcher.matches(rel)
+        return bool(self.matcher.patterns) and rel not in ("", ".") and self.matcher.matches(rel)
 
     # -- selection ------------------------------------------------------------------------
     def _safe(self, rel: str) -> str:
