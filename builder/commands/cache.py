@@ -77,24 +77,44 @@ def _prune(args) -> int:
     now = time.time()
     n = 0
     for r in cache.all():
-        gone = r.layer is not None and not blobs.has(r.layer["digest"])
+        missing = r.layer is not None and not blobs.has(r.layer["digest"])
         old = args.until is not None and now - r.written > args.until * 3600
-        if args.all or gone or old:
+        if args.all or missing or old:
             cache.remove(r.key)
             n += 1
-    extra = ""
-    if args.all:
-        from builder.snapshot import Snapshotter
+    from builder.snapshot import Snapshotter
 
-        snaps = Snapshotter(st.snapshots_dir, st.tmp_dir)
-        chains = snaps.list()
-        for c in chains:
-            snaps.remove(c)
+    snaps = Snapshotter(st.snapshots_dir, st.tmp_dir)
+    if args.all:
+        keep: set[str] = set()
         shutil.rmtree(st.cache_dir / "mounts", ignore_errors=True)
         shutil.rmtree(st.cache_dir / "stat", ignore_errors=True)
-        extra = f", {len(chains)} snapshots and the cache mounts"
+        shutil.rmtree(st.cache_dir / "memo", ignore_errors=True)
+    else:
+        # snapshots stay while a record or a tagged image still names them
+        keep = {r.chain for r in cache.all() if r.chain}
+        keep |= _image_chains(st)
+    gone = [c for c in snaps.list() if c not in keep]
+    for c in gone:
+        snaps.remove(c)
+    extra = f", {len(gone)} snapshots" + (" and the cache mounts" if args.all else "")
     print(f"removed {n} cache records{extra}")
     return 0
+
+
+def _image_chains(st) -> set[str]:
+    from builder.errors import PybuildError
+    from builder.oci.image import Image, chain_ids
+    from builder.oci.layout import ImageStore
+
+    store = ImageStore(st.store_dir)
+    out: set[str] = set()
+    for _ref, desc in store.list():
+        try:
+            out |= {str(c) for c in chain_ids(Image.load(store.blobs, desc).diff_ids)}
+        except PybuildError:
+            continue
+    return out
 
 
 def _explain(args) -> int:

@@ -44,6 +44,7 @@ class Record:
     pre_image: dict
     written: float = 0.0
     text: str = ""  # the instruction, for `cache ls`
+    chain: str | None = None  # the snapshot the step left (prune keeps snapshots records name)
 
     @property
     def descriptor(self) -> Descriptor | None:

@@ -317,7 +317,7 @@ class Solver:
                 raise
             rec = Record(key=key.key, layer=res.descriptor.to_dict() if res else None,
                          diff_id=res.diff_id if res else None, created=self._now(), slot=sk.slot,
-                         pre_image=key.pre_image, text=step.text)
+                         pre_image=key.pre_image, text=step.text, chain=res.chain if res else None)
             self.cache.put(rec)
             self.rep.emit(StepFinished(sid, time.monotonic() - t0))
             return self._apply(state, step, rec, key.key)

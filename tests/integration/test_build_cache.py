@@ -107,10 +107,21 @@ def test_cache_ls_and_prune(setup) -> None:
     env = {"PYBUILD_ROOT": str(root)}
     r = run_cli("cache", "ls", env=env)
     assert r.returncode == 0 and r.stdout.decode().count("\n") >= 5, r.stdout.decode()
+    snaps = lambda: sorted(p.name for p in (root / "snapshots").iterdir() if p.name != "empty")  # noqa: E731
+    before = snaps()
+    assert len(before) >= 6  # busybox + 5 steps
+    stray = root / "snapshots" / ("f" * 64)
+    stray.mkdir()  # a snapshot nothing names any more
+    r = run_cli("cache", "prune", env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    assert snaps() == before  # records and the tagged images still name these
     r = run_cli("cache", "prune", "--all", env=env)
     assert r.returncode == 0, r.stderr.decode()
     r = run_cli("cache", "ls", env=env)
     assert len(r.stdout.decode().strip().splitlines()) <= 1  # header only
+    assert snaps() == []
+    # and the next build still works (snapshots come back from the layer blobs)
+    assert results(build(root, _ctx, "-t", "c")) == ["DONE"] * 5
 
 
 def test_local_cache_export_import(setup, tmp_path: Path) -> None:
