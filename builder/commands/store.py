@@ -9,7 +9,6 @@ flight writes blobs and snapshots before it tags. Must not: hold GC logic.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 

@@ -17,13 +17,13 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Iterator
 
-from builder.errors import DigestMismatch, ImageNotFound, InvalidReference, StoreError
+from builder.errors import DigestMismatch, InvalidReference, StoreError
 from builder.oci import mediatypes as mt
 from builder.oci.compression import CHUNK, DiffHasher, compressor, detect, open_decompressed
 from builder.oci.digest import Digest, canonical_json
-from builder.oci.image import Image, write_image
+from builder.oci.image import Image
 from builder.oci.layout import ImageStore, write_oci_layout
 from builder.oci.model import Descriptor, ImageConfig, Index, Manifest, parse_layout_header
 
@@ -158,7 +158,8 @@ def load_archive(store: ImageStore, source: Path | BinaryIO, *, tag: str | None 
 
 
 def _member(tar: tarfile.TarFile, name: str) -> BinaryIO:
-    name = name.lstrip("./") if name.startswith("./") else name
+    while name.startswith("./"):
+        name = name[2:]
     try:
         f = tar.extractfile(name)
     except KeyError:
@@ -285,9 +286,3 @@ def _load_oci(store: ImageStore, src, tag: str | None) -> list[tuple[str | None,
                 name = None  # a bare tag like "1.0" written by another tool: loaded, untagged
         out.append((name, entry))
     return out
-
-
-def resolve_many(store: ImageStore, refs: list[str]) -> list[Descriptor]:
-    if not refs:
-        raise ImageNotFound("no image named")
-    return [store.resolve(r) for r in refs]

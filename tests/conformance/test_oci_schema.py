@@ -11,7 +11,6 @@ import binascii
 import json
 import re
 from functools import cache
-from pathlib import Path
 
 import pytest
 

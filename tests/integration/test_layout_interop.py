@@ -7,7 +7,6 @@ import/export, store verify, prune.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil

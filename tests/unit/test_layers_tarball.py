@@ -17,7 +17,6 @@ from builder.layers.changes import ChangeSet, Change, ADD, DELETE, OPAQUE
 from builder.layers.tarball import write_layer, write_tar
 from builder.oci import mediatypes as mt
 from builder.oci.store import DirStore
-from tests.conftest import have_root
 
 needs_root = pytest.mark.needs_root
 

@@ -7,7 +7,6 @@ import io
 import os
 import stat
 import tarfile
-from pathlib import Path
 
 import pytest
 
