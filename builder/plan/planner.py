@@ -234,7 +234,9 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
             raise InstructionError(f"target stage {target!r} could not be found", None,
                                    hint="stages: " + (", ".join(sorted(names)) or "(none are named)"))
         tgt = names[target.lower()]
-    unused = tuple(sorted(k for k in build_args if k not in used and k not in PROXY_ARGS and k not in predefined))
+    # SOURCE_DATE_EPOCH is read by the builder itself, as BuildKit does: never "unused"
+    unused = tuple(sorted(k for k in build_args if k not in used and k not in PROXY_ARGS and k not in predefined
+                          and k != "SOURCE_DATE_EPOCH"))
     # proxy args are usable without ARG: add them to every RUN's scope (never to cache keys)
     proxies = tuple(sorted((k, v) for k, v in build_args.items() if k in PROXY_ARGS))
     if proxies:
