@@ -57,6 +57,8 @@ HOSTILE = {
     "dotdot": [("../canary/evil", "file", "x")],
     "dotdot-deep": [("a/../../canary/evil", "file", "x")],
     "absolute": [("/tmp/../canary/evil", "file", "x")],
+    "absolute-etc": [("/etc/x", "file", "x")],
+    "symlink-absolute-name": [("/evil", "sym", "/etc")],
     "whiteout-dotdot": [("a", "dir", None), ("a/.wh...", "file", "")],
     "hardlink-outside": [("h", "link", "../canary/keep")],
     "hardlink-absolute": [("h", "link", "/etc/passwd")],
