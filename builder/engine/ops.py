@@ -255,9 +255,20 @@ class _Mounts:
         else:
             d = base / "data"
             if not d.exists():
-                d.mkdir()
-                os.chown(d, m.uid or 0, m.gid or 0)
-                os.chmod(d, m.mode if m.mode is not None else 0o755)
+                seed = base / "seed"
+                if m.source_from is not None:
+                    # from=STAGE|IMAGE,source=PATH: a new cache starts as a copy of that tree
+                    state = _from_state(self.sv, m.source_from)
+                    ensure_snapshots(self.sv, state)
+                    export_tree(view_of(self.sv, state), m.source or "/", seed)
+                else:
+                    seed.mkdir(exist_ok=True)
+                os.chown(seed, m.uid or 0, m.gid or 0)
+                os.chmod(seed, m.mode if m.mode is not None else 0o755)
+                try:
+                    os.rename(seed, d)
+                except OSError:  # another build made it first: use theirs
+                    shutil.rmtree(seed, ignore_errors=True)
             if m.sharing == "locked":
                 fd = os.open(base / "lock", os.O_RDWR | os.O_CREAT, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_EX)

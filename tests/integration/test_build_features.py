@@ -257,6 +257,7 @@ FROM busybox AS b
 RUN echo from-b > /b.txt
 FROM busybox
 RUN --mount=type=bind,from=a,source=/a.txt,target=/mnt/a.txt cat /mnt/a.txt > /copied-a
+RUN --mount=type=cache,id=seeded,from=b,source=/,target=/seed cat /seed/b.txt > /seeded-b
 COPY --from=b /b.txt /b.txt
 """
 
@@ -271,5 +272,5 @@ def test_image_digest_does_not_depend_on_scheduling(tmp_path: Path) -> None:
         img = validate_layout(r, "sched")
         digests.append(img["digest"])
         files = all_files(r, img)
-        assert "copied-a" in files and "b.txt" in files and "mnt/a.txt" not in files
+        assert "copied-a" in files and "b.txt" in files and "mnt/a.txt" not in files and "seeded-b" in files
     assert digests[0] == digests[1]
