@@ -150,3 +150,34 @@ def test_login_to_a_token_registry_then_push(docker_config, tmp_path, monkeypatc
         p = run_cli("push", "-q", "t:1", f"{reg.host}/tok/cli:1")
         assert (p.returncode, p.stdout.decode()) == (0, desc.digest + "\n"), _err(p)
         assert any(r["scope"] == ["repository:tok/cli:pull,push"] for r in reg.token_server.requests)
+
+
+def test_pybuild_import_push_pull_skopeo(registry, docker_config, tmp_path, monkeypatch):
+    """Build-free round trip through the CLI only: import a rootfs tar, push, pull elsewhere."""
+    import io
+    import subprocess
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in {"etc/hello": b"hi\n", "bin/tool": b"#!/bin/sh\necho tool\n"}.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+    (tmp_path / "rootfs.tar").write_bytes(buf.getvalue())
+    monkeypatch.setenv("PYBUILD_ROOT", str(tmp_path / "a"))
+    p = run_cli("import", str(tmp_path / "rootfs.tar"), "imported:1")
+    assert p.returncode == 0, _err(p)
+    dest = registry.ref("cli/imported", "1")
+    p = run_cli("push", "-q", "imported:1", dest)
+    assert p.returncode == 0, _err(p)
+    digest = p.stdout.decode().strip()
+    raw = subprocess.run(["skopeo", "inspect", "--raw", *registry.skopeo_args(), f"docker://{dest}"],
+                         capture_output=True, check=True).stdout
+    import hashlib
+
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == digest
+    monkeypatch.setenv("PYBUILD_ROOT", str(tmp_path / "b"))
+    p = run_cli("pull", "-q", dest)
+    assert p.returncode == 0, _err(p)
+    assert str(ImageStore(tmp_path / "b").resolve(dest).digest) == digest
