@@ -19,7 +19,7 @@ def test_from_a_registry_image(registry, tmp_path: Path) -> None:  # noqa: F811
     r = run_cli("push", "busybox", ref, env={"PYBUILD_ROOT": str(src)})
     assert r.returncode == 0, r.stderr.decode()
     root = tmp_path / "fresh"
-    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": f"FROM {ref}\nRUN echo pulled-base-ok\n"})
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": f"FROM {ref}\nRUN echo pulled-base-ok && touch /on-pulled\n"})
     r = build(root, ctx, "-t", "onpulled")
     assert r.returncode == 0, r.stderr.decode()
     assert b"pulled-base-ok" in r.stderr
