@@ -30,6 +30,7 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST)
 
+MAX_MANIFEST = 4 << 20
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 _SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 _scheme_cache: dict[str, str] = {}  # host -> "https" | "http", learned per process
@@ -312,8 +313,15 @@ class RegistryClient:
         """The raw manifest bytes and their media type."""
         r = self.request("GET", f"/v2/{repo}/manifests/{reference}", scopes=(scope(repo),),
                          what=f"manifest {repo}:{reference}" if ":" not in reference else f"manifest {repo}@{reference}",
-                         headers={"Accept": ", ".join(accept)})
-        data = r.content
+                         headers={"Accept": ", ".join(accept)}, stream=True)
+        # A manifest is small; a registry (or a man in the middle) sending more is refused
+        # before it fills memory (containerd uses the same 4 MiB limit).
+        try:
+            data = r.raw.read(MAX_MANIFEST + 1, decode_content=True)
+        finally:
+            r.close()
+        if len(data) > MAX_MANIFEST:
+            raise RegistryError(f"{self.registry}: manifest {repo}:{reference} is larger than {MAX_MANIFEST} bytes")
         mt = r.headers.get("Content-Type", "").split(";")[0].strip()
         if mt in ("", "application/json", "text/plain"):
             mt = _sniff_media_type(data) or mt

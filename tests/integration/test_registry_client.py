@@ -155,3 +155,33 @@ def test_identity_token_from_docker_config(registry_token, docker_config):
     (docker_config / "config.json").write_text(json.dumps({"auths": {registry_token.host: {"identitytoken": "stale"}}}))
     with pytest.raises(AuthError, match=rf"^{registry_token.host}: authentication failed for a token"):
         RegistryClient(registry_token.host).get_manifest("tok/refresh", "v1")
+
+
+def test_oversized_manifest_is_refused(docker_config):
+    """A hostile endpoint streaming an endless 'manifest' is cut off at 4 MiB, not read into memory."""
+    import http.server
+    import threading
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", OCI_MANIFEST)
+            self.end_headers()
+            try:
+                for _ in range(64):  # 64 MiB if nobody stops reading
+                    self.wfile.write(b" " * (1 << 20))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{srv.server_address[1]}"
+        with pytest.raises(RegistryError, match=rf"^{host}: manifest a/b:c is larger than 4194304 bytes"):
+            RegistryClient(host).get_manifest("a/b", "c")
+    finally:
+        srv.shutdown()
+        srv.server_close()
