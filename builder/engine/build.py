@@ -199,10 +199,12 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     for src in req.cache_from:
         n = cache.import_local(src, store.blobs)
         reporter.emit(StepProgress(0, f"imported {n} cache records from {src}"))
-    # The image name lives on op.source_from (CopyOp has no .image): reading op.image crashed
-    # every `COPY --from=<image>` build with an AttributeError.
-    for ref in {s.op.source_from.image for st in graph.stages for s in st.steps
-                if getattr(s.op, "source_from", None) is not None and s.op.source_from.image}:
+    # images read by COPY --from=IMAGE and RUN --mount=...,from=IMAGE: resolved (pulled) up front,
+    # before the worker threads need them
+    froms = [s.op.source_from for st in graph.stages for s in st.steps if getattr(s.op, "source_from", None)]
+    froms += [m.source_from for st in graph.stages for s in st.steps for m in getattr(s.op, "mounts", ())
+              if m.source_from is not None]
+    for ref in sorted({f.image for f in froms if f.image}):
         bases.state(ref)  # COPY --from=image: resolve before the worker threads need it
     solver = Solver(graph, sv, cache, bases=bases.states, reporter=reporter,
                     options=SolveOptions(dockerfile=str(req.dockerfile_path or req.dockerfile_name),

@@ -27,6 +27,7 @@ from builder.plan import cachekey as ck
 from builder.plan.graph import BaseOp, BuildGraph, ConfigOp, CopyOp, RunOp, Step
 from builder.report import NullReporter, Reporter, StepCached, StepFinished, StepLog, StepStarted
 from builder.snapshot import chain_id
+from runtime.errors import SandboxError
 
 
 def rfc3339(ts: float) -> str:
@@ -323,6 +324,8 @@ class Solver:
             return self._apply(state, step, rec, key.key)
         except ContextError as e:
             raise BuildStepError(e.message, step.span, hint=e.hint) from None
+        except SandboxError as e:  # the process could not even start (no shell, bad mount…)
+            raise BuildStepError(f"{step.text.split()[0]} could not start: {e}", step.span) from None
         except BuildStepError as e:
             if e.span is None:
                 e.span = step.span

@@ -128,3 +128,16 @@ def test_from_oci_layout_and_external_tools_read_the_result(root: Path, tmp_path
     r = subprocess.run(["oci-image-tool", "validate", "--type", "image", "--ref", "name=exported", str(layout)],
                        capture_output=True)
     assert r.returncode == 0 and b"Validation succeeded" in r.stdout + r.stderr, (r.stdout + r.stderr).decode()
+
+
+def test_run_that_cannot_start_names_the_line(root: Path, tmp_path: Path) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nRUN true\n"})
+    r = build(root, ctx)
+    assert r.returncode == 1 and b"Traceback" not in r.stderr
+    assert b"Dockerfile:2:1: error: RUN could not start" in r.stderr
+    # RUN --mount from an image that is only referenced there, exec form on scratch
+    ctx = write_ctx(tmp_path / "c2", {"Dockerfile": 'FROM scratch\nRUN --mount=type=bind,from=busybox,target=/bb '
+                                                    '["/bb/bin/busybox", "echo", "exec-ok"]\n'})
+    r = build(root, ctx)
+    ok(r)
+    assert b"exec-ok" in r.stderr
