@@ -165,7 +165,7 @@ def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, medi
     hashing = _Hashing(open_layer_stream(path_or_stream, media_type))
     r = _Root(Path(root))
     added: set[str] = set()
-    dir_times: list[tuple[str, int]] = []
+    dir_times: list[tuple[str, int, int]] = []
     tar = TarReader(io.BufferedReader(hashing, CHUNK))
     for m in tar:
         if "\0" in m.name or "\0" in m.linkname:
@@ -178,13 +178,18 @@ def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, medi
     # The reader stops at the end-of-archive blocks: the rest still counts for the diff_id.
     while hashing.read(CHUNK):
         pass
-    for path, mtime in reversed(dir_times):  # children first: their writes touched the parents
-        os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+    for path, mtime, mode in reversed(dir_times):  # children first: their writes touched the parents
+        try:
+            os.chmod(path, mode)
+            os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
+        except FileNotFoundError:
+            pass  # removed again later in the same layer
+
     return Digest("sha256:" + hashing.h.hexdigest())
 
 
 def _apply_entry(tar: TarReader, m: Entry, r: _Root, added: set[str],
-                 dir_times: list[tuple[str, int]], whiteouts: str, chown: bool, devices: str,
+                 dir_times: list[tuple[str, int, int]], whiteouts: str, chown: bool, devices: str,
                  warn: Warn | None) -> None:
     entry = m.name
     parts = _parts(m.name, entry)
@@ -260,7 +265,7 @@ def _apply_entry(tar: TarReader, m: Entry, r: _Root, added: set[str],
 
 
 def _set_metadata(m: Entry, target: str, chown: bool, warn: Warn | None,
-                  dir_times: list[tuple[str, int]]) -> None:
+                  dir_times: list[tuple[str, int, int]]) -> None:
     if chown:
         os.lchown(target, m.uid, m.gid)  # before chmod: chown clears setuid/setgid
     for k, v in m.xattrs.items():
@@ -269,13 +274,16 @@ def _set_metadata(m: Entry, target: str, chown: bool, warn: Warn | None,
         except OSError as e:
             if warn:
                 warn(f"could not set xattr {k} on {m.name}: {e.strerror}")
-    if m.type != SYM:
-        os.chmod(target, m.mode & 0o7777)
     mtime = int(m.mtime * 1_000_000_000)
     if m.isdir():
-        dir_times.append((target, mtime))
-    else:
-        os.utime(target, ns=(mtime, mtime), follow_symlinks=False)
+        # Mode and mtime at the end: a read-only directory must still take its children
+        # (as a non-root user), and writing children would bump its mtime.
+        os.chmod(target, (m.mode & 0o7777) | 0o700)
+        dir_times.append((target, mtime, m.mode & 0o7777))
+        return
+    if m.type != SYM:
+        os.chmod(target, m.mode & 0o7777)
+    os.utime(target, ns=(mtime, mtime), follow_symlinks=False)
 
 
 def _whiteout(r: _Root, parts: list[str], entry: str, added: set[str], mode: str) -> None:

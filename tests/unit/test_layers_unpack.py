@@ -198,3 +198,46 @@ def test_directory_swapped_for_symlink_mid_layer_stays_inside(box):
     apply_layer(io.BytesIO(layer), root)
     assert (root / str(canary).lstrip("/") / "y").read_text() == "2"
     assert (root / "canary" / "w").read_text() == "4"
+
+
+def test_read_only_directory_still_takes_its_children(tmp_path):
+    import tempfile
+
+    layer = tar_of(("ro", "dir", None), ("ro/f", "file", "x"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(layer)) as src, tarfile.open(fileobj=buf, mode="w") as dst:
+        for m in src:
+            if m.name == "ro":
+                m.mode = 0o555
+            dst.addfile(m, src.extractfile(m) if m.isreg() else None)
+    base = tempfile.mkdtemp(dir=tmp_path if os.geteuid() else "/tmp")
+    try:
+        os.chmod(base, 0o755)
+        root = os.path.join(base, "root")
+        os.mkdir(root)
+        pid = os.fork()
+        if pid == 0:  # as a user who cannot write into 0555 directories (root could anyway)
+            code = 2
+            try:
+                if os.geteuid() == 0:
+                    os.chown(root, 65534, 65534)
+                    os.setgid(65534)
+                    os.setuid(65534)
+                apply_layer(io.BytesIO(buf.getvalue()), root, chown=False)
+                code = 0 if open(os.path.join(root, "ro", "f")).read() == "x" else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert os.stat(os.path.join(root, "ro")).st_mode & 0o7777 == 0o555
+    finally:
+        subprocess_rm(base)
+
+
+def subprocess_rm(path: str) -> None:
+    for dirpath, dirs, _ in os.walk(path):
+        for d in dirs:
+            os.chmod(os.path.join(dirpath, d), 0o755)
+    import shutil
+
+    shutil.rmtree(path)
