@@ -165,7 +165,7 @@ def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, medi
     hashing = _Hashing(open_layer_stream(path_or_stream, media_type))
     r = _Root(Path(root))
     added: set[str] = set()
-    dir_times: list[tuple[str, int, int]] = []
+    dir_times: dict[str, tuple[int, int]] = {}  # path -> (mtime, mode), in first-seen order
     tar = TarReader(io.BufferedReader(hashing, CHUNK))
     for m in tar:
         if "\0" in m.name or "\0" in m.linkname:
@@ -178,7 +178,7 @@ def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, medi
     # The reader stops at the end-of-archive blocks: the rest still counts for the diff_id.
     while hashing.read(CHUNK):
         pass
-    for path, mtime, mode in reversed(dir_times):  # children first: their writes touched the parents
+    for path, (mtime, mode) in reversed(dir_times.items()):  # children first: they touched parents
         try:
             os.chmod(path, mode)
             os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
@@ -189,7 +189,7 @@ def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, medi
 
 
 def _apply_entry(tar: TarReader, m: Entry, r: _Root, added: set[str],
-                 dir_times: list[tuple[str, int, int]], whiteouts: str, chown: bool, devices: str,
+                 dir_times: dict[str, tuple[int, int]], whiteouts: str, chown: bool, devices: str,
                  warn: Warn | None) -> None:
     entry = m.name
     parts = _parts(m.name, entry)
@@ -265,7 +265,7 @@ def _apply_entry(tar: TarReader, m: Entry, r: _Root, added: set[str],
 
 
 def _set_metadata(m: Entry, target: str, chown: bool, warn: Warn | None,
-                  dir_times: list[tuple[str, int, int]]) -> None:
+                  dir_times: dict[str, tuple[int, int]]) -> None:
     if chown:
         os.lchown(target, m.uid, m.gid)  # before chmod: chown clears setuid/setgid
     for k, v in m.xattrs.items():
@@ -279,7 +279,8 @@ def _set_metadata(m: Entry, target: str, chown: bool, warn: Warn | None,
         # Mode and mtime at the end: a read-only directory must still take its children
         # (as a non-root user), and writing children would bump its mtime.
         os.chmod(target, (m.mode & 0o7777) | 0o700)
-        dir_times.append((target, mtime, m.mode & 0o7777))
+        dir_times.pop(target, None)  # a directory listed twice: the last entry wins
+        dir_times[target] = (mtime, m.mode & 0o7777)
         return
     if m.type != SYM:
         os.chmod(target, m.mode & 0o7777)
