@@ -195,6 +195,11 @@ def test_import_and_export_rootfs(store, tmp_path):
     assert tree_of(flat) == tree_of(src)
     r = run_cli("export", "imported:1", "--format", "dir", "-o", str(tmp_path / "flatdir"))
     assert r.returncode == 0 and tree_of(tmp_path / "flatdir") == tree_of(src)
+    plain = subprocess.run(["tar", "-C", str(src), "-cf", "-", "."], check=True, capture_output=True).stdout
+    r = run_cli("import", "-", "fromstdin", input=plain)
+    assert r.returncode == 0, r.stderr.decode()
+    img2 = Image.load(store.blobs, store.resolve("fromstdin"))
+    assert img2.layers[0].media_type == mt.OCI_LAYER_ZSTD and img2.diff_ids == img.diff_ids
     bad = tmp_path / "bad.tar"
     bad.write_bytes(b"this is not a tar archive" * 100)
     r = run_cli("import", str(bad), "bad:1")
