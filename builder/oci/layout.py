@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -219,6 +218,8 @@ def write_oci_layout(dest: Path | BinaryIO, blobs: DirStore, images: list[tuple[
         with contextlib.suppress(OSError):
             (out / "tmp").rmdir()
         return
+    import tarfile  # lazy: only exports need it (start-up budget)
+
     with tarfile.open(fileobj=dest, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         _tar_bytes(tar, "oci-layout", layout_header())
         _tar_bytes(tar, "index.json", index)
@@ -232,8 +233,9 @@ def write_oci_layout(dest: Path | BinaryIO, blobs: DirStore, images: list[tuple[
                 tar.addfile(info, src)
 
 
-def _tar_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def _tar_bytes(tar, name: str, data: bytes) -> None:
     import io
+    import tarfile
 
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -241,7 +243,9 @@ def _tar_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def _tar_dir(tar: tarfile.TarFile, name: str) -> None:
+def _tar_dir(tar, name: str) -> None:
+    import tarfile
+
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE
     info.mode = 0o755
