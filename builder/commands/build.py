@@ -189,7 +189,8 @@ def _memo_fields(args, ctx_dir: Path, text: str, name: str, df_path: Path | None
             "context": str(ctx_dir), "ignore": _ignore(ctx_dir, df_path)[0], "build_args": build_args,
             "target": args.target, "platform": args.platform, "labels": sorted(args.label),
             "network": args.network, "sde": build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH"),
-            "secrets": sorted(_kv(x).get("id", "") for x in args.secret), "ssh": sorted(args.ssh)}
+            "secrets": sorted(_kv(x).get("id", "") for x in args.secret), "ssh": sorted(args.ssh),
+            "tags": sorted(args.tag)}
 
 
 def request_from_args(args):
@@ -293,6 +294,14 @@ def _request(args, ctx_dir: Path, text: str, name: str, df_path: Path | None):
     for lab in args.label:
         k, sep, v = lab.partition("=")
         labels[k] = v
+    from builder.errors import InvalidReference
+    from builder.oci.reference import parse_reference
+
+    for t in args.tag:
+        try:
+            parse_reference(t)
+        except InvalidReference as e:
+            raise UsageError(f"invalid tag {t!r}: {e.message}") from None
     build_args = _build_args(args.build_arg)
     sde_s = build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH")
     try:

@@ -148,3 +148,12 @@ def test_noop_memo_notices_base_and_tag_changes(setup, tmp_path: Path) -> None:
     other = write_ctx(tmp_path / "other", {"Dockerfile": "FROM busybox\nRUN touch /marker\n"})
     assert build(root, other, "-t", "busybox").returncode == 0
     assert results(build(root, ctx, "-t", "c")) == ["DONE"] * 5
+
+
+def test_noop_with_a_new_tag_still_tags(setup) -> None:
+    root, ctx = setup
+    assert results(build(root, ctx, "-t", "c", "-t", "second:v2")) == ["CACHED"] * 5
+    a, b = validate_layout(root, "c"), validate_layout(root, "second:v2")
+    assert a["digest"] == b["digest"]
+    r = build(root, ctx, "-t", "Not:A:Tag")
+    assert r.returncode == 2 and b"invalid tag" in r.stderr
