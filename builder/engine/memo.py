@@ -24,7 +24,9 @@ MEMO_VERSION = 1
 
 
 def fingerprint(fields: dict) -> str:
-    data = json.dumps({"v": MEMO_VERSION, **fields}, sort_keys=True, separators=(",", ":"))
+    from builder import __version__  # another pybuild may key its cache differently
+
+    data = json.dumps({"v": MEMO_VERSION, "pybuild": __version__, **fields}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(data.encode()).hexdigest()
 
 
