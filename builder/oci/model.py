@@ -66,6 +66,10 @@ class Descriptor:
     artifact_type: str | None = None
     data: str | None = None  # base64 of the content, embedded
 
+    def __hash__(self) -> int:
+        # The dict of annotations is not hashable; equal descriptors still hash alike.
+        return hash((self.media_type, self.digest, self.size))
+
     def to_dict(self) -> dict:
         d: dict = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
         if self.annotations:

@@ -84,3 +84,10 @@ def test_descriptor_extras_round_trip():
     assert d.to_json() == canonical_json(json.loads(d.to_json()))
     with pytest.raises(InvalidDocument, match="size"):
         Descriptor.from_json(json.dumps({"mediaType": "a/b", "digest": D, "size": True}))
+
+
+def test_descriptors_with_annotations_are_hashable():
+    a = Descriptor("a/b", digest_bytes(b"x"), 1, annotations={"k": "v"})
+    b = Descriptor("a/b", digest_bytes(b"x"), 1, annotations={"k": "v"})
+    c = Descriptor("a/b", digest_bytes(b"x"), 1, annotations={"k": "w"})
+    assert len({a, b, c}) == 2
