@@ -133,6 +133,9 @@ def header(name: bytes, st_mode: int, uid: int, gid: int, size: int, mtime: int,
     if size > _MAX_OCTAL[12]:
         pax.append(_pax_record(b"size", b"%d" % size))
         size = 0
+    if not 0 <= mtime <= _MAX_OCTAL[12]:
+        pax.append(_pax_record(b"mtime", b"%d" % mtime))  # before 1970 or after 2242
+        mtime = 0
     if uid > _MAX_OCTAL[8]:
         pax.append(_pax_record(b"uid", b"%d" % uid))
         uid = 0

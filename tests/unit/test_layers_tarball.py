@@ -226,3 +226,14 @@ def test_gnu_tar_extracts_our_layer_identically(tmp_path):
             assert p.read_bytes() == q.read_bytes()
     assert os.stat(dst / "bin" / "tool").st_ino == os.stat(dst / "bin" / "tool-hardlink").st_ino
     assert os.getxattr(dst / "etc" / "passwd", "user.comment") == b"hello \xff binary"
+
+
+def test_mtime_before_1970_survives(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "old").write_text("x")
+    os.utime(src / "old", (-86400, -86400))
+    out = io.BytesIO()
+    write_tar(src, out)
+    [m] = read_tar(out.getvalue())
+    assert m.mtime == -86400
