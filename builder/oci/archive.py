@@ -277,7 +277,9 @@ def _load_oci(store: ImageStore, src, tag: str | None) -> list[tuple[str | None,
     out: list[tuple[str | None, Descriptor]] = []
     for d in index.manifests:
         _copy(store, src, d)
-        name = tag or d.ref_name
+        # containerd and docker >= 25 put the full name in their own annotation and only a tag
+        # in ref.name; prefer the full name when it is there.
+        name = tag or (d.annotations or {}).get("io.containerd.image.name") or d.ref_name
         entry = Descriptor(d.media_type, d.digest, d.size, platform=d.platform)
         if name:
             try:

@@ -149,3 +149,17 @@ def test_plain_layers_are_compressed_on_load_when_asked(tmp_path, compression):
     with other.blobs.open(img.layers[0].digest) as f:
         assert apply_layer(f, tmp_path / "unpacked", media_type=want) == base.diff_id
     assert (tmp_path / "unpacked" / "a").read_text() == "shared base"
+
+
+def test_oci_load_prefers_containerds_full_name(tmp_path):
+    store = ImageStore(tmp_path / "s").ensure()
+    m1, *_ = two_images(store, tmp_path)
+    layout = tmp_path / "layout"
+    save_oci(store, ["one"], layout)
+    idx = json.loads((layout / "index.json").read_text())
+    idx["manifests"][0]["annotations"] = {"org.opencontainers.image.ref.name": "3.19",
+                                          "io.containerd.image.name": "docker.io/library/alpine:3.19"}
+    (layout / "index.json").write_text(json.dumps(idx))
+    other = ImageStore(tmp_path / "o")
+    assert load_archive(other, layout)[0][0] == "docker.io/library/alpine:3.19"
+    assert other.resolve("alpine:3.19").digest == m1.digest
