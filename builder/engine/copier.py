@@ -207,8 +207,29 @@ class Copier:
         self._meta(host, st)
 
     def _copy_file(self, host: str, src: str, st: os.stat_result) -> None:
-        shutil.copyfile(src, host, follow_symlinks=False)
-        self._meta(host, st)
+        """One regular file: create, sendfile, then owner/mode/mtime on the open fd (no path walks)."""
+        mode = stat.S_IMODE(st.st_mode)
+        if self.chmod is not None:
+            mode = self.chmod(mode, False)
+        uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (0, 0)
+        fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            fout = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                left, off = st.st_size, 0
+                while left > 0:
+                    n = os.sendfile(fout, fin, off, left)
+                    if n == 0:
+                        break  # the source shrank while we copied: keep what there was
+                    off += n
+                    left -= n
+                os.fchown(fout, uid, gid)
+                os.fchmod(fout, mode)  # after chown: chown clears setuid/setgid bits
+                os.utime(fout, ns=(st.st_mtime_ns, st.st_mtime_ns))
+            finally:
+                os.close(fout)
+        finally:
+            os.close(fin)
 
     def flush(self) -> None:
         """Write the queued files (in parallel), then directory metadata, children first."""
