@@ -90,7 +90,9 @@ class Snapshotter:
         try:
             import subprocess
 
-            subprocess.Popen(["rm", "-rf", "--one-file-system", trash], start_new_session=True,
+            # idle I/O class and lowest CPU priority: the deletion never competes with a build
+            prefix = ["ionice", "-c3", "nice", "-n19"] if shutil.which("ionice") else []
+            subprocess.Popen(prefix + ["rm", "-rf", "--one-file-system", trash], start_new_session=True,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
             shutil.rmtree(trash, ignore_errors=True)
