@@ -370,8 +370,12 @@ def become_process(plan: dict) -> None:
         import fcntl  # loaded early (see outer)
         os.setsid()  # a new session, so the pty on fd 0 can become our controlling terminal
         fcntl.ioctl(0, TIOCSCTTY, 0)
-    for s in (*FORWARDED, KILL_REQUEST):
+    # SIGPIPE and SIGXFSZ too: the Python interpreter we run in ignores both at start-up, and an
+    # ignored disposition survives execve. With SIGPIPE ignored, `yes | head -1` never ends (yes
+    # gets EPIPE instead of dying and busybox's yes retries forever), unlike under docker build.
+    for s in (*FORWARDED, KILL_REQUEST, _signal.SIGPIPE, _signal.SIGXFSZ):
         _signal.signal(s, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, ())  # a blocked mask survives execve as well
     exec_in_path(proc["argv"], proc["env"])
 
 
