@@ -72,48 +72,64 @@ def open_decompressed(f: BinaryIO, media_type: str | None = None) -> BinaryIO:
     return buf  # type: ignore[return-value]
 
 
+class _HashSink:
+    """Where decompressed bytes go: hashed and counted, never kept."""
+
+    def __init__(self) -> None:
+        self.h = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self.h.update(data)
+        self.size += len(data)
+        return len(data)
+
+
 class DiffHasher:
-    """Feed compressed (or plain) layer bytes; get the sha256 and size of the tar inside."""
+    """Feed compressed (or plain) layer bytes; get the sha256 and size of the tar inside.
+
+    Memory stays bounded however well the input compresses (a megabyte of zstd can hold
+    gigabytes of zeros): output is produced in pieces of at most CHUNK bytes."""
 
     def __init__(self, compression: str) -> None:
         self.compression = compression
-        self._h = hashlib.sha256()
-        self.size = 0
+        self._sink = _HashSink()
         if compression == "zstd":
             import zstandard
 
-            self._z = zstandard.ZstdDecompressor()
-            self._d = self._z.decompressobj()
+            self._w = zstandard.ZstdDecompressor().stream_writer(self._sink, write_size=CHUNK, closefd=False)
         elif compression == "gzip":
             self._d = zlib.decompressobj(47)
         elif compression != "none":
             raise LayerError(f"unknown compression {compression!r}")
 
-    def _out(self, data: bytes) -> None:
-        self._h.update(data)
-        self.size += len(data)
+    @property
+    def size(self) -> int:
+        return self._sink.size
 
     def feed(self, raw: bytes) -> None:
         if self.compression == "none":
-            self._out(raw)
+            self._sink.write(raw)
             return
         try:
+            if self.compression == "zstd":
+                self._w.write(raw)
+                return
             while raw:
-                self._out(self._d.decompress(raw))
-                if self.compression == "gzip" and self._d.eof:
+                self._sink.write(self._d.decompress(raw, CHUNK))
+                if self._d.eof:
                     raw = self._d.unused_data  # a multi-member gzip stream: next member
                     if raw:
                         self._d = zlib.decompressobj(47)
-                elif self.compression == "zstd" and getattr(self._d, "eof", False):
-                    raw = self._d.unused_data
-                    if raw:
-                        self._d = self._z.decompressobj()
                 else:
-                    raw = b""
+                    raw = self._d.unconsumed_tail
         except (zlib.error, Exception) as e:  # noqa: BLE001 - zstd raises its own ZstdError
             raise LayerError(f"layer data is not valid {self.compression}: {e}") from None
 
     def finish(self) -> tuple[Digest, int]:
-        if self.compression == "gzip":
-            self._out(self._d.flush())
-        return Digest("sha256:" + self._h.hexdigest()), self.size
+        if self.compression == "zstd":
+            self._w.flush()
+        elif self.compression == "gzip":
+            while not self._d.eof and (out := self._d.decompress(b"", CHUNK)):
+                self._sink.write(out)
+        return Digest("sha256:" + self._sink.h.hexdigest()), self._sink.size
