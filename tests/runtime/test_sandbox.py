@@ -481,3 +481,11 @@ def test_interactive_tty_session(overlay):
     os.close(user_master)
     text = seen.decode(errors="replace")
     assert "40 120" in text and "hello" in text, text
+
+
+def test_sigpipe_has_its_default_action(sh):
+    # Python ignores SIGPIPE; were that inherited, `yes | head` would never end.
+    r, out, _ = sh("yes | head -c 6; grep -E '^Sig(Ign|Blk)' /proc/self/status", timeout=15)
+    assert not r.timed_out and out.startswith("y\ny\ny\n")
+    ign = int(out.split("SigIgn:")[1].split()[0], 16)
+    assert not ign & (1 << (13 - 1)) and not ign & (1 << (25 - 1)), out  # SIGPIPE, SIGXFSZ
