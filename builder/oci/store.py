@@ -8,6 +8,7 @@ layout.py / image.py; delete anything but the blob asked for.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -53,7 +54,17 @@ class BlobWriter:
 
     def write(self, data) -> int:
         self._h.update(data)
-        self._f.write(data)
+        # An unbuffered write may be short (a disk filling up takes what fits): loop until all
+        # of it is down. Ignoring the count committed a truncated file under the digest of the
+        # whole content, i.e. a corrupt blob in the store, when the disk filled on the last write.
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                view = view[self._f.write(view):]
+        except OSError as e:
+            raise StoreError(f"cannot write a blob under {self._store.tmp}: {e.strerror}",
+                             hint="free some space there (or point PYBUILD_ROOT elsewhere)"
+                             if e.errno == errno.ENOSPC else None) from None
         n = len(data)
         self.size += n
         return n
