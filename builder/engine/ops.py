@@ -113,7 +113,13 @@ def commit(sv: Services, active: Active, state: State) -> LayerResult | None:
     if len(changes) == 0:
         sv.snaps.discard(active)
         return None
-    info = write_layer(changes, sv.blobs, compression=sv.compression, source_date_epoch=sv.source_date_epoch)
+    try:
+        info = write_layer(changes, sv.blobs, compression=sv.compression, source_date_epoch=sv.source_date_epoch)
+    except BaseException:
+        # e.g. the disk filled up: drop the upper too, or every failed step leaks a full copy of
+        # its changes under tmp/ (and the disk stays full for the next build).
+        sv.snaps.discard(active)
+        raise
     chain = chain_id(state.chains[-1] if state.chains else None, str(info.diff_id))
     sv.snaps.commit(active, chain)
     return LayerResult(info.descriptor, str(info.diff_id), chain)
