@@ -70,6 +70,48 @@ def _userns_missing() -> str | None:
     return None
 
 
+PRIVATE_PREFIX = "pybuild-sandbox-"
+
+
+def make_private_dir() -> str:
+    """A fresh private directory named after this process (pybuild-sandbox-PID-RANDOM), so
+    that the leftovers of a builder that was killed can be told apart and collected."""
+    import tempfile
+    parent = private_parent()
+    _collect_stale(parent or tempfile.gettempdir())
+    return tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-", dir=parent)
+
+
+_collected: set[str] = set()
+
+
+def _collect_stale(parent: str) -> None:
+    """Once per process and place: remove private dirs whose builder is gone (kill -9 leaves
+    them; their mounts died with the namespace, only these plain files remain)."""
+    if parent in _collected:
+        return
+    _collected.add(parent)
+    import shutil
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid_s = name[len(PRIVATE_PREFIX):].split("-", 1)[0]
+        if not name.startswith(PRIVATE_PREFIX) or not pid_s.isdigit():
+            continue
+        try:
+            os.kill(int(pid_s), 0)
+            continue  # its builder still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, someone else's
+        path = os.path.join(parent, name)
+        if os.stat(path).st_uid == os.geteuid():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def private_parent() -> str | None:
     """Where the per-run private directory goes: a tmpfs when there is one (/dev/shm), since
     its mkdir/rmdir/unlink cost microseconds where a journaling disk costs ~0.5 ms each."""

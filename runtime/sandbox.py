@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from runtime import stdio as stdio_
 from runtime.config import Rootfs, SandboxConfig
 from runtime.errors import KINDS, SandboxError
 from runtime.stdio import Sink
-from runtime.prepare import make_plan, private_parent, remove_stubs, write_private_dir
+from runtime.prepare import make_plan, make_private_dir, remove_stubs, write_private_dir
 
 Source = Union[int, bytes, None]
 
@@ -110,7 +109,7 @@ class _Run:
     # --- lifecycle ------------------------------------------------------------------------
     def go(self) -> RunResult:
         start = time.monotonic()
-        private = tempfile.mkdtemp(prefix="pybuild-sandbox-", dir=private_parent())
+        private = make_private_dir()
         cg = None
         try:
             write_private_dir(self.config, private)

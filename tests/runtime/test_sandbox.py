@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -354,6 +355,14 @@ def test_kill_9_of_the_builder_leaves_nothing_behind(busybox, tmp_path):
         time.sleep(0.05)
     assert not _procs_with_hostname(marker)
     assert ours(Path("/proc/1/mountinfo").read_text(), before, Rootfs(path=str(busybox))) == []
+    # only the dead builder's private files remain; the next builder collects them
+    from runtime import prepare
+    parent = prepare.private_parent() or tempfile.gettempdir()
+    left = [d for d in os.listdir(parent) if d.startswith(f"pybuild-sandbox-{builder.pid}-")]
+    assert len(left) == 1
+    prepare._collected.discard(parent)
+    prepare._collect_stale(parent)
+    assert not os.path.exists(os.path.join(parent, left[0]))
 
 
 def _procs_with_hostname(name: str) -> list[int]:
