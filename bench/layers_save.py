@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -22,6 +21,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
+def _vm_hwm_mb() -> float:
+    """This process's peak RSS. Not ru_maxrss: Linux carries that over fork+exec from the
+    parent, so a child would report the bench driver's memory as its own."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def child(root: str, fmt: str, out: str) -> None:
     from builder.oci.archive import save_docker_archive, save_oci
     from builder.oci.layout import ImageStore
@@ -31,7 +40,7 @@ def child(root: str, fmt: str, out: str) -> None:
     with open(out, "wb") as f:
         (save_docker_archive if fmt == "docker" else save_oci)(store, ["bench:1"], f)
     print(json.dumps({"s": time.perf_counter() - t0, "bytes": os.path.getsize(out),
-                      "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "rss_mb": _vm_hwm_mb()}))
 
 
 def main() -> int:
