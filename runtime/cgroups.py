@@ -111,6 +111,7 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
             if parent is None:
                 v2_ctrls = set()
             else:
+                _collect_stale(parent)
                 v2_dir = f"{parent}/{name}"
                 try:
                     os.mkdir(v2_dir)
@@ -124,7 +125,9 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
                 continue
             if ctrl not in v1_mounts:
                 raise SandboxError(f"cgroup: no {ctrl} controller (neither cgroup v2 nor v1) to limit {ctrl}")
-            d = f"{v1_mounts[ctrl]}{own.get(ctrl, '/').rstrip('/')}/{name}"
+            parent = f"{v1_mounts[ctrl]}{own.get(ctrl, '/').rstrip('/')}"
+            _collect_stale(parent)
+            d = f"{parent}/{name}"
             try:
                 os.mkdir(d)
             except OSError as e:
@@ -136,6 +139,36 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
         cg.remove()
         raise
     return cg
+
+
+_collected: set[str] = set()
+
+
+def _collect_stale(parent: str) -> None:
+    """Once per process and parent: remove empty cgroups named pybuild-PID-* whose builder
+    is gone (a kill -9 leaves them behind; rmdir fails harmlessly on a busy one)."""
+    if parent in _collected:
+        return
+    _collected.add(parent)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name.split("-")[1] if name.startswith("pybuild-") and name.count("-") >= 2 else ""
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        try:
+            os.rmdir(os.path.join(parent, name))
+        except OSError:
+            pass
 
 
 def _enable(d: str, ctrls: set[str]) -> bool:

@@ -114,7 +114,7 @@ class _Run:
         try:
             write_private_dir(self.config, private)
             lim = self.config.limits
-            cg = cgroups.create("pybuild-" + os.urandom(8).hex(), lim.memory_bytes, lim.cpu_quota, lim.pids)
+            cg = cgroups.create(f"pybuild-{os.getpid()}-{os.urandom(6).hex()}", lim.memory_bytes, lim.cpu_quota, lim.pids)
             plan = make_plan(self.config, private, cg.procs_files if cg else [])
             code, sig = self._spawn_and_wait(plan, start)
             errors = [r for r in self.records if r[0] == "E"]
