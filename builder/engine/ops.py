@@ -77,6 +77,7 @@ class Services:
     stage_rootfs: Callable[[int], "State"] | None = None  # final state of a stage (COPY --from)
     image_state: Callable[[str], "State"] | None = None  # a base image's state (COPY --from=image)
     remote_inputs: bool = False  # an ADD read a URL or git repository (the memo must not vouch)
+    pids_limit: int | None = None  # RUN's pids cgroup limit; None = DEFAULT_RUN_PIDS_LIMIT when the host can
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,6 +106,28 @@ class LayerResult:
     descriptor: Descriptor
     diff_id: str
     chain: str
+
+
+# A fork bomb in a RUN must not take the host down: like podman's default pids_limit, every RUN
+# gets a pids cgroup (threads count too, so this leaves room for big JVM/Go builds).
+DEFAULT_RUN_PIDS_LIMIT = 2048
+
+
+def default_pids_limit() -> int | None:
+    """DEFAULT_RUN_PIDS_LIMIT where a pids controller exists (v1 hierarchy or v2 root), else None:
+    a host without one still builds, as before, rather than failing every RUN."""
+    import os
+
+    if os.path.isdir("/sys/fs/cgroup/pids"):
+        return DEFAULT_RUN_PIDS_LIMIT
+    for f in ("/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers"):
+        try:
+            with open(f) as fh:
+                if "pids" in fh.read().split():
+                    return DEFAULT_RUN_PIDS_LIMIT
+        except OSError:
+            pass
+    return None
 
 
 def commit(sv: Services, active: Active, state: State) -> LayerResult | None:
@@ -370,7 +393,7 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
     from collections import deque
 
     from runtime import sandbox
-    from runtime.config import Process, Rootfs, SandboxConfig
+    from runtime.config import Limits, Process, Rootfs, SandboxConfig
 
     op: RunOp = step.op  # type: ignore[assignment]
     ensure_snapshots(sv, state)
@@ -391,6 +414,7 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
                             uid=uid, gid=gid, additional_gids=extra),
             mounts=tuple(mount_list),
             network="none" if network == "none" else "host",
+            limits=Limits(pids=sv.pids_limit or default_pids_limit()),
         )
 
         def out(data: bytes | str, stream: str = "stdout") -> None:
