@@ -61,7 +61,7 @@ def _kv(spec: str) -> dict[str, str]:
 
 
 def _secrets(specs: list[str]):
-    from builder.engine.ops import Secret
+    from builder.engine.mounts import Secret
     from builder.errors import UsageError
 
     out = {}

@@ -6,12 +6,14 @@ layer whites it out (0/0 char device) or has a non-directory / an opaque directo
 or `..` never leaves it), and `copy_up` (create an upper's parent directories with the metadata
 the lower layers give them, as overlayfs would on a write).
 
-Must not: mount, or write anywhere but the upper it was given. Used by COPY/ADD/WORKDIR (the
-destination side), COPY --from (the source side) and user/group lookups for --chown.
+Also `export_tree`: materialize a path of a stack on the host (bind mount sources, COPY --from).
+Must not: mount, or write anywhere but the upper / export destination it was given. Used by
+COPY/ADD/WORKDIR (the destination side), COPY --from (the source side) and --chown lookups.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -176,3 +178,45 @@ def copy_up(view: LayeredFS, upper: Path, rel_dir: str) -> Path:
             os.mkdir(cur)
             os.chmod(cur, 0o755)
     return cur
+
+
+def _copy_entry(src: str, dst: Path) -> None:
+    if os.path.islink(src):
+        os.symlink(os.readlink(src), dst)
+    elif os.path.isdir(src):
+        dst.mkdir(exist_ok=True)
+        shutil.copystat(src, dst)
+    else:
+        shutil.copy2(src, dst)
+
+
+def export_tree(view: LayeredFS, rel: str, dest: Path) -> None:
+    """Materialize a path of a layer stack at `dest` on the host (for bind mounts, COPY --from)."""
+    path = view.resolve(rel)
+    hit = view.find(path)
+    if hit is None:
+        raise BuildStepError(f"{rel} not found in the source stage")
+    host, st = hit
+    if stat.S_ISDIR(st.st_mode):
+        dest.mkdir(exist_ok=True)
+        for name in view.listdir(path):
+            export_tree_nofollow(view, f"{path.rstrip('/')}/{name}", dest / name)
+        shutil.copystat(host, dest)
+    else:
+        _copy_entry(host, dest)
+
+
+def export_tree_nofollow(view: LayeredFS, path: str, dest: Path) -> None:
+    hit = view.find(path)
+    if hit is None:
+        return
+    host, st = hit
+    if stat.S_ISDIR(st.st_mode):
+        dest.mkdir(exist_ok=True)
+        for name in view.listdir(path):
+            export_tree_nofollow(view, f"{path.rstrip('/')}/{name}", dest / name)
+        shutil.copystat(host, dest, follow_symlinks=False)
+        os.lchown(dest, st.st_uid, st.st_gid)
+    elif stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode):
+        _copy_entry(host, dest)
+        os.lchown(dest, st.st_uid, st.st_gid)

@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from builder.engine.copier import Copier, Item, parse_chmod, resolve_owner
-from builder.engine.fsview import LayeredFS
-from builder.engine.ops import LayerResult, Services, State, _from_state, commit, ensure_snapshots, export_tree, view_of
+from builder.engine.fsview import LayeredFS, export_tree
+from builder.engine.ops import LayerResult, Services, State, _from_state, commit, ensure_snapshots, view_of
 from builder.errors import BuildStepError, ContextError
 from builder.plan.graph import CopyOp, Step
 

@@ -190,7 +190,6 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
         items.extend(body[1:])
 
         steps: list[Step] = []
-        n = len(items)
         for pos, item in enumerate(items, start=1):
             onbuild = isinstance(item, tuple)
             ins = item[1] if onbuild else item
