@@ -87,12 +87,16 @@ def zygote_main(argv: list[str] | None = None) -> None:
     if os.getppid() != parent_pid:
         os._exit(1)
     sock = _socket.socket(fileno=sock_fd)
+    # Wake up now and then to reap finished outers (no SIGCHLD handler: one could reap a
+    # child between fork() and pidfd_open() below, and the pid could then be reused).
+    sock.settimeout(2.0)
     space = _socket.CMSG_SPACE(4 * 8)
     me = os.getpid()
     while True:
         try:
             msg, anc, _flags, _addr = sock.recvmsg(1 << 16, space, _socket.MSG_CMSG_CLOEXEC)
-        except InterruptedError:
+        except (InterruptedError, TimeoutError):
+            _reap()
             continue
         if not msg:
             os._exit(0)  # the builder closed its end: it is gone or done
