@@ -62,6 +62,22 @@ class Snapshotter:
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._empty: Path | None = None
 
+    def sweep(self, older_than: float = 3600.0) -> int:
+        """Remove temp trees a killed build left behind (older than an hour: never a live build's)."""
+        import time
+
+        n = 0
+        now = time.time()
+        for p in self.tmp.iterdir() if self.tmp.is_dir() else ():
+            if p.name.startswith(("snap-", "mnt-", "copy-", "ctx-", "export-", "trash-")) and p.is_dir():
+                try:
+                    if now - p.stat().st_mtime > older_than:
+                        self._trash(p)
+                        n += 1
+                except OSError:
+                    continue
+        return n
+
     def path(self, chain: str) -> Path:
         return self.dir / chain.split(":", 1)[-1]
 

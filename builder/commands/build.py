@@ -267,6 +267,11 @@ def run(args: argparse.Namespace) -> int:
         return _check(text, name)
     if _fast_noop(args):
         return 0
+    import signal
+
+    def _terminate(signum, frame):  # SIGTERM stops a build like Ctrl-C: sandboxes killed, temp removed
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _terminate)
     st, req, cleanup = request_from_args(args)
     try:
         return _build(args, st, req)

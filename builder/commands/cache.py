@@ -94,6 +94,7 @@ def _prune(args) -> int:
         # snapshots stay while a record or a tagged image still names them
         keep = {r.chain for r in cache.all() if r.chain}
         keep |= _image_chains(st)
+    snaps.sweep()  # temp trees of killed builds (an hour old: never a live build's)
     gone = [c for c in snaps.list() if c not in keep]
     for c in gone:
         snaps.remove(c)

@@ -191,7 +191,9 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     for f in findings:
         where = f"{f.span.file}:{f.span.line}: " if f.span else ""
         reporter.emit(W(f"{where}{f.rule}: {f.message}"))
-    sv = Services(blobs=store.blobs, snaps=Snapshotter(settings.snapshots_dir, settings.tmp_dir),
+    snaps = Snapshotter(settings.snapshots_dir, settings.tmp_dir)
+    snaps.sweep()  # what a killed build (SIGKILL, power loss) left in tmp/
+    sv = Services(blobs=store.blobs, snaps=snaps,
                   tmp=settings.tmp_dir, cache_mounts=settings.cache_dir / "mounts", context=ctx,
                   compression=settings.compression, source_date_epoch=req.source_date_epoch,
                   secrets=dict(req.secrets), ssh=dict(req.ssh), network=req.network)

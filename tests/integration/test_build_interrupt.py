@@ -15,7 +15,8 @@ from tests.integration.buildlib import make_busybox_image, validate_layout, writ
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
 
 
-def test_sigint_stops_parallel_sandboxes_and_cleans_up(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["SIGINT to the group", "SIGTERM to pybuild"])
+def test_interrupt_stops_parallel_sandboxes_and_cleans_up(tmp_path: Path, how: str) -> None:
     root = tmp_path / "root"
     make_busybox_image(root, tmp_path)
     marker = f"pybuild-int-{os.getpid()}"
@@ -41,7 +42,10 @@ COPY --from=b /bin/busybox /b
         p.kill()
         pytest.fail("the two RUN steps never started")
     t0 = time.monotonic()
-    os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    if how.startswith("SIGINT"):
+        os.killpg(p.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    else:
+        os.kill(p.pid, signal.SIGTERM)  # what a service manager does: only the builder
     _, err = p.communicate(timeout=30)
     assert time.monotonic() - t0 < 20
     assert p.returncode == 130, err.decode()
