@@ -176,8 +176,12 @@ def _load_docker(store: ImageStore, tar: tarfile.TarFile, tag: str | None,
         assert isinstance(entries, list)
     except (ValueError, AssertionError):
         raise StoreError("docker-archive: manifest.json is not a list of images") from None
+    if tag and len(entries) != 1:
+        raise StoreError(f"cannot tag {tag}: the archive holds {len(entries)} images")
     out = []
     for e in entries:
+        if not isinstance(e, dict) or not isinstance(e.get("Config"), str):
+            raise StoreError("docker-archive: a manifest.json entry has no Config")
         cfg_bytes = _member(tar, e["Config"]).read()
         config = ImageConfig.from_json(cfg_bytes)
         if len(config.diff_ids) != len(e.get("Layers") or []):

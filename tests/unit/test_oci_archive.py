@@ -163,3 +163,13 @@ def test_oci_load_prefers_containerds_full_name(tmp_path):
     other = ImageStore(tmp_path / "o")
     assert load_archive(other, layout)[0][0] == "docker.io/library/alpine:3.19"
     assert other.resolve("alpine:3.19").digest == m1.digest
+
+
+def test_one_tag_for_many_images_is_refused(tmp_path):
+    store = ImageStore(tmp_path / "s").ensure()
+    two_images(store, tmp_path)
+    buf = io.BytesIO()
+    save_docker_archive(store, ["one", "two:x"], buf)
+    buf.seek(0)
+    with pytest.raises(StoreError, match="2 images"):
+        load_archive(ImageStore(tmp_path / "o"), buf, tag="x:1")
