@@ -498,3 +498,12 @@ def test_sigpipe_has_its_default_action(sh):
     assert not r.timed_out and out.startswith("y\ny\ny\n")
     ign = int(out.split("SigIgn:")[1].split()[0], 16)
     assert not ign & (1 << (13 - 1)) and not ign & (1 << (25 - 1)), out  # SIGPIPE, SIGXFSZ
+
+
+def test_cpu_quota_is_enforced(sh):
+    # 1 s of busy loop under a 0.1-CPU quota gets ~0.1 s of CPU (without: up to 1 s).
+    r, out, err = sh('time timeout 1 sh -c "while :; do :; done"', limits=Limits(cpu_quota=0.1))
+    fields = dict(line.split(None, 1) for line in err.splitlines() if line.startswith(("user", "sys", "real")))
+    secs = {k: float(v.replace("m", " ").split()[0]) * 60 + float(v.rstrip("s").split()[-1]) for k, v in fields.items()}
+    assert secs["real"] >= 0.9, err
+    assert secs["user"] + secs["sys"] <= 0.25, err
