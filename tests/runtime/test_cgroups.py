@@ -41,6 +41,7 @@ def test_no_limits_no_cgroup():
     assert cgroups.create("pybuild-unused", None, None, None) is None
 
 
+@pytest.mark.needs_overlay
 def test_runs_leave_no_cgroup_directories(sh):
     v2, v1 = cgroups._mounts()
     own = cgroups._own_paths()
