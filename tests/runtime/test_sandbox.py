@@ -508,3 +508,9 @@ def test_cpu_quota_is_enforced(sh):
     secs = {k: float(v.replace("m", " ").split()[0]) * 60 + float(v.rstrip("s").split()[-1]) for k, v in fields.items()}
     assert secs["real"] >= 0.9, err
     assert secs["user"] + secs["sys"] <= 0.25, err
+
+
+def test_read_only_overlay_without_upper(sh, busybox):
+    r, out, _ = sh("cat /etc/hostname; touch /x 2>/dev/null || echo ro", hostname="lower-only",
+                   rootfs=Rootfs(lowerdirs=(str(busybox),)))
+    assert r.exit_code == 0 and out.split() == ["lower-only", "ro"]
