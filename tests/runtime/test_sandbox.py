@@ -514,3 +514,9 @@ def test_read_only_overlay_without_upper(sh, busybox):
     r, out, _ = sh("cat /etc/hostname; touch /x 2>/dev/null || echo ro", hostname="lower-only",
                    rootfs=Rootfs(lowerdirs=(str(busybox),)))
     assert r.exit_code == 0 and out.split() == ["lower-only", "ro"]
+
+
+def test_large_config_goes_through_a_re_exec(sh):
+    big = "x" * 100_000  # a plan larger than one fork-server message
+    r, out, _ = sh('echo ${#BIG}', process={"env": ("PATH=/bin", f"BIG={big}")})
+    assert (r.exit_code, out) == (0, "100000\n")
