@@ -163,6 +163,8 @@ def _read_inputs(args, st):
                 text = df_path.read_text()
             except FileNotFoundError:
                 raise ContextError(f"Dockerfile not found: {df_path}") from None
+            except UnicodeDecodeError:
+                raise ContextError(f"{df_path} is not UTF-8 text") from None
             name = df_path.name
     except BaseException:
         if tmp_ctx:
@@ -229,8 +231,8 @@ def _fast_noop(args) -> bool:
         df_path = ctx_dir / args.file
     try:
         text = df_path.read_text()
-    except OSError:
-        return False
+    except (OSError, ValueError):
+        return False  # the full path reports it properly
     fields = _memo_fields(args, ctx_dir, text, df_path.name, df_path, None)
     if fields is None:
         return False
