@@ -87,6 +87,7 @@ def _terminate(signum, _frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    load_start = [round(x, 2) for x in os.getloadavg()]
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(SCENARIOS)
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(short, ignore_errors=True)
     meta = machine_info()
     meta["mode"] = args.mode
+    meta["loadavg_start"] = load_start
     meta["command"] = " ".join(["bench/run", *(argv if argv is not None else sys.argv[1:])])
     meta["versions"] = versions(peer_names)
     meta["peers"] = [p.name for p in started]

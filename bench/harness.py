@@ -243,6 +243,8 @@ def machine_info() -> dict:
         "ram_gib": round(mem_kb / 1024 / 1024, 1),
         "kernel": platform.release(),
         "python": sys.version.split()[0],
+        # the machine is shared: the load says how much the figures were disturbed
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -274,7 +276,8 @@ def to_markdown(results: Sequence[ScenarioResult], meta: dict) -> str:
     out = [f"Run: {meta.get('date', '?')}, mode `{meta.get('mode', '?')}`, command "
            f"`{meta.get('command', '?')}`", "",
            f"Machine: {meta.get('nproc')} cores ({meta.get('cpu', '')}), {meta.get('ram_gib')} GiB "
-           f"RAM, kernel {meta.get('kernel')}, Python {meta.get('python')}", ""]
+           f"RAM, kernel {meta.get('kernel')}, Python {meta.get('python')}; load average at "
+           f"start {meta.get('loadavg_start')}, at end {meta.get('loadavg')}", ""]
     vers = meta.get("versions", {})
     if vers:
         out.append("Versions: " + "; ".join(f"{k}: {v}" for k, v in vers.items()))

@@ -2,7 +2,7 @@
 
 Owns: `Env` (mode, bench directories, the imported base, the pybuild driver and the started
 peers) and `SCENARIOS`, the ordered table key -> module. Each scenario module exposes `KEY`,
-`TITLE` and `run(env) -> ScenarioResult`; a pybuild variant whose feature has not landed yet
+`TITLE` and `run(env, key) -> ScenarioResult`; a pybuild variant whose feature has not landed yet
 reports "not available yet" instead of failing. Must not: start or stop peers (bench.__main__
 does) or print (the caller formats results).
 """
