@@ -11,7 +11,6 @@ builders may race to commit the same chain id: the first rename wins, the loser'
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -20,20 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import StoreError
-
-
-def chain_id(parent: str | None, diff_id: str) -> str:
-    """ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
-    if parent is None:
-        return diff_id
-    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
-
-
-def chain_ids(diff_ids: list[str] | tuple[str, ...]) -> list[str]:
-    out: list[str] = []
-    for d in diff_ids:
-        out.append(chain_id(out[-1] if out else None, d))
-    return out
+from builder.oci.image import chain_id, chain_ids  # noqa: F401  (re-exported: snapshot names)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from builder.context import BuildContext
 from builder.engine.fsview import LayeredFS
 from builder.engine.mounts import RunMounts, Secret  # noqa: F401  (Secret: the CLI builds these)
-from builder.errors import BuildStepError, RunFailed
+from builder.errors import BuildStepError, PybuildError, RunFailed
 from builder.layers.changes import changes_from_upper
 from builder.layers.tarball import write_layer
 from builder.layers.unpack import apply_layer
@@ -129,48 +129,17 @@ def commit(sv: Services, active: Active, state: State) -> LayerResult | None:
 # users
 
 
-def _db_row(view: LayeredFS, path: str, name: str, col: int = 0) -> list[str] | None:
-    data = view.read_file(path)
-    if data is None:
-        return None
-    for line in data.decode(errors="replace").splitlines():
-        f = line.split(":")
-        if len(f) >= 4 and f[col] == name:
-            return f
-    return None
-
-
 def resolve_user(spec: str, view: LayeredFS) -> tuple[int, int, tuple[int, ...]]:
-    """USER `name|uid[:group|gid]` → (uid, gid, supplementary gids) through the image's files."""
-    if not spec:
-        return 0, 0, ()
-    user, _, group = spec.partition(":")
-    if user.isdigit():
-        uid = int(user)
-        row = _db_row(view, "/etc/passwd", user, 2)
-        gid = int(row[3]) if row else uid if not group else 0
-        name = row[0] if row else None
-    else:
-        row = _db_row(view, "/etc/passwd", user)
-        if row is None:
-            raise BuildStepError(f"unable to find user {user}: no matching entries in passwd file")
-        uid, gid, name = int(row[2]), int(row[3]), user
-    if group:
-        if group.isdigit():
-            gid = int(group)
-        else:
-            g = _db_row(view, "/etc/group", group)
-            if g is None:
-                raise BuildStepError(f"unable to find group {group}: no matching entries in group file")
-            gid = int(g[2])
-    extra: list[int] = []
-    groups = view.read_file("/etc/group")
-    if name and groups and not group:
-        for line in groups.decode(errors="replace").splitlines():
-            f = line.split(":")
-            if len(f) >= 4 and name in f[3].split(",") and f[2].isdigit() and int(f[2]) != gid:
-                extra.append(int(f[2]))
-    return uid, gid, tuple(sorted(set(extra)))
+    """USER `name|uid[:group|gid]` → (uid, gid, supplementary gids) through the image's files
+    (docker's rules, shared with `pybuild run`: builder.container.resolve_user)."""
+    from builder.container import resolve_user as _resolve
+
+    try:
+        return _resolve(spec, view.read_file)
+    except BuildStepError:
+        raise
+    except PybuildError as e:
+        raise BuildStepError(e.message) from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -103,12 +103,16 @@ def reachable(store: ContentStore, desc: Descriptor, *, missing_ok: bool = False
             yield from man.layers
 
 
-def chain_ids(diff_ids: list[Digest] | tuple[Digest, ...]) -> list[Digest]:
-    """OCI ChainID of every prefix: chain(0) = diff(0); chain(n) = sha256(chain(n-1) + " " + diff(n))."""
+def chain_id(parent: Digest | str | None, diff_id: Digest | str) -> Digest:
+    """OCI ChainID: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
+    if parent is None:
+        return Digest(diff_id)
+    return Digest("sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest())
+
+
+def chain_ids(diff_ids: list[Digest] | tuple[Digest, ...] | list[str]) -> list[Digest]:
+    """The ChainID of every prefix of `diff_ids` (snapshot names)."""
     out: list[Digest] = []
     for d in diff_ids:
-        if not out:
-            out.append(Digest(d))
-        else:
-            out.append(Digest("sha256:" + hashlib.sha256(f"{out[-1]} {d}".encode()).hexdigest()))
+        out.append(chain_id(out[-1] if out else None, d))
     return out
