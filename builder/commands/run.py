@@ -182,6 +182,7 @@ def cmd_run(args) -> int:
     cdir = st.root / "containers" / cid
     (cdir / "upper").mkdir(parents=True)
     (cdir / "work").mkdir()
+    (cdir / "pid").write_text(f"{os.getpid()}\n")  # prune leaves containers whose pybuild lives
     try:
         config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
                                                     workdir=str(cdir / "work")), tty=args.tty, cid=cid)
@@ -202,6 +203,25 @@ def cmd_run(args) -> int:
     if res.timed_out:
         sys.stderr.write("pybuild: the container was killed: timeout\n")
     return res.exit_code
+
+
+def container_alive(cdir: Path) -> bool:
+    """Is the `pybuild run` that owns this container directory still running?"""
+    try:
+        pid = int((cdir / "pid").read_text())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # the pid may have been reused: it must still be a pybuild (python) process
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"builder" in cmdline or b"pybuild" in cmdline
 
 
 def cmd_bundle(args) -> int:

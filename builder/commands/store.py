@@ -109,6 +109,24 @@ def _prune_snapshots(s, store, grace: float, dry_run: bool) -> tuple[int, int]:
     return n, freed
 
 
+def _prune_containers(s, dry_run: bool) -> int:
+    """Writable layers `pybuild run` kept (no --rm) whose pybuild process has exited."""
+    import shutil
+
+    from builder.commands.run import container_alive
+
+    base = s.root / "containers"
+    if not base.is_dir():
+        return 0
+    n = 0
+    for d in sorted(base.iterdir()):
+        if d.is_dir() and not container_alive(d):
+            n += 1
+            if not dry_run:
+                shutil.rmtree(d, ignore_errors=True)
+    return n
+
+
 def cmd_prune(args) -> int:
     from builder.oci.gc import prune_blobs
 
@@ -120,10 +138,11 @@ def cmd_prune(args) -> int:
     with store.locked():
         pass  # fail fast on a broken lock file before the long walk
     res = prune_blobs(store, roots=roots, grace=args.grace, dry_run=args.dry_run)
+    ncont = _prune_containers(s, args.dry_run)
     nsnap, snap_freed = _prune_snapshots(s, store, args.grace, args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for d in res.removed:
         print(f"{verb} blob {d}")
     print(f"{verb} {len(res.removed)} blobs ({res.freed / 1e6:.1f} MB), {nsnap} snapshots "
-          f"({snap_freed / 1e6:.1f} MB), {res.tmp_removed} temp files")
+          f"({snap_freed / 1e6:.1f} MB), {res.tmp_removed} temp files, {ncont} stopped containers")
     return 0

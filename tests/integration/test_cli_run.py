@@ -88,6 +88,10 @@ def test_rm_discards_writable_layer_and_default_keeps_it(root):
     assert len(new) == 1 and (root / "containers" / new.pop() / "upper" / "kept").exists()
     # the image itself is untouched: a new container does not see /made or /kept
     assert pb(root, "run", "--rm", "busybox", "ls", "/kept").returncode != 0
+    # prune removes the kept layer of the finished container (its pybuild has exited)
+    r = pb(root, "prune")
+    assert r.returncode == 0 and b"1 stopped containers" in r.stdout, r.stdout
+    assert not any((root / "containers").iterdir())
 
 
 def test_volumes_rw_and_ro(root, tmp_path):
