@@ -177,6 +177,7 @@ def cmd_run(args) -> int:
     from runtime.errors import ExecError
 
     _limits(args)  # flag errors before any work
+    sandbox.prewarm()  # the sandbox's fork server starts on the other core while we resolve the image
     st, img, snaps, lowers, spec = _prepare(args, for_bundle=False)
     cid = uuid.uuid4().hex
     cdir = st.root / "containers" / cid
