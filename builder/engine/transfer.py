@@ -157,26 +157,44 @@ def _archive_kind(path: str) -> bool:
         return False
 
 
-def _add_filter(member, dest_path: str):
-    """tarfile's "tar" filter plus a hardlink check it lacks.
+class _AddFilter:
+    """tarfile's "tar" filter plus the hardlink checks it lacks (one instance per archive).
 
     Python's "tar" filter checks where an entry is written but not where a hardlink points:
     with it, `hl -> /etc/shadow` (or `../../host/file`, or `link-to-host-dir/file`) hardlinks a
     HOST file into the extract dir, and the ADD then copies its content into the image. So a
     hardlink target must resolve (symlinks followed) inside the extract dir, as the "data"
     filter demands; we keep the "tar" filter otherwise because ADD preserves owners and modes.
+    And, as in tar itself, a hardlink must name a regular file that came EARLIER in the archive:
+    tarfile otherwise looks the target up among all members, and a link to itself or to a
+    directory (`b -> b/./.`) recursed until RecursionError (a crash, exit 3, for a bad ADD).
     """
-    import tarfile
 
-    m = tarfile.tar_filter(member, dest_path)
-    if m is not None and m.islnk():
-        if os.path.isabs(m.linkname):
-            raise tarfile.AbsoluteLinkError(m)
-        dest_real = os.path.realpath(dest_path)
-        target = os.path.realpath(os.path.join(dest_real, m.linkname))
-        if os.path.commonpath([target, dest_real]) != dest_real:
-            raise tarfile.LinkOutsideDestinationError(m, target)
-    return m
+    def __init__(self) -> None:
+        self.files: set[str] = set()
+
+    def __call__(self, member, dest_path: str):
+        import tarfile
+
+        m = tarfile.tar_filter(member, dest_path)
+        if m is None:
+            return None
+        name = os.path.normpath(m.name)
+        if m.islnk():
+            if os.path.isabs(m.linkname):
+                raise tarfile.AbsoluteLinkError(m)
+            dest_real = os.path.realpath(dest_path)
+            target = os.path.realpath(os.path.join(dest_real, m.linkname))
+            if os.path.commonpath([target, dest_real]) != dest_real:
+                raise tarfile.LinkOutsideDestinationError(m, target)
+            if os.path.normpath(m.linkname) not in self.files:
+                raise tarfile.ExtractError(f"hardlink {m.name!r} names {m.linkname!r}, "
+                                           "which is not an earlier file in the archive")
+        if m.isreg():
+            self.files.add(name)
+        else:
+            self.files.discard(name)
+        return m
 
 
 def _extract(path: str, dest: Path) -> None:
@@ -192,12 +210,15 @@ def _extract(path: str, dest: Path) -> None:
                 import zstandard
 
                 with zstandard.ZstdDecompressor().stream_reader(f) as zr, tarfile.open(fileobj=zr, mode="r|") as tf:
-                    tf.extractall(dest, filter=_add_filter)
+                    tf.extractall(dest, filter=_AddFilter())
             else:
                 with tarfile.open(fileobj=f, mode="r:*") as tf:
-                    tf.extractall(dest, filter=_add_filter)
-        except (tarfile.TarError, OSError) as e:
-            raise BuildStepError(f"ADD: cannot extract {os.path.basename(path)}: {e}") from None
+                    tf.extractall(dest, filter=_AddFilter())
+        except (tarfile.TarError, OSError, KeyError, RecursionError) as e:
+            # KeyError: tarfile's way of saying a hardlink names a member the archive lacks;
+            # RecursionError: its link fallback re-extracting a hardlink over itself (`b/./.`).
+            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+            raise BuildStepError(f"ADD: cannot extract {os.path.basename(path)}: {msg}") from None
 
 
 def _gather(sv: Services, step: Step, state: State, work: Path) -> tuple[list[Item], bool]:
