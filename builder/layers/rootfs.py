@@ -45,7 +45,9 @@ def import_rootfs(store: ImageStore, source: Path | str | BinaryIO, ref: str | N
     store.ensure()
     buf = source if hasattr(source, "peek") else io.BufferedReader(source, CHUNK)  # type: ignore[arg-type]
     head = buf.peek(512)[:512]
-    if detect(head) == "none" and len(head) >= 262 and head[257:262] != b"ustar" and any(head):
+    # No length guard: a non-empty input shorter than one 512-byte header is no tar either (a
+    # "len >= 262" guard here let `pybuild import` store any short file as a layer).
+    if detect(head) == "none" and head[257:262] != b"ustar" and any(head):
         raise LayerError("import: the input is not a tar archive (nor gzip/zstd compressed)")
     layer, diff_id = store_layer_stream(store, buf, compression=compression)
     plat = platform or host_platform()
