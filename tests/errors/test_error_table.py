@@ -159,6 +159,8 @@ COMMAND_ROWS = [
                    "(repository names must be lowercase)"),
     Row("import-missing-file", None, ("import", "/nonexistent-pybuild"), first_line="error: no such file: /nonexistent-pybuild",
         code=2),
+    Row("import-not-a-tar", None, ("import", "{tmp}/garbage.txt", "x"),
+        first_line="error: import: the input is not a tar archive (nor gzip/zstd compressed)"),
     Row("export-unknown-image", None, ("export", "nosuch", "-o", "{tmp}/e.tar"),
         first_line="error: no image 'nosuch' in the local store"),
 ]
@@ -190,6 +192,7 @@ def _run_row(row: Row, root: Path, tmp: Path, subst: dict[str, str]) -> subproce
     env = {"PYBUILD_ROOT": str(root)}
     args = [_fill(a, subst) for a in row.args]
     if row.dockerfile is None:
+        (tmp / "garbage.txt").write_text("garbage\n")  # a short file that is no archive
         return run_cli(*args, env=env, input=row.stdin)
     ctx = write_ctx(tmp / "ctx", {"Dockerfile": _fill(row.dockerfile, subst), "f.txt": "hi\n", **row.files})
     return run_cli("build", "--progress=quiet", *args, str(ctx), env=env, input=row.stdin)
