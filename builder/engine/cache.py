@@ -18,8 +18,6 @@ Must not: execute steps or decide hits (the solver does); import rich.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +25,7 @@ from pathlib import Path
 from builder.errors import CacheError
 from builder.oci.digest import canonical_json
 from builder.oci.model import Descriptor
-from builder.oci.store import DirStore
+from builder.oci.store import DirStore, atomic_write
 
 RECORD_MEDIA_TYPE = "application/vnd.pybuild.cache.record.v1+json"
 KEY_ANNOTATION = "dev.pybuild.cache.key"
@@ -59,21 +57,6 @@ class Record:
         return cls(**{k: d.get(k) for k in cls.__slots__ if k in d})  # type: ignore[attr-defined]
 
 
-def _atomic(path: Path, data: bytes, tmp: Path) -> None:
-    tmp.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=tmp, prefix=".rec-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(name, path)
-    except BaseException:
-        if os.path.exists(name):
-            os.unlink(name)
-        raise
-
-
 class CacheStore:
     def __init__(self, cache_dir: Path, tmp_dir: Path) -> None:
         self.dir = Path(cache_dir) / "records"
@@ -94,7 +77,7 @@ class CacheStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not rec.written:
             rec = Record(**{**asdict(rec), "written": time.time()})
-        _atomic(self._path(rec.key), rec.to_json(), self.tmp)
+        atomic_write(self._path(rec.key), rec.to_json(), self.tmp)
 
     def all(self) -> list[Record]:
         out = []
@@ -149,8 +132,8 @@ class CacheStore:
                 n += 1
         index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
                  "manifests": old + manifests}
-        _atomic(dest / "index.json", canonical_json(index), dest / ".tmp")
-        _atomic(dest / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}', dest / ".tmp")
+        atomic_write(dest / "index.json", canonical_json(index), dest / ".tmp")
+        atomic_write(dest / "oci-layout", b'{"imageLayoutVersion":"1.0.0"}', dest / ".tmp")
         return n
 
     def import_local(self, src: Path, blobs: DirStore) -> int:

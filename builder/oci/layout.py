@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -26,7 +25,7 @@ from builder.oci import mediatypes as mt
 from builder.oci.digest import Digest, is_digest
 from builder.oci.image import reachable
 from builder.oci.model import Descriptor, Index, Manifest, layout_header, parse_layout_header
-from builder.oci.store import DirStore
+from builder.oci.store import DirStore, atomic_write
 
 
 def normalize_ref(ref: str) -> str:
@@ -47,22 +46,6 @@ def stored_name(ref: str) -> str:
     return fam
 
 
-def _atomic_write(path: Path, data: bytes, tmp_dir: Path) -> None:
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=path.name + ".", dir=tmp_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(name, 0o644)
-        os.rename(name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-        raise
-
-
 class ImageStore:
     """An OCI image layout at `root` used as the local image store."""
 
@@ -80,9 +63,9 @@ class ImageStore:
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         with self.locked():
             if not (self.root / "oci-layout").is_file():
-                _atomic_write(self.root / "oci-layout", layout_header(), self.tmp)
+                atomic_write(self.root / "oci-layout", layout_header(), self.tmp)
             if not (self.root / "index.json").is_file():
-                _atomic_write(self.root / "index.json", Index().to_json(), self.tmp)
+                atomic_write(self.root / "index.json", Index().to_json(), self.tmp)
         return self
 
     @contextlib.contextmanager
@@ -105,7 +88,7 @@ class ImageStore:
         return Index.from_json(data)
 
     def _write_index(self, index: Index) -> None:
-        _atomic_write(self.root / "index.json", index.to_json(), self.tmp)
+        atomic_write(self.root / "index.json", index.to_json(), self.tmp)
 
     def list(self) -> list[tuple[str, Descriptor]]:
         """(full reference, manifest descriptor) for every tagged image, sorted by reference."""

@@ -10,7 +10,6 @@ Must not: decide which records to export or whether a step hits (the engine does
 """
 from __future__ import annotations
 
-import os
 import tempfile
 import threading
 from pathlib import Path
@@ -21,7 +20,7 @@ from builder.oci import mediatypes as mt
 from builder.oci.digest import digest_bytes
 from builder.oci.model import Descriptor, Index, Manifest, layout_header
 from builder.oci.reference import parse_reference
-from builder.oci.store import DirStore
+from builder.oci.store import DirStore, atomic_write
 from builder.registry.transfer import (BlobProgress, Options, Progress, _download_to, _run_parallel,
                                        default_options, upload_blob)
 
@@ -109,8 +108,8 @@ def pull_layout(ref: str, layout: Path, *, options: Options | None = None, progr
                               for b in wanted.values()], cancel)
     for d, mdata in docs:  # manifests after the blobs they name
         store.put_bytes(mdata, d.media_type)
-    _write(layout / "index.json", Index(manifests=index.manifests).to_json(), layout / ".tmp")
-    _write(layout / "oci-layout", layout_header(), layout / ".tmp")
+    atomic_write(layout / "index.json", Index(manifests=index.manifests).to_json(), layout / ".tmp")
+    atomic_write(layout / "oci-layout", layout_header(), layout / ".tmp")
     return len(index.manifests)
 
 
@@ -137,21 +136,6 @@ def _tmp(tmp_dir: Path | None) -> str | None:
         return None
     Path(tmp_dir).mkdir(parents=True, exist_ok=True)
     return str(tmp_dir)
-
-
-def _write(path: Path, data: bytes, tmp: Path) -> None:
-    tmp.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=tmp, prefix="." + path.name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(name, path)
-    except BaseException:
-        if os.path.exists(name):
-            os.unlink(name)
-        raise
 
 
 class _AsImageStore:
