@@ -168,10 +168,17 @@ def check(cmd: Sequence[str], *, what: str = "", env: dict | None = None, cwd=No
     r = subprocess.CompletedProcess(proc.args, proc.returncode, out, errb)
     if r.returncode != 0:
         text = (r.stderr or r.stdout).decode(errors="replace").strip()
-        err = text.splitlines()
-        last = err[-1] if err else f"exit status {r.returncode}"
-        raise NotAvailable(f"{what or ' '.join(map(str, cmd[:3]))} failed: {last[:200]}", text)
+        raise NotAvailable(f"{what or ' '.join(map(str, cmd[:3]))} failed: "
+                           f"{error_line(text, r.returncode)[:200]}", text)
     return r
+
+
+def error_line(text: str, status: int) -> str:
+    """The line that says what went wrong: the last one naming an error (a trailing hint such
+    as "run with --debug" says nothing), else the last line, else the exit status."""
+    lines = [l.strip() for l in text.splitlines() if l.strip()]
+    named = [l for l in lines if "error" in l.lower() and "--debug" not in l]
+    return (named or lines or [f"exit status {status}"])[-1]
 
 
 def kill_group(proc: subprocess.Popen) -> None:
