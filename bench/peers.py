@@ -205,6 +205,10 @@ class Docker(Builder):
                 os.waitpid(self.pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+        try:  # its containerd and shims share the process group dockerd leads; end any left
+            os.killpg(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
         self.pid = None
         remove_tree(self.exec_root)
         remove_tree(self.data_root)
