@@ -50,8 +50,8 @@ def _writer():
 
 
 def run(env: Env, key: str) -> ScenarioResult:
-    res = ScenarioResult(key, TITLE)
     total = env.size(1 << 30, 4 << 20)
+    res = ScenarioResult(key, TITLE if total == 1 << 30 else TITLE.replace("1 GB", f"{total >> 20} MiB"))
     ctx = env.fresh_dir("ctx-export")
     data = mixed_data(ctx / "data", total)
     nbytes = tree_bytes(data)

@@ -65,8 +65,8 @@ def _parser():
 
 
 def run(env: Env, key: str) -> ScenarioResult:
-    res = ScenarioResult(key, TITLE)
     nlines = env.size(1000, 40)
+    res = ScenarioResult(key, TITLE.replace("1,000", f"{nlines:,}"))
     text = dockerfile_text(nlines)
     path = env.fresh_dir("parse") / "Dockerfile"
     path.write_text(text)
