@@ -107,8 +107,24 @@ class Snapshotter:
         except OSError:
             if not dest.is_dir():
                 raise StoreError(f"cannot commit snapshot {chain[:19]}: {dest} unwritable") from None
-        self.discard(active)
+        self._drop_leftover(active)
         return dest
+
+    def _drop_leftover(self, active: Active) -> None:
+        """After a commit only overlay's (empty) work dir is left: rmdir it here, a few
+        syscalls, instead of the background `ionice nice rm` (three execs, ~5-10 ms of the
+        build's time per step). Anything else left (the upper, when another builder committed
+        the same chain first) goes to the background deletion as before."""
+        try:
+            for sub in ("work/work", "work/index"):
+                try:
+                    os.rmdir(os.path.join(active.base, sub))
+                except FileNotFoundError:
+                    pass
+            os.rmdir(active.work)
+            os.rmdir(active.base)
+        except OSError:
+            self.discard(active)
 
     def ensure(self, chain: str, fill: Callable[[Path], None]) -> Path:
         """The snapshot for `chain`, creating it with `fill(dir)` (e.g. unpack a layer) if missing."""
