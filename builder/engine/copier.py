@@ -125,6 +125,23 @@ def parse_chmod(spec: str | None):
     return apply
 
 
+# Files up to this size are copied with one read and one write by the walking thread;
+# bigger ones by sendfile in a small thread pool.
+SMALL_FILE = 256 * 1024
+
+
+def _copy_small(fin: int, fout: int, size: int) -> None:
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fin, size - len(data))
+        if not chunk:
+            break  # the source shrank while we copied: keep what there was
+        data += chunk
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fout, view):]
+
+
 class Copier:
     """Writes items into `upper` as seen through `view` (the lower layers + upper, top first)."""
 
@@ -137,8 +154,8 @@ class Copier:
         self.exclude = PatternMatcher(list(excludes)) if excludes else None
         self.follow_dest = follow_dest  # False for --link: the layer must not depend on the lower
         self.context = context  # the BuildContext items with ctx_rel come from (.dockerignore)
-        # regular files are copied by a thread pool (create/open dominate on a busy disk and
-        # release the GIL); directory metadata is applied after their children are written
+        # regular files are queued and written by flush() (big ones by a thread pool);
+        # directory metadata is applied after their children are written
         self._files: dict[str, tuple[str, os.stat_result]] = {}
         self._dirs: list[tuple[str, os.stat_result]] = []
 
@@ -207,7 +224,8 @@ class Copier:
         self._meta(host, st)
 
     def _copy_file(self, host: str, src: str, st: os.stat_result) -> None:
-        """One regular file: create, sendfile, then owner/mode/mtime on the open fd (no path walks)."""
+        """One regular file: create, copy, then owner/mode/mtime on the open fd (no path walks).
+        At most st_size bytes (what the walk saw): a file growing meanwhile is cut there."""
         mode = stat.S_IMODE(st.st_mode)
         if self.chmod is not None:
             mode = self.chmod(mode, False)
@@ -216,13 +234,16 @@ class Copier:
         try:
             fout = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             try:
-                left, off = st.st_size, 0
-                while left > 0:
-                    n = os.sendfile(fout, fin, off, left)
-                    if n == 0:
-                        break  # the source shrank while we copied: keep what there was
-                    off += n
-                    left -= n
+                if st.st_size <= SMALL_FILE:
+                    _copy_small(fin, fout, st.st_size)
+                else:
+                    left, off = st.st_size, 0
+                    while left > 0:
+                        n = os.sendfile(fout, fin, off, left)
+                        if n == 0:
+                            break  # the source shrank while we copied: keep what there was
+                        off += n
+                        left -= n
                 os.fchown(fout, uid, gid)
                 os.fchmod(fout, mode)  # after chown: chown clears setuid/setgid bits
                 os.utime(fout, ns=(st.st_mtime_ns, st.st_mtime_ns))
@@ -232,13 +253,23 @@ class Copier:
             os.close(fin)
 
     def flush(self) -> None:
-        """Write the queued files (in parallel), then directory metadata, children first."""
+        """Write the queued files, then directory metadata, children first.
+
+        Small files are written by this thread: their cost is creating the inode, which ext4
+        serialises per directory anyway, so threads only added GIL hand-offs (measured: 2,000
+        small files 1.5-2x the CPU with 8 threads, no wall gain). Big files go to a thread
+        pool, where sendfile runs without the GIL, while this thread writes the small ones."""
         files, self._files = self._files, {}
-        if len(files) > 16:
+        big = [(h, s, st) for h, (s, st) in files.items() if st.st_size > SMALL_FILE]
+        if len(big) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=8, thread_name_prefix="copy") as pool:
-                for f in [pool.submit(self._copy_file, h, s, st) for h, (s, st) in files.items()]:
+            with ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy") as pool:
+                futs = [pool.submit(self._copy_file, h, s, st) for h, s, st in big]
+                for h, (s, st) in files.items():
+                    if st.st_size <= SMALL_FILE:
+                        self._copy_file(h, s, st)
+                for f in futs:
                     f.result()
         else:
             for h, (s, st) in files.items():
