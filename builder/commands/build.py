@@ -48,6 +48,8 @@ def add_build_flags(p) -> None:
     p.add_argument("--push", action="store_true", help="push the image to its -t names after the build")
     p.add_argument("--check", action="store_true", help="lint the Dockerfile and stop")
     p.add_argument("--jobs", type=int, default=4, help="stages built at once")
+    p.add_argument("--pids-limit", type=int, default=None, metavar="N",
+                   help="processes + threads one RUN may have (default 2048; -1: no limit)")
 
 
 def _kv(spec: str) -> dict[str, str]:
@@ -322,8 +324,16 @@ def _request(args, ctx_dir: Path, text: str, name: str, df_path: Path | None):
         platform=args.platform, labels=labels, secrets=_secrets(args.secret), ssh=_ssh(args.ssh),
         network=args.network, cache_from=tuple(_cache_dir(c, "src", "--cache-from") for c in args.cache_from),
         cache_to=_cache_dir(args.cache_to, "dest", "--cache-to") if args.cache_to else None,
-        source_date_epoch=sde, max_workers=max(1, args.jobs))
+        source_date_epoch=sde, max_workers=max(1, args.jobs), pids_limit=_pids_limit(args.pids_limit))
     return req
+
+
+def _pids_limit(n: int | None) -> int | None:
+    from builder.errors import UsageError
+
+    if n is not None and (n == 0 or n < -1):
+        raise UsageError(f"--pids-limit must be a positive number or -1 (no limit), not {n}")
+    return n
 
 
 def _build(args, st, req) -> int:

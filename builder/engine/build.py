@@ -54,6 +54,7 @@ class BuildRequest:
     cache_to: Path | None = None
     source_date_epoch: int | None = None
     max_workers: int = 4
+    pids_limit: int | None = None  # per RUN; None: ops.DEFAULT_RUN_PIDS_LIMIT, -1: none
     memo_fields: dict | None = None  # the request as the no-op memo fingerprints it (None: no memo)
 
 
@@ -196,7 +197,7 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     sv = Services(blobs=store.blobs, snaps=snaps,
                   tmp=settings.tmp_dir, cache_mounts=settings.cache_dir / "mounts", context=ctx,
                   compression=settings.compression, source_date_epoch=req.source_date_epoch,
-                  secrets=dict(req.secrets), ssh=dict(req.ssh), network=req.network)
+                  secrets=dict(req.secrets), ssh=dict(req.ssh), network=req.network, pids_limit=req.pids_limit)
     cache = CacheStore(settings.cache_dir, settings.tmp_dir)
     for src in req.cache_from:
         n = cache.import_local(src, store.blobs)

@@ -54,7 +54,7 @@ class Services:
     stage_rootfs: Callable[[int], "State"] | None = None  # final state of a stage (COPY --from)
     image_state: Callable[[str], "State"] | None = None  # a base image's state (COPY --from=image)
     remote_inputs: bool = False  # an ADD read a URL or git repository (the memo must not vouch)
-    pids_limit: int | None = None  # RUN's pids cgroup limit; None = DEFAULT_RUN_PIDS_LIMIT when the host can
+    pids_limit: int | None = None  # RUN's pids cgroup limit; None = DEFAULT_RUN_PIDS_LIMIT when the host can, -1: none
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,7 +188,8 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
                             uid=uid, gid=gid, additional_gids=extra),
             mounts=tuple(mount_list),
             network="none" if network == "none" else "host",
-            limits=Limits(pids=sv.pids_limit or default_pids_limit()),
+            limits=Limits(pids=default_pids_limit() if sv.pids_limit is None
+                          else None if sv.pids_limit < 0 else sv.pids_limit),
         )
 
         def out(data: bytes | str, stream: str = "stdout") -> None:
