@@ -134,6 +134,8 @@ BUILD_ROWS = [
     Row("bad-network-flag", "FROM busybox\n", ("--network=bogus",),
         first_line="pybuild: error: argument --network: invalid choice: 'bogus' (choose from 'default', 'none', 'host')",
         code=2),
+    Row("bad-pids-limit", "FROM busybox\n", ("--pids-limit", "0"),
+        first_line="error: --pids-limit must be a positive number or -1 (no limit), not 0", code=2),
     Row("cache-from-missing", "FROM busybox\n", ("--cache-from", "type=local,src=/nonexistent-pybuild"),
         first_line="error: --cache-from /nonexistent-pybuild: not a pybuild cache export "
                    "([Errno 2] No such file or directory: '/nonexistent-pybuild/index.json')"),

@@ -5,7 +5,8 @@
   space returns to what it was), and after growing the tmpfs the same build succeeds.
 - Output flood: a RUN printing 256 MiB (2 GiB under the `slow` marker) → the builder's peak RSS
   (wait4 of the CLI process and everything it reaped) stays within 40 MiB of a silent build's.
-- Fork bombs: a bounded one (3000 `sleep &`) must hit the default RUN pids limit before it ends;
+- Fork bombs: a bounded one (3000 `sleep &`) must hit the default RUN pids limit before it ends
+  (and `--pids-limit 64` caps a RUN at 64);
   only then a real `bomb | bomb &` runs, and the build ends, the host survives, nothing is left.
 """
 from __future__ import annotations
@@ -148,3 +149,16 @@ def test_fork_bombs_hit_the_default_pids_limit(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert not leftovers(mark, root)
     check_store(root)
+
+
+def test_pids_limit_flag_caps_a_run(tmp_path: Path) -> None:
+    """`--pids-limit 64`: at most 64 processes + threads (the shell counts too) in one RUN."""
+    root = tmp_path / "root"
+    make_busybox_image(root, tmp_path)
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN n=0; while [ $n -lt 500 ]; do sleep 30 & "
+                                                     "n=$((n+1)); echo started=$n; done\n"})
+    r = build(root, ctx, "--pids-limit", "64")
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    started = max(int(x) for x in re.findall(r"started=(\d+)", err))
+    assert 50 <= started < 64, started
