@@ -146,14 +146,23 @@ def load_archive(store: ImageStore, source: Path | BinaryIO, *, tag: str | None 
             return _load_oci(store, _DirSource(path), tag)
         try:
             tar = tarfile.open(path, mode="r:*")
-        except (tarfile.TarError, OSError) as e:
-            raise StoreError(f"{path}: not an image archive ({e})") from None
-        with tar:
-            names = set(tar.getnames())
-            if "manifest.json" in names:
-                return _load_docker(store, tar, tag, compression)
-            if "oci-layout" in names:
-                return _load_oci(store, _TarSource(tar), tag)
+        except tarfile.TarError:
+            # (tarfile's own text lists every method it tried, one per line: not one line)
+            raise StoreError(f"{path}: not an image archive (neither a tar nor a compressed tar)") from None
+        except OSError as e:
+            raise StoreError(f"{path}: not an image archive ({e.strerror or e})") from None
+        import zlib
+
+        try:
+            with tar:
+                names = set(tar.getnames())
+                if "manifest.json" in names:
+                    return _load_docker(store, tar, tag, compression)
+                if "oci-layout" in names:
+                    return _load_oci(store, _TarSource(tar), tag)
+        except (tarfile.TarError, EOFError, zlib.error) as e:
+            # A truncated or corrupted archive surfaced here as an internal error (exit 3).
+            raise StoreError(f"{path}: damaged image archive: {e}") from None
         raise StoreError(f"{path}: neither a docker-archive (manifest.json) nor an OCI layout (oci-layout)")
 
 
