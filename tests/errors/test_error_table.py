@@ -164,6 +164,10 @@ COMMAND_ROWS = [
         code=2),
     Row("import-not-a-tar", None, ("import", "{tmp}/garbage.txt", "x"),
         first_line="error: import: the input is not a tar archive (nor gzip/zstd compressed)"),
+    Row("load-not-an-archive", None, ("load", "-i", "{tmp}/garbage.txt"),
+        first_line="error: {tmp}/garbage.txt: not an image archive (neither a tar nor a compressed tar)"),
+    Row("load-truncated-archive", None, ("load", "-i", "{tmp}/cut.tar"),
+        first_line="error: {tmp}/cut.tar: damaged image archive: unexpected end of data"),
     Row("export-unknown-image", None, ("export", "nosuch", "-o", "{tmp}/e.tar"),
         first_line="error: no image 'nosuch' in the local store"),
 ]
@@ -191,11 +195,24 @@ def busybox_root(tmp_path_factory) -> Path:
     return tmp / "root"
 
 
+def _tar_of_one_file(size: int) -> bytes:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        ti = tarfile.TarInfo("manifest.json")
+        ti.size = size
+        tf.addfile(ti, io.BytesIO(b"x" * size))
+    return buf.getvalue()
+
+
 def _run_row(row: Row, root: Path, tmp: Path, subst: dict[str, str]) -> subprocess.CompletedProcess:
     env = {"PYBUILD_ROOT": str(root)}
     args = [_fill(a, subst) for a in row.args]
     if row.dockerfile is None:
         (tmp / "garbage.txt").write_text("garbage\n")  # a short file that is no archive
+        (tmp / "cut.tar").write_bytes(_tar_of_one_file(20_000)[:5000])  # a tar cut short mid-file
         return run_cli(*args, env=env, input=row.stdin)
     ctx = write_ctx(tmp / "ctx", {"Dockerfile": _fill(row.dockerfile, subst), "f.txt": "hi\n", **row.files})
     return run_cli("build", "--progress=quiet", *args, str(ctx), env=env, input=row.stdin)
