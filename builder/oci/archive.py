@@ -144,15 +144,15 @@ def load_archive(store: ImageStore, source: Path | BinaryIO, *, tag: str | None 
     with _seekable(source, store.tmp) as path:
         if path.is_dir():
             return _load_oci(store, _DirSource(path), tag)
+        import zlib
+
         try:
             tar = tarfile.open(path, mode="r:*")
-        except tarfile.TarError:
+        except (tarfile.TarError, EOFError, zlib.error):
             # (tarfile's own text lists every method it tried, one per line: not one line)
             raise StoreError(f"{path}: not an image archive (neither a tar nor a compressed tar)") from None
         except OSError as e:
             raise StoreError(f"{path}: not an image archive ({e.strerror or e})") from None
-        import zlib
-
         try:
             with tar:
                 names = set(tar.getnames())
@@ -162,6 +162,11 @@ def load_archive(store: ImageStore, source: Path | BinaryIO, *, tag: str | None 
                     return _load_oci(store, _TarSource(tar), tag)
         except (tarfile.TarError, EOFError, zlib.error) as e:
             # A truncated or corrupted archive surfaced here as an internal error (exit 3).
+            raise StoreError(f"{path}: damaged image archive: {e}") from None
+        except OSError as e:
+            if e.errno is not None:
+                raise  # a real I/O problem (disk full...), reported as such
+            # gzip's BadGzipFile (bad CRC), bz2's "Invalid data stream": data errors, no errno
             raise StoreError(f"{path}: damaged image archive: {e}") from None
         raise StoreError(f"{path}: neither a docker-archive (manifest.json) nor an OCI layout (oci-layout)")
 
