@@ -2,7 +2,8 @@
 
 Runs the properties of tests/fuzz/strategies.py (grammar-aware and raw Dockerfiles through parse,
 lint and plan; hostile tar streams through apply_layer in both whiteout modes and through ADD's
-archive extractor) with hypothesis, N examples each (default 20,000 x 5 = 100,000), and prints per
+archive extractor; damaged docker/OCI archives through `load`) with hypothesis, N examples each
+(default 20,000 x 6 = 120,000), and prints per
 property the examples run, wall time and examples/s (min/median/max of per-1000 batch rates).
 Exit status 0 only if every property held for every example.
 
@@ -22,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from tests.fuzz.strategies import (Arena, check_add_extract, check_dockerfile, check_unpack, dockerfiles,  # noqa: E402
-                                   raw_dockerfiles, tar_streams)
+from tests.fuzz.strategies import (Arena, check_add_extract, check_dockerfile, check_load, check_unpack,  # noqa: E402
+                                   dockerfiles, image_archives, raw_dockerfiles, tar_streams)
 
 
 def properties(arena: Arena) -> dict:
@@ -33,6 +34,7 @@ def properties(arena: Arena) -> dict:
         "unpack-delete": (tar_streams(), lambda d: check_unpack(d, arena, "delete")),
         "unpack-overlay": (tar_streams(), lambda d: check_unpack(d, arena, "overlay")),
         "add-extract": (tar_streams(), lambda d: check_add_extract(d, arena)),
+        "load-damaged": (image_archives(), lambda d: check_load(d, arena)),
     }
 
 

@@ -223,3 +223,70 @@ def check_add_extract(data: bytes, arena: Arena) -> None:
     except PybuildError as e:
         _renders(e)
     arena.check()
+
+
+# ---------------------------------------------------------------- image archives for `load`
+_ARCHIVES: dict[str, bytes] = {}
+
+
+def _seed_archives() -> dict[str, bytes]:
+    """A small valid docker-archive and OCI tar (made once), the seeds mutations start from."""
+    if not _ARCHIVES:
+        import tempfile
+
+        from builder.oci.archive import save_docker_archive, save_oci
+        from builder.oci.layout import ImageStore
+        from tests.fixtures.images import make_image
+
+        root = Path(tempfile.mkdtemp(prefix="pybuild-fuzz-seed-"))
+        make_image(root, "seed:1", [{"a.txt": b"hello", "etc/x": b"y" * 700}, {"b": b"z"}])
+        store = ImageStore(root)
+        buf = io.BytesIO()
+        save_docker_archive(store, ["seed:1"], buf)
+        _ARCHIVES["docker"] = buf.getvalue()
+        buf = io.BytesIO()
+        save_oci(store, ["seed:1"], buf)
+        _ARCHIVES["oci"] = buf.getvalue()
+    return _ARCHIVES
+
+
+@st.composite
+def image_archives(draw) -> bytes:
+    data = bytearray(_seed_archives()[draw(st.sampled_from(["docker", "oci"]))])
+    for _ in range(draw(st.integers(0, 3))):
+        how = draw(st.integers(0, 3))
+        if how == 0:  # truncate
+            del data[draw(st.integers(0, len(data))):]
+        elif how == 1 and data:  # flip bits
+            i = draw(st.integers(0, len(data) - 1))
+            data[i] ^= 1 << draw(st.integers(0, 7))
+        elif how == 2 and data:  # overwrite a run with random bytes (headers, JSON)
+            i = draw(st.integers(0, len(data) - 1))
+            chunk = draw(st.binary(min_size=1, max_size=32))
+            data[i:i + len(chunk)] = chunk
+        elif how == 3:
+            data = bytearray(gzip.compress(bytes(data), mtime=0))
+    return bytes(data)
+
+
+def check_load(data: bytes, arena: Arena) -> None:
+    """load_archive: images, or a PybuildError; never another exception, never an escape, and a
+    store that still verifies (nothing half-written left under a digest)."""
+    import shutil
+
+    from builder.oci.archive import load_archive
+    from builder.oci.gc import verify_store
+    from builder.oci.layout import ImageStore
+
+    f = arena.base / "tar"
+    f.write_bytes(data)
+    root = arena.fresh_root()
+    store = ImageStore(root)
+    try:
+        load_archive(store, f)
+    except PybuildError as e:
+        _renders(e)
+    _, problems = verify_store(store)
+    assert not problems, problems
+    arena.check()
+    shutil.rmtree(root, ignore_errors=True)

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.fuzz.strategies import (Arena, check_add_extract, check_dockerfile, check_unpack, dockerfiles,
-                                   raw_dockerfiles, tar_streams)
+from tests.fuzz.strategies import (Arena, check_add_extract, check_dockerfile, check_load, check_unpack, dockerfiles,
+                                   image_archives, raw_dockerfiles, tar_streams)
 
 SHORT = settings(max_examples=int(os.environ.get("PYBUILD_FUZZ_EXAMPLES", "120")), deadline=None, derandomize=False,
                  suppress_health_check=list(HealthCheck))
@@ -57,6 +57,12 @@ def test_tar_streams_apply_layer_overlay(data: bytes) -> None:
 @given(tar_streams())
 def test_tar_streams_add_extract(data: bytes) -> None:
     check_add_extract(data, arena())
+
+
+@SHORT
+@given(image_archives())
+def test_damaged_image_archives_load(data: bytes) -> None:
+    check_load(data, arena())
 
 
 @pytest.mark.slow
