@@ -86,6 +86,8 @@ def _terminate(signum, _frame) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Tools under test run with bytecode caches, as an installed pybuild has them.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     signal.signal(signal.SIGTERM, _terminate)
     load_start = [round(x, 2) for x in os.getloadavg()]
     keys = [k.strip() for k in args.only.split(",") if k.strip()] or list(SCENARIOS)

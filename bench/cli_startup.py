@@ -30,6 +30,7 @@ def main() -> int:
     base = [pybuild] if pybuild else [sys.executable, "-m", "builder.cli"]
     tmp = Path(tempfile.mkdtemp(prefix="pybuild-bench-cli-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
     env = dict(os.environ, PYBUILD_ROOT=str(tmp / "root"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # measure with bytecode caches, as an installed pybuild has
     try:
         tar = tmp / "busybox.tar"
         subprocess.run(["bash", str(REPO / "examples/make-busybox-rootfs.sh"), str(tar)], check=True,

@@ -14,32 +14,33 @@ import importlib
 import os
 import sys
 
-# command name -> module under builder.commands. Aliases map to the same module.
-COMMANDS: dict[str, str] = {
-    "build": "build",
-    "parse": "parse",
-    "lint": "lint",
-    "images": "images",
-    "tag": "images",
-    "rmi": "images",
-    "inspect": "images",
-    "history": "images",
-    "save": "archive",
-    "load": "archive",
-    "import": "archive",
-    "export": "archive",
-    "prune": "store",
-    "store": "store",
-    "cache": "cache",
-    "run": "run",
-    "bundle": "run",
-    "pull": "registry",
-    "push": "registry",
-    "login": "registry",
-    "logout": "registry",
-    "version": "version",
+# command name -> (module under builder.commands, one-line summary). Several commands may share
+# a module. The summaries serve `pybuild --help` without importing every command module
+# (start-up budget); tests/unit/test_cli_basics.py holds them equal to the modules' own.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": ("build", "build an image from a Dockerfile"),
+    "parse": ("parse", "parse a Dockerfile and print its instructions"),
+    "lint": ("lint", "check a Dockerfile for common mistakes"),
+    "images": ("images", "list images in the local store"),
+    "tag": ("images", "give an image another name"),
+    "rmi": ("images", "remove image names (blobs go at the next prune)"),
+    "inspect": ("images", "show image details as JSON (like docker image inspect)"),
+    "history": ("images", "show the history of an image"),
+    "save": ("archive", "save images to a docker-archive or OCI archive"),
+    "load": ("archive", "load images from a docker-archive, OCI tar or OCI layout directory"),
+    "import": ("archive", "create a one-layer image from a rootfs tarball"),
+    "export": ("archive", "write an image's flattened root filesystem as a tar (or a directory)"),
+    "prune": ("store", "remove blobs and snapshots no image or cache record uses"),
+    "store": ("store", "local store maintenance"),
+    "cache": ("cache", "inspect, prune or explain the build cache"),
+    "run": ("run", "run a command in a new container from an image"),
+    "bundle": ("run", "write an image as an OCI runtime bundle (config.json + rootfs) for runc/crun"),
+    "pull": ("registry", "download an image from a registry"),
+    "push": ("registry", "upload a local image to a registry"),
+    "login": ("registry", "save credentials for a registry (in docker's config.json format)"),
+    "logout": ("registry", "forget the credentials for a registry"),
+    "version": ("version", "show version information"),
 }
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one line (no usage dump) on bad usage."""
@@ -50,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _module(name: str):
-    return importlib.import_module(f"builder.commands.{COMMANDS[name]}")
+    return importlib.import_module(f"builder.commands.{COMMANDS[name][0]}")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -58,20 +59,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
     parser.add_argument("--root", help="state directory (default: $PYBUILD_ROOT or /var/lib/pybuild)")
     sub = parser.add_subparsers(dest="_subcommand", metavar="COMMAND", parser_class=_Parser)
-    seen: set[str] = set()
-    for name, mod in COMMANDS.items():
-        if only is not None and COMMANDS.get(only) != mod:
-            continue
-        if mod in seen:
-            continue
-        seen.add(mod)
-        try:
-            m = importlib.import_module(f"builder.commands.{mod}")
-        except ModuleNotFoundError as e:
-            if e.name == f"builder.commands.{mod}":
-                continue  # command not built yet
-            raise
-        m.add_parser(sub)
+    if only is None:
+        # Top-level help or no command: names and summaries only, no command module imported.
+        for name, (_mod, summary) in COMMANDS.items():
+            sub.add_parser(name, help=summary, add_help=False)
+        return parser
+    mod = COMMANDS[only][0]
+    importlib.import_module(f"builder.commands.{mod}").add_parser(sub)
     return parser
 
 

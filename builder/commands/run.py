@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import sys
-import uuid
 from pathlib import Path
 
 
@@ -179,7 +178,7 @@ def cmd_run(args) -> int:
     _limits(args)  # flag errors before any work
     sandbox.prewarm()  # the sandbox's fork server starts on the other core while we resolve the image
     st, img, snaps, lowers, spec = _prepare(args, for_bundle=False)
-    cid = uuid.uuid4().hex
+    cid = os.urandom(16).hex()  # uuid would import platform (~1.5 ms)
     cdir = st.root / "containers" / cid
     (cdir / "upper").mkdir(parents=True)
     (cdir / "work").mkdir()
@@ -231,7 +230,7 @@ def cmd_bundle(args) -> int:
 
     st, img, snaps, lowers, spec = _prepare(args, for_bundle=True)
     # The bundle's rootfs is the image's snapshots flattened (whiteouts honoured) by write_bundle.
-    config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers)), tty=args.tty, cid=uuid.uuid4().hex)
+    config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers)), tty=args.tty, cid=os.urandom(16).hex())
     write_bundle(config, None, Path(args.dest))
     print(args.dest)
     return 0

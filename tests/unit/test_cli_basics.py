@@ -21,3 +21,27 @@ def test_help_lists_commands() -> None:
     r = run_cli("--help")
     assert r.returncode == 0
     assert b"version" in r.stdout
+
+
+def test_help_summaries_match_each_command_modules_own() -> None:
+    import argparse
+    import importlib
+
+    from builder.cli import COMMANDS
+
+    for mod in sorted({m for m, _ in COMMANDS.values()}):
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers()
+        importlib.import_module(f"builder.commands.{mod}").add_parser(sub)
+        for action in sub._choices_actions:
+            assert COMMANDS[action.dest] == (mod, action.help), action.dest
+
+
+def test_top_level_help_imports_no_command_module() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, builder.cli as c; c.build_parser().format_help(); "
+            "print(sorted(m for m in sys.modules if m.startswith('builder.commands.') or m == 'builder.errors'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
