@@ -194,6 +194,18 @@ class _AddFilter:
             self.files.add(name)
         else:
             self.files.discard(name)
+        if not m.isdir():
+            # Unlink first (as tar --unlink-first and docker do): tarfile opens an existing
+            # path for writing, and a FIFO left there by an earlier entry blocked the build
+            # forever; an existing symlink would be written through.
+            import stat
+
+            target = os.path.join(dest_path, m.name)
+            try:
+                if not stat.S_ISDIR(os.lstat(target).st_mode):
+                    os.unlink(target)
+            except FileNotFoundError:
+                pass
         return m
 
 
