@@ -102,3 +102,19 @@ def test_add_tar_with_an_inner_hardlink_still_extracts(env, tmp_path: Path) -> N
     r = build(root, ctx)
     assert r.returncode == 0, r.stderr.decode()
     canary.assert_untouched(root)
+
+
+def test_add_tar_fifo_then_file_does_not_hang(env, tmp_path: Path) -> None:
+    """A FIFO, then a regular file of the same name: extracting must replace it, not open it
+    for writing (which blocks forever)."""
+    from tests.security.hostile import Entry, tar_bytes
+    import tarfile
+
+    root, canary = env
+    tar = tar_bytes([Entry("p", tarfile.FIFOTYPE), Entry("p", data=b"file now"),
+                     Entry("s", tarfile.SYMTYPE, linkname="p"), Entry("s", data=b"not through the link")])
+    ctx = write_ctx(tmp_path / "ctx", {"t.tar": tar, "Dockerfile": "FROM busybox\nADD t.tar /x/\n"
+                                       "RUN test \"$(cat /x/p)\" = 'file now' && test ! -L /x/s\n"})
+    r = build(root, ctx)  # run_cli's timeout turns a hang into a failure
+    assert r.returncode == 0, r.stderr.decode()
+    canary.assert_untouched(root)
