@@ -306,6 +306,7 @@ class BuildContext:
         self.matcher = PatternMatcher(ignore_patterns or [])
         self.stat_cache = stat_cache or StatCache()
         self._digests: dict[str, str] = {}
+        self._lstats: dict[str, os.stat_result] = {}  # abspath -> lstat when digested (the copier reuses it)
         # what this build read, for the no-op memo: pattern -> rels, rel -> (is_dir, digest)
         self.selects: dict[str, list[str]] = {}
         self.digested: dict[str, tuple[bool, str]] = {}
@@ -376,8 +377,13 @@ class BuildContext:
         return real == str(self.root) or real.startswith(str(self.root) + os.sep)
 
     # -- digests --------------------------------------------------------------------------
+    def known_lstat(self, abspath: str) -> os.stat_result | None:
+        """The lstat taken when `abspath` was digested in this build (None if it was not)."""
+        return self._lstats.get(abspath)
+
     def _entry(self, src: Source, name: str) -> list:
         st = os.lstat(src.abspath)
+        self._lstats[src.abspath] = st
         row: list = [name, stat.S_IFMT(st.st_mode) >> 12, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid]
         if stat.S_ISREG(st.st_mode):
             row += [st.st_size, self.stat_cache.file_digest(src.abspath, st)]

@@ -197,23 +197,34 @@ class Copier:
             else:
                 os.unlink(host)
 
+    def _lstat(self, src: str, ctx_rel: str | None) -> os.stat_result:
+        """The context's lstat from when it digested `src` (so the copy carries the metadata the
+        cache key was computed from, and 50,000 files cost no second lstat), else a fresh one."""
+        if ctx_rel is not None and self.context is not None:
+            st = self.context.known_lstat(src)
+            if st is not None:
+                return st
+        return os.lstat(src)
+
     def _copy_path(self, src: str, in_root: str, rel: str = "", ctx_rel: str | None = None,
-                   host_parent: str | None = None) -> None:
+                   host_parent: str | None = None, fresh: bool = False) -> None:
+        """`fresh`: nothing exists at the target yet (the caller listed its directory)."""
         if self.exclude is not None and rel and self.exclude.matches(rel):
             return
-        st = os.lstat(src)
+        st = self._lstat(src, ctx_rel)
         if ctx_rel is not None and self.context is not None and self.context.ignored(ctx_rel):
             # an ignored directory is only entered when an exception pattern may re-include a child
             if not stat.S_ISDIR(st.st_mode) or not self.context.matcher.could_include_below(ctx_rel):
                 return
             self._copy_dir_contents(src, in_root, rel, st, ctx_rel, create_only_if_needed=True,
-                                    host_parent=host_parent)
+                                    host_parent=host_parent, fresh=fresh)
             return
         if stat.S_ISDIR(st.st_mode):
-            self._copy_dir_contents(src, in_root, rel, st, ctx_rel, host_parent=host_parent)
+            self._copy_dir_contents(src, in_root, rel, st, ctx_rel, host_parent=host_parent, fresh=fresh)
             return
         host = self._target(in_root, host_parent)
-        self._remove_existing(host, False)
+        if not fresh:
+            self._remove_existing(host, False)
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(src), host)
         elif stat.S_ISREG(st.st_mode):
@@ -279,16 +290,26 @@ class Copier:
             self._meta(host, st)
 
     def _copy_dir_contents(self, src: str, in_root: str, rel: str, st: os.stat_result, ctx_rel: str | None = None,
-                           create_only_if_needed: bool = False, host_parent: str | None = None) -> None:
+                           create_only_if_needed: bool = False, host_parent: str | None = None,
+                           fresh: bool = False) -> None:
         host = self._target(in_root, host_parent)
-        if os.path.lexists(host) and not os.path.isdir(host):
-            os.unlink(host)
-        if not os.path.isdir(host):
+        present: set[str] = set()
+        if fresh:
             os.mkdir(host)
+        else:
+            if os.path.lexists(host) and not os.path.isdir(host):
+                os.unlink(host)
+            if not os.path.isdir(host):
+                os.mkdir(host)
+            else:
+                present = set(os.listdir(host))
         for name in sorted(os.listdir(src)):
             child_ctx = None if ctx_rel is None else (f"{ctx_rel}/{name}" if ctx_rel else name)
+            # One listdir of the target instead of an lstat per child: a name not there now is
+            # not there when the child is written (names in one listdir are unique, and files
+            # queued by earlier items were flushed before this item started).
             self._copy_path(os.path.join(src, name), in_root.rstrip("/") + "/" + name, f"{rel}/{name}" if rel else name,
-                            child_ctx, host)
+                            child_ctx, host, fresh=name not in present)
         if create_only_if_needed:
             self.flush()
             if not os.listdir(host):

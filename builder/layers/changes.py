@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -28,6 +28,8 @@ OPAQUE_MARKER = b".wh..wh..opq"
 class Change:
     path: bytes  # relative to the change set's root
     kind: str    # ADD (content at root/path), DELETE (whiteout), OPAQUE (hide lower content of a dir)
+    # the lstat the walk took (saves the tar writer a second one per file); not part of the value
+    st: os.stat_result | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +91,9 @@ def changes_from_upper(upperdir: Path | str) -> ChangeSet:
     for rel, path, st in walk(root):
         m = st.st_mode
         if stat.S_ISCHR(m) and st.st_rdev == 0:
-            out.append(Change(rel, DELETE))
+            out.append(Change(rel, DELETE, st))
             continue
-        out.append(Change(rel, ADD))
+        out.append(Change(rel, ADD, st))
         if stat.S_ISDIR(m) and _is_opaque(path):
             out.append(Change(rel, OPAQUE))
     return ChangeSet(Path(upperdir), tuple(out))

@@ -193,12 +193,14 @@ def _entries(source: ChangeSet | Path | str) -> Iterator[tuple[bytes, str, bytes
         for _, name, ch in items:
             p = root + b"/" + ch.path
             if ch.kind == ADD:
-                yield name, ADD, p, os.lstat(p)
+                yield name, ADD, p, ch.st if ch.st is not None else os.lstat(p)
             elif ch.kind == DELETE:
-                try:
-                    st = os.lstat(p)
-                except FileNotFoundError:
-                    st = None
+                st = ch.st
+                if st is None:
+                    try:
+                        st = os.lstat(p)
+                    except FileNotFoundError:
+                        st = None
                 yield name, DELETE, p, st
             else:
                 yield name, OPAQUE, b"", None
