@@ -179,11 +179,21 @@ def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, medi
     while hashing.read(CHUNK):
         pass
     for path, (mtime, mode) in reversed(dir_times.items()):  # children first: they touched parents
+        # A later entry of the same layer may have removed the directory or replaced it (or a
+        # parent) with a file or a SYMLINK. os.chmod follows symlinks: `d/` (0777) then `d ->
+        # /etc` chmodded the host's /etc; a file there raised NotADirectoryError (exit 3). So
+        # act only on a directory still reached without any symlink, through an O_NOFOLLOW fd.
+        if os.path.realpath(path) != path:
+            continue
         try:
-            os.chmod(path, mode)
-            os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
-        except FileNotFoundError:
-            pass  # removed again later in the same layer
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            continue  # gone, or no longer a directory
+        try:
+            os.fchmod(fd, mode)
+            os.utime(fd, ns=(mtime, mtime))
+        finally:
+            os.close(fd)
 
     return Digest("sha256:" + hashing.h.hexdigest())
 
