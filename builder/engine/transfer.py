@@ -212,6 +212,7 @@ class _AddFilter:
 def _extract(path: str, dest: Path) -> None:
     """A local archive for ADD (tar, gzip, bzip2, xz, zstd), unpacked safely into `dest`."""
     import tarfile
+    import zlib  # a cut or corrupt gzip stream raises EOFError / zlib.error, not TarError
 
     dest.mkdir(parents=True, exist_ok=True)
     with open(path, "rb") as f:
@@ -226,7 +227,7 @@ def _extract(path: str, dest: Path) -> None:
             else:
                 with tarfile.open(fileobj=f, mode="r:*") as tf:
                     tf.extractall(dest, filter=_AddFilter())
-        except (tarfile.TarError, OSError, KeyError, RecursionError) as e:
+        except (tarfile.TarError, OSError, KeyError, RecursionError, EOFError, zlib.error) as e:
             # KeyError: tarfile's way of saying a hardlink names a member the archive lacks;
             # RecursionError: its link fallback re-extracting a hardlink over itself (`b/./.`).
             msg = e.args[0] if isinstance(e, KeyError) and e.args else e
