@@ -7,6 +7,8 @@ the image; the canary is never read, changed or copied into the store.
 """
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import pytest
@@ -118,3 +120,23 @@ def test_add_tar_fifo_then_file_does_not_hang(env, tmp_path: Path) -> None:
     r = build(root, ctx)  # run_cli's timeout turns a hang into a failure
     assert r.returncode == 0, r.stderr.decode()
     canary.assert_untouched(root)
+
+
+def test_layer_dir_then_symlink_does_not_chmod_the_host(env, tmp_path: Path) -> None:
+    """`d/` (0777) then `d -> <host dir>` in one layer: the directory-mode fix-up at the end of
+    apply_layer must not follow the link and chmod the host directory."""
+    import tarfile
+
+    from builder.layers.unpack import apply_layer
+    from tests.security.hostile import Entry, tar_bytes
+
+    _, canary = env
+    os.chmod(canary.subdir, 0o700)
+    canary._stat = canary._snapshot()
+    layer = tar_bytes([Entry("d", tarfile.DIRTYPE, mode=0o777),
+                       Entry("d", tarfile.SYMTYPE, linkname=str(canary.subdir)),
+                       Entry("p/q", tarfile.DIRTYPE, mode=0o777), Entry("p", tarfile.SYMTYPE, linkname=str(canary.dir))])
+    for mode in ("delete", "overlay"):
+        apply_layer(io.BytesIO(layer), tmp_path / f"unpacked-{mode}", whiteouts=mode)
+        assert oct(canary.subdir.stat().st_mode & 0o7777) == "0o700"
+        canary.assert_untouched()
