@@ -168,7 +168,10 @@ class Solver:
     def base_state(self, step: Step) -> State:
         op: BaseOp = step.op  # type: ignore[assignment]
         if op.stage is not None:
-            return self.finals[op.stage]
+            st = self.finals[op.stage]
+            if st.config.config.on_build:  # its triggers run in this stage: not inherited further
+                st = replace(st, config=st.config.with_config(on_build=()))
+            return st
         assert op.image is not None
         if op.image == "scratch":
             os_, _, arch = self.g.platform.partition("/")

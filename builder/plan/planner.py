@@ -49,6 +49,7 @@ class _Scope:
         self.env = dict(env)
         self.args: dict[str, str] = {}
         self.shell = tuple(shell) if shell else DEFAULT_SHELL
+        self.onbuild: list[str] = []  # ONBUILD triggers this stage leaves to a stage built FROM it
 
     def expansion_env(self) -> dict[str, str]:
         return {**self.args, **self.env}  # ENV wins over an ARG of the same name
@@ -168,6 +169,9 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
         if base_stage is not None:
             parent = finals[base_stage]
             scope = _Scope(parent.env, parent.shell)
+            # As BuildKit does: inheriting a stage runs its ONBUILD triggers, as if the stage had
+            # been built into an image first and that image used as the base.
+            triggers = tuple(parent.onbuild)
             base_op = BaseOp(stage=base_stage)
         elif base.lower() == "scratch":
             scope = _Scope(_env_dict((DEFAULT_PATH,)), None)
@@ -214,6 +218,8 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
             if isinstance(x, A.Env):
                 for kv in x.pairs:
                     scope.env[kv.key] = kv.value
+            if isinstance(x, A.Onbuild) and not onbuild:
+                scope.onbuild.append(x.expression)
             steps.append(Step(op, si, pos, ins.original, ins.span, scope.args_in_scope(), onbuild))
             if isinstance(x, A.Shell):
                 scope.shell = tuple(x.shell)
