@@ -267,9 +267,10 @@ class Copier:
         """Write the queued files, then directory metadata, children first.
 
         Small files are written by this thread: their cost is creating the inode, which ext4
-        serialises per directory anyway, so threads only added GIL hand-offs (measured: 2,000
-        small files 1.5-2x the CPU with 8 threads, no wall gain). Big files go to a thread
-        pool, where sendfile runs without the GIL, while this thread writes the small ones."""
+        serialises per directory anyway, so threads only added GIL hand-offs (measured here:
+        2,000 small files took ~2x as long with 8 threads as with one, and a cold build's CPU
+        fell 341 -> 260 ms without them). Big files go to a thread pool, where sendfile runs
+        without the GIL, while this thread writes the small ones."""
         files, self._files = self._files, {}
         big = [(h, s, st) for h, (s, st) in files.items() if st.st_size > SMALL_FILE]
         if len(big) > 1:
@@ -297,7 +298,15 @@ class Copier:
         if fresh:
             os.mkdir(host)
         else:
-            if os.path.lexists(host) and not os.path.isdir(host):
+            if os.path.islink(host):
+                # An earlier source of this COPY put a symlink here (`COPY a/ b/ /d/` with a/x ->
+                # /etc and a directory b/x/). Its target means a path in the IMAGE: never write
+                # through it on the host. Resolve it inside the rootfs and copy up that directory
+                # (copy_up replaces symlinks in the upper, it never follows them); --link does not
+                # follow destinations at all.
+                real = self.view.resolve(in_root) if self.follow_dest else "/" + "/".join(split(in_root))
+                host = str(copy_up(self.view, self.upper, real))
+            elif os.path.lexists(host) and not os.path.isdir(host):
                 os.unlink(host)
             if not os.path.isdir(host):
                 os.mkdir(host)
