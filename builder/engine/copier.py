@@ -243,7 +243,10 @@ class Copier:
         uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (0, 0)
         fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            fout = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            # created with its final permission bits (the upper is private until committed), so
+            # that usually neither chown nor chmod is needed: each is one more ext4 journal
+            # handle per file, and handles wait whenever the shared journal is committing
+            fout = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode & 0o777)
             try:
                 if st.st_size <= SMALL_FILE:
                     _copy_small(fin, fout, st.st_size)
@@ -255,8 +258,12 @@ class Copier:
                             break  # the source shrank while we copied: keep what there was
                         off += n
                         left -= n
-                os.fchown(fout, uid, gid)
-                os.fchmod(fout, mode)  # after chown: chown clears setuid/setgid bits
+                cur = os.fstat(fout)  # umask, a setgid parent or a pre-existing file may differ
+                if (cur.st_uid, cur.st_gid) != (uid, gid):
+                    os.fchown(fout, uid, gid)
+                    os.fchmod(fout, mode)  # after chown: chown clears setuid/setgid bits
+                elif stat.S_IMODE(cur.st_mode) != mode:
+                    os.fchmod(fout, mode)
                 os.utime(fout, ns=(st.st_mtime_ns, st.st_mtime_ns))
             finally:
                 os.close(fout)
