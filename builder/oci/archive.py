@@ -279,6 +279,11 @@ def _copy(store: ImageStore, src, desc: Descriptor) -> None:
     if not store.blobs.has(desc.digest):
         with src.open_blob(desc.digest) as f:
             store.blobs.put(f, desc.media_type, expected=desc.digest)
+    # The digest is checked, the size was not: a descriptor lying about it got tagged, and the
+    # store then failed `store verify` (found by bench/fuzz_long.py on damaged OCI archives).
+    if store.blobs.size(desc.digest) != desc.size:
+        raise StoreError(f"{desc.digest}: the archive's descriptor says {desc.size} bytes, "
+                         f"the blob has {store.blobs.size(desc.digest)}")
     if mt.is_index(desc.media_type):
         for m in Index.from_json(store.blobs.read_bytes(desc.digest)).manifests:
             _copy(store, src, m)
