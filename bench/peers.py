@@ -10,6 +10,8 @@ does) or change the host's docker/containers state (everything lives under the b
 """
 from __future__ import annotations
 
+import abc
+
 import importlib.util
 import json
 import os
@@ -67,18 +69,20 @@ def landing(stderr: str) -> bool:
     return any(f"No module named '{pkg}." in stderr for pkg in ("builder", "runtime"))
 
 
-class Builder:
+class Builder(abc.ABC):
     """What a scenario needs from a builder. `name` is the label in the tables."""
 
     name = "?"
 
+    @abc.abstractmethod
     def build(self, ctx: Path, tag: str, *, no_cache: bool = False, dockerfile: Path | None = None,
               parallel: bool = True) -> None:
-        raise NotImplementedError
+        """Build `ctx` as `tag` (each peer implements it)."""
 
+    @abc.abstractmethod
     def build_argv(self, ctx: Path, tag: str, *, no_cache: bool = False,
                    dockerfile: Path | None = None, parallel: bool = True) -> tuple[list[str], dict]:
-        raise NotImplementedError
+        """The argv and environment of that build (each peer implements it)."""
 
     def before_cold(self) -> None:
         """Untimed: forget build cache so the next `build(no_cache=True)` is really cold."""
