@@ -40,10 +40,7 @@ def _copy_dir(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
             _meta(s, d, st)
             continue
         if os.path.lexists(d):
-            if os.path.isdir(d) and not os.path.islink(d):
-                _rmtree(d)
-            else:
-                os.unlink(d)
+            _remove(d)
         key = (st.st_dev, st.st_ino)
         if st.st_nlink > 1 and key in links:
             os.link(links[key], d)
@@ -103,6 +100,14 @@ def _listxattr(path: str) -> list[str]:
         return []
 
 
+def _remove(path: str) -> None:
+    """Remove what is at `path`: a real directory with its contents, anything else unlinked."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        _rmtree(path)
+    else:
+        os.unlink(path)
+
+
 def _rmtree(path: str) -> None:
     for root, dirs, files in os.walk(path, topdown=False):
         for f in files:
@@ -148,20 +153,14 @@ def _apply(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
             except OSError:
                 pass
             if os.path.lexists(d) and (opaque or not os.path.isdir(d) or os.path.islink(d)):
-                if os.path.isdir(d) and not os.path.islink(d):
-                    _rmtree(d)
-                else:
-                    os.unlink(d)
+                _remove(d)
             if not os.path.lexists(d):
                 os.mkdir(d, 0o700)
             _apply(s, d, links)
             _meta(s, d, st)
             continue
         if os.path.lexists(d):
-            if os.path.isdir(d) and not os.path.islink(d):
-                _rmtree(d)
-            else:
-                os.unlink(d)
+            _remove(d)
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(s), d)
         elif stat.S_ISREG(st.st_mode):
