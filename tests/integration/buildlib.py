@@ -132,3 +132,8 @@ def layer_files(root: Path, layer_digest: str) -> dict[str, "object"]:
 
 
 __all__ = ["make_busybox_image", "build", "steps", "validate_layout", "write_ctx", "layer_files", "os", "mt"]
+
+
+def ok(r) -> None:
+    """Assert a CLI run succeeded, showing its stderr when it did not."""
+    assert r.returncode == 0, r.stderr.decode()

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
 from tests.integration.buildlib import build, layer_files, make_busybox_image, steps, validate_layout, write_ctx
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]

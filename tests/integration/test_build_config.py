@@ -9,20 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.buildlib import build, layer_files, make_busybox_image, steps, validate_layout, write_ctx
+from tests.integration.buildlib import build, layer_files, ok, steps, validate_layout, write_ctx
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    r = tmp_path / "root"
-    make_busybox_image(r, tmp_path)
-    return r
-
-
-def ok(r) -> None:
-    assert r.returncode == 0, r.stderr.decode()
 
 
 CONFIG_DF = """FROM busybox
