@@ -18,8 +18,8 @@ import stat
 from pathlib import Path
 
 from builder.errors import BuildStepError
+from builder.layers.changes import OPAQUE_XATTRS  # the one list of overlay opaque-dir xattrs
 
-OPAQUE_XATTRS = ("trusted.overlay.opaque", "user.overlay.opaque")
 MAX_SYMLINKS = 40
 
 
