@@ -8,17 +8,16 @@ returns values. Must not: mount, start processes or touch the store (commands/ru
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from builder.errors import PybuildError
+from runtime.record import Record
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessSpec:
+class ProcessSpec(Record):
     argv: tuple[str, ...]
     env: tuple[str, ...]
     cwd: str

@@ -19,10 +19,10 @@ import re
 import stat
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.errors import ContextError
+from runtime.record import Record, field
 
 # ---------------------------------------------------------------------------------------------
 # .dockerignore patterns (moby/patternmatcher semantics)
@@ -149,8 +149,7 @@ def translate(pattern: str) -> str:
     return "^" + "".join(out) + "$"
 
 
-@dataclass(slots=True)
-class Pattern:
+class Pattern(Record, frozen=False):
     text: str  # cleaned, without the "!"
     exclusion: bool
     _regex: str
@@ -217,8 +216,7 @@ class PatternMatcher:
 # content digests with a stat cache
 
 
-@dataclass(slots=True)
-class StatCache:
+class StatCache(Record, frozen=False):
     """(dev, inode, size, mtime_ns, ctime_ns) → sha256 of content, persisted between builds."""
 
     path: Path | None = None
@@ -286,8 +284,7 @@ def _xattrs(path: str) -> list[tuple[str, str]]:
 # the context
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
+class Source(Record):
     """One selected context path: `rel` relative to the context root, '/'-separated."""
 
     rel: str

@@ -6,11 +6,10 @@ mistake is). Must not: print, exit, or import anything outside the standard libr
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from runtime.record import Record
 
 
-@dataclass(frozen=True, slots=True)
-class SourceSpan:
+class SourceSpan(Record):
     """A place in a Dockerfile: 1-based line and column, plus the source line text."""
 
     file: str

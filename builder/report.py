@@ -15,57 +15,50 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from typing import IO, Protocol
 
+from runtime.record import Record, asdict, field
 
-@dataclass(frozen=True, slots=True)
-class BuildStarted:
+
+class BuildStarted(Record):
     steps: int
     context: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class StepStarted:
+class StepStarted(Record):
     id: int  # the "#N" number, unique per build
     name: str  # "[build 2/5] RUN make"
 
 
-@dataclass(frozen=True, slots=True)
-class StepCached:
+class StepCached(Record):
     id: int
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class StepLog:
+class StepLog(Record):
     id: int
     data: str
     stream: str = "stdout"
 
 
-@dataclass(frozen=True, slots=True)
-class StepProgress:
+class StepProgress(Record):
     id: int
     message: str
     current: int = 0
     total: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class StepFinished:
+class StepFinished(Record):
     id: int
     seconds: float
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Warning:  # noqa: A001 - the event name DESIGN.md gives
+class Warning(Record):  # noqa: A001 - the event name DESIGN.md gives
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class BuildFinished:
+class BuildFinished(Record):
     seconds: float
     image: str | None = None  # the image (config) digest, when there is one
     error: str | None = None
@@ -83,8 +76,7 @@ class NullReporter:
         pass
 
 
-@dataclass
-class RecordingReporter:
+class RecordingReporter(Record, frozen=False):
     """Keeps every event; tests read `.events` or `.kinds()`."""
 
     events: list = field(default_factory=list)

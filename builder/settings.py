@@ -8,17 +8,16 @@ does); import yaml unless a config file exists (start-up budget).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from builder.errors import PybuildError
+from runtime.record import Record, field
 
 COMPRESSIONS = ("zstd", "gzip", "none")
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
     root: Path
     compression: str = "zstd"
     insecure_registries: tuple[str, ...] = ()

@@ -15,15 +15,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import StoreError
 from builder.oci.image import chain_id, chain_ids  # noqa: F401  (re-exported: snapshot names)
+from runtime.record import Record
 
 
-@dataclass(frozen=True, slots=True)
-class MountSpec:
+class MountSpec(Record):
     """An overlay to mount: lowerdirs top (most recent layer) first; upper/work may be None (read-only)."""
 
     lowerdirs: tuple[str, ...]
@@ -31,8 +30,7 @@ class MountSpec:
     workdir: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Active:
+class Active(Record):
     """A prepared snapshot: write into `upper` (overlay needs `work` on the same filesystem)."""
 
     base: str  # the private temp directory holding both

@@ -11,15 +11,14 @@ from __future__ import annotations
 import errno
 import os
 import time
-from dataclasses import dataclass, field
 
 from runtime.errors import SandboxError
+from runtime.record import Record, field
 
 CPU_PERIOD_US = 100_000
 
 
-@dataclass(slots=True)
-class Cgroup:
+class Cgroup(Record, frozen=False):
     """The directories of one sandbox; `procs_files` are what the child writes itself into."""
 
     dirs: list[str] = field(default_factory=list)

@@ -1,20 +1,20 @@
 """SandboxConfig: what to run and in what box, as pure data.
 
-Owns: the frozen dataclasses the engine, the CLI and the bundle writer fill in
+Owns: the frozen records (runtime.record) the engine, the CLI and the bundle writer fill in
 (SandboxConfig, Rootfs, Process, Mount, IdMap, Limits, Rlimit), `validate()` (every problem
 at once, before anything runs) and the JSON form (`to_json`/`from_json`, `to_dict`).
 Must not: touch the filesystem beyond cheap existence checks in validate(), start
-processes, or be imported by `runtime.init` (dataclasses costs milliseconds at start-up;
+processes, or be imported by `runtime.init` (defining classes costs time at start-up;
 init reads the plain dict from `to_dict()`).
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 from runtime.errors import ConfigError
+from runtime.record import Record, field, fields, is_record
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -46,8 +46,7 @@ RLIMITS = {"cpu": 0, "fsize": 1, "data": 2, "stack": 3, "core": 4, "rss": 5, "np
            "nice": 13, "rtprio": 14, "rttime": 15}
 
 
-@dataclass(frozen=True, slots=True)
-class IdMap:
+class IdMap(Record):
     """One line of /proc/PID/uid_map: container ids [container_id, +size) = host ids [host_id, +size)."""
 
     container_id: int
@@ -55,8 +54,7 @@ class IdMap:
     size: int = 1
 
 
-@dataclass(frozen=True, slots=True)
-class Rootfs:
+class Rootfs(Record):
     """The container's root: an overlay (lowerdirs top-first, upperdir, workdir) or a plain dir.
 
     lowerdirs follow overlayfs order: the first is the top-most layer. With an upperdir the
@@ -74,8 +72,7 @@ class Rootfs:
         return bool(self.lowerdirs)
 
 
-@dataclass(frozen=True, slots=True)
-class Process:
+class Process(Record):
     argv: tuple[str, ...]
     env: tuple[str, ...] = (f"PATH={DEFAULT_PATH}",)
     cwd: str = "/"
@@ -87,8 +84,7 @@ class Process:
     umask: int = 0o022
 
 
-@dataclass(frozen=True, slots=True)
-class Mount:
+class Mount(Record):
     """A mount inside the container. options: mount(8)-style words, e.g. "size=64m", "mode=1777",
     "nosuid", "nodev", "noexec", "rbind". A bind source that is a file binds a file."""
 
@@ -99,15 +95,13 @@ class Mount:
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
+class Limits(Record):
     memory_bytes: int | None = None
     cpu_quota: float | None = None  # CPUs, e.g. 0.5 = half a core
     pids: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Rlimit:
+class Rlimit(Record):
     """A setrlimit(2) limit; the sandbox only ever lowers limits (raising needs privilege)."""
 
     resource: str  # "nofile", "nproc", ...
@@ -115,8 +109,7 @@ class Rlimit:
     hard: int
 
 
-@dataclass(frozen=True, slots=True)
-class SandboxConfig:
+class SandboxConfig(Record):
     rootfs: Rootfs
     process: Process
     mounts: tuple[Mount, ...] = ()
@@ -253,8 +246,8 @@ class SandboxConfig:
 
 
 def _plain(v: Any) -> Any:
-    if is_dataclass(v):
-        return {f.name: _plain(getattr(v, f.name)) for f in fields(v)}
+    if is_record(v):
+        return {n: _plain(getattr(v, n)) for n in fields(v)}
     if isinstance(v, (tuple, list)):
         return [_plain(x) for x in v]
     return v
@@ -273,7 +266,7 @@ _NESTED_LISTS: dict[tuple[type, str], type] = {
 def _build(cls: type, data: dict[str, Any]) -> Any:
     if not isinstance(data, dict):
         raise TypeError(f"{cls.__name__} must be an object, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
+    known = set(fields(cls))
     unknown = set(data) - known
     if unknown:
         raise KeyError(f"unknown field(s) for {cls.__name__}: {', '.join(sorted(unknown))}")

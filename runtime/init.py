@@ -14,7 +14,7 @@ Talks to runtime.sandbox over STATUS_FD, one line per record:
   "S <d|f> <parent mtime ns> <path>"   a mount-point stub created in the rootfs (the parent removes it later)
   "E <kind> <msg>"   setup failed (kind: mount, namespace, exec, sandbox)
   "X <code> <sig>"   the process ended (the first X wins)
-Must not: import builder, runtime.config (dataclasses) or anything slow: every import
+Must not: import builder, runtime.config (its value classes) or anything slow: every import
 here is paid on every container start (`python -X importtime` keeps this honest); the
 config arrives as a marshal-ed plain dict (`marshal` is builtin; json would cost ~5 ms).
 """

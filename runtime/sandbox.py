@@ -17,7 +17,6 @@ Python start-up. PYBUILD_SANDBOX_ZYGOTE=0 re-execs for every sandbox instead.
 """
 from __future__ import annotations
 
-import dataclasses
 import errno
 import marshal
 import os
@@ -28,7 +27,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable, Union
 
 from runtime import cgroups, fallback, zygote
@@ -37,6 +35,7 @@ from runtime.config import Rootfs, SandboxConfig
 from runtime.errors import KINDS, SandboxError
 from runtime.stdio import Sink
 from runtime.prepare import make_plan, make_private_dir, remove_stubs, write_private_dir
+from runtime.record import Record, replace
 
 Source = Union[int, bytes, None]
 
@@ -48,8 +47,7 @@ _KILL_GRACE = 3.0  # seconds the init outer gets to kill the container before it
 KILL_REQUEST = signal.SIGRTMIN + 1  # to the init outer: "SIGKILL the container" (runtime.init)
 
 
-@dataclass(frozen=True, slots=True)
-class RunResult:
+class RunResult(Record):
     exit_code: int  # 128+N when killed by signal N (shell convention)
     signal: int | None
     oom_killed: bool
@@ -81,7 +79,7 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
     if config.rootfs.is_overlay and not fallback.overlay_supported():
         # No overlayfs: run on a flattened copy, then write the changes into upperdir.
         snap = fallback.CopySnapshot(config.rootfs.lowerdirs, config.rootfs.upperdir)
-        config = dataclasses.replace(config, rootfs=Rootfs(path=snap.prepare()))
+        config = replace(config, rootfs=Rootfs(path=snap.prepare()))
     try:
         result = _Run(config, stdin, stdout, stderr, cancel).go()
         if snap is not None:

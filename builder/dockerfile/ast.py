@@ -17,13 +17,13 @@ Must not: do I/O, import lark (so a cached Dockerfile unpickles without it), or 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Self
 
 from builder.dockerfile.directives import Directives
 from builder.dockerfile.expand import ShellLexer, expand_word, expand_words
 from builder.dockerfile.lineparse import Heredoc, chomp
 from builder.errors import DockerfileError, SourceSpan
+from runtime.record import Record, field, replace
 
 _RAW_LEXER = ShellLexer("\\", skip_process_quotes=True)
 
@@ -32,8 +32,7 @@ def _span_error(e: DockerfileError, span: SourceSpan) -> DockerfileError:
     return e.with_span(span)
 
 
-@dataclass(frozen=True, slots=True)
-class Instruction:
+class Instruction(Record):
     span: SourceSpan
     original: str  # the instruction's text as BuildKit prints it in history, e.g. "RUN echo hi"
 
@@ -52,8 +51,7 @@ class Instruction:
             raise _span_error(e, self.span) from None
 
 
-@dataclass(frozen=True, slots=True)
-class MountSpec:
+class MountSpec(Record):
     type: str = "bind"  # bind | cache | tmpfs | secret | ssh
     target: str | None = None
     source: str | None = None
@@ -73,8 +71,7 @@ class MountSpec:
                        id=ex(self.id), env=ex(self.env))
 
 
-@dataclass(frozen=True, slots=True)
-class SourceContent:
+class SourceContent(Record):
     """A heredoc used as a COPY/ADD source: a file named `path` holding `data`."""
 
     path: str
@@ -82,7 +79,6 @@ class SourceContent:
     expand: bool
 
 
-@dataclass(frozen=True, slots=True)
 class From(Instruction):
     base: str  # as written (unexpanded); stages.resolve_from expands it
     stage_name: str | None = None  # lower-cased AS name
@@ -91,7 +87,6 @@ class From(Instruction):
     as_keyword: str | None = None  # "AS" as written (FromAsCasing lint)
 
 
-@dataclass(frozen=True, slots=True)
 class _CommandForm(Instruction):
     """Shell form (`command` is one string, run with SHELL) or exec form (`argv`)."""
 
@@ -104,7 +99,6 @@ class _CommandForm(Instruction):
         return (self.command,) if self.prepend_shell and self.command is not None else (self.argv or ())
 
 
-@dataclass(frozen=True, slots=True)
 class Run(_CommandForm):
     mounts: tuple[MountSpec, ...] = ()
     network: str | None = None  # none | host | default
@@ -117,29 +111,24 @@ class Run(_CommandForm):
         return replace(self, mounts=tuple(m.expand(ex) for m in self.mounts))
 
 
-@dataclass(frozen=True, slots=True)
 class Cmd(_CommandForm):
     pass
 
 
-@dataclass(frozen=True, slots=True)
 class Entrypoint(_CommandForm):
     pass
 
 
-@dataclass(frozen=True, slots=True)
 class Shell(Instruction):
     shell: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class KeyValue:
+class KeyValue(Record):
     key: str
     value: str
     no_delim: bool = False  # old `KEY value` form
 
 
-@dataclass(frozen=True, slots=True)
 class Env(Instruction):
     pairs: tuple[KeyValue, ...] = ()
 
@@ -148,7 +137,6 @@ class Env(Instruction):
                                                   p.no_delim) for p in self.pairs))
 
 
-@dataclass(frozen=True, slots=True)
 class Label(Instruction):
     pairs: tuple[KeyValue, ...] = ()
 
@@ -157,12 +145,10 @@ class Label(Instruction):
                                                   p.no_delim) for p in self.pairs))
 
 
-@dataclass(frozen=True, slots=True)
 class Maintainer(Instruction):
     maintainer: str = ""
 
 
-@dataclass(frozen=True, slots=True)
 class Expose(Instruction):
     ports: tuple[str, ...] = ()
 
@@ -176,7 +162,6 @@ class Expose(Instruction):
         return replace(self, ports=tuple(out))
 
 
-@dataclass(frozen=True, slots=True)
 class _Transfer(Instruction):
     sources: tuple[str, ...] = ()  # paths/URLs (heredoc sources are in `contents`)
     dest: str = ""
@@ -204,12 +189,10 @@ class _Transfer(Instruction):
                        contents=tuple(raw(c) for c in self.contents))
 
 
-@dataclass(frozen=True, slots=True)
 class Copy(_Transfer):
     from_: str | None = None  # stage name, stage index or image; never expanded
 
 
-@dataclass(frozen=True, slots=True)
 class Add(_Transfer):
     checksum: str | None = None
     keep_git_dir: bool = False
@@ -219,7 +202,6 @@ class Add(_Transfer):
         return replace(out, checksum=None if self.checksum is None else self._x(self.checksum, env, escape))
 
 
-@dataclass(frozen=True, slots=True)
 class Volume(Instruction):
     volumes: tuple[str, ...] = ()
 
@@ -227,7 +209,6 @@ class Volume(Instruction):
         return replace(self, volumes=tuple(self._x(v, env, escape) for v in self.volumes))
 
 
-@dataclass(frozen=True, slots=True)
 class User(Instruction):
     user: str = ""
 
@@ -235,7 +216,6 @@ class User(Instruction):
         return replace(self, user=self._x(self.user, env, escape))
 
 
-@dataclass(frozen=True, slots=True)
 class Workdir(Instruction):
     path: str = ""
 
@@ -243,7 +223,6 @@ class Workdir(Instruction):
         return replace(self, path=self._x(self.path, env, escape))
 
 
-@dataclass(frozen=True, slots=True)
 class Stopsignal(Instruction):
     signal: str = ""
 
@@ -251,13 +230,11 @@ class Stopsignal(Instruction):
         return replace(self, signal=self._x(self.signal, env, escape))
 
 
-@dataclass(frozen=True, slots=True)
-class ArgDecl:
+class ArgDecl(Record):
     key: str
     value: str | None = None  # default, None when declared without one
 
 
-@dataclass(frozen=True, slots=True)
 class Arg(Instruction):
     args: tuple[ArgDecl, ...] = ()
 
@@ -266,13 +243,11 @@ class Arg(Instruction):
                                         for a in self.args))
 
 
-@dataclass(frozen=True, slots=True)
 class Onbuild(Instruction):
     instruction: Instruction | None = None  # the trigger; expanded only when it fires
     expression: str = ""  # the trigger's source text, stored in the image config
 
 
-@dataclass(frozen=True, slots=True)
 class Healthcheck(Instruction):
     test: tuple[str, ...] = ()  # ("NONE",) | ("CMD", argv...) | ("CMD-SHELL", command)
     interval: int | None = None  # nanoseconds
@@ -282,8 +257,7 @@ class Healthcheck(Instruction):
     retries: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Dockerfile:
+class Dockerfile(Record):
     """A parsed Dockerfile: directives, instructions in order, parser warnings."""
 
     filename: str

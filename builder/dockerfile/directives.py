@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 from builder.errors import DockerfileSyntaxError
+from runtime.record import Record
 
 KNOWN = ("syntax", "escape", "check")
 # Go's \s is ASCII white space only.
@@ -19,15 +19,13 @@ _HASH_RE = re.compile(r"^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f
 _SLASH_RE = re.compile(r"^//[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*$")
 
 
-@dataclass(frozen=True, slots=True)
-class Directive:
+class Directive(Record):
     name: str  # lower case
     value: str
     line: int  # 1-based
 
 
-@dataclass(frozen=True, slots=True)
-class CheckConfig:
+class CheckConfig(Record):
     """`# check=skip=RuleA,RuleB;error=true` (skip=all disables every rule)."""
 
     skip: frozenset[str] = frozenset()
@@ -41,8 +39,7 @@ class CheckConfig:
         return self.skip_all or rule in self.skip
 
 
-@dataclass(frozen=True, slots=True)
-class Directives:
+class Directives(Record):
     escape: str = "\\"
     syntax: str | None = None
     check: CheckConfig = CheckConfig()
@@ -129,8 +126,7 @@ def _lines(text: str) -> list[str]:
     return [ln.rstrip("\r") for ln in text.split("\n")]
 
 
-@dataclass(frozen=True, slots=True)
-class SyntaxRef:
+class SyntaxRef(Record):
     ref: str  # the value up to the first space
     cmdline: str  # the whole value
     line: int

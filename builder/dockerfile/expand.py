@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from builder.errors import InstructionError
+from runtime.record import Record
 
 _EOF = ""
 
@@ -32,8 +32,7 @@ class ExpansionError(InstructionError):
     """A word could not be expanded (bad substitution, unterminated quote, `${v:?msg}`)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Expansion:
+class Expansion(Record):
     result: str
     words: tuple[str, ...]
     matched: frozenset[str]

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
 from importlib import resources
 
 from builder.dockerfile.directives import Directives
 from builder.dockerfile.nodes import Node
 from builder.errors import DockerfileSyntaxError, SourceSpan
+from runtime.record import Record
 
 _PARSER = None
 
 
-@dataclass(frozen=True, slots=True)
-class ParseResult:
+class ParseResult(Record):
     nodes: tuple[Node, ...]
     directives: Directives
     warnings: tuple  # lexer.Warning values (empty continuation lines)

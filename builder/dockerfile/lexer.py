@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from lark.lexer import Lexer, Token
 
 from builder.dockerfile import lineparse as lp
 from builder.dockerfile.directives import DirectiveParser, build as build_directives, check_escape
 from builder.errors import DockerfileSyntaxError, SourceSpan
+from runtime.record import Record
 
 KEYWORDS = lp.KEYWORDS
 _KW = {k.lower(): k for k in KEYWORDS}
@@ -32,16 +32,14 @@ _HEREDOC_KW = {"RUN", "COPY", "ADD"}
 MAX_LINE = 65535
 
 
-@dataclass(frozen=True, slots=True)
-class Warning:
+class Warning(Record):
     short: str
     detail: str
     url: str
     line: int
 
 
-@dataclass(slots=True)
-class Source:
+class Source(Record, frozen=False):
     """What `Lark.parse` is given: the text plus where results are collected."""
 
     text: str

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 
 from builder.dockerfile.expand import GO_SPACES, ExpansionError, ShellLexer, is_space
 from builder.errors import DockerfileSyntaxError
+from runtime.record import Record
 
 KEYWORDS = ("FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
             "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "MAINTAINER")
@@ -31,8 +31,7 @@ def go_trim(s: str) -> str:
     return s.strip(GO_SPACES)
 
 
-@dataclass(frozen=True, slots=True)
-class Split:
+class Split(Record):
     keyword: str
     flags: tuple[str, ...]
     flag_offsets: tuple[int, ...]  # where each flag word starts in the stripped line
@@ -200,8 +199,7 @@ def parse_nameval(rest: str, key: str, escape: str = "\\") -> list[tuple[str, st
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Heredoc:
+class Heredoc(Record):
     name: str
     fd: int = 0
     expand: bool = True

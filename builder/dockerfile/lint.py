@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from builder.dockerfile import ast as A
 from builder.dockerfile.expand import expand
 from builder.errors import DockerfileError, InstructionError, SourceSpan
+from runtime.record import Record
 
 URL = "https://docs.docker.com/go/dockerfile/rule/{}/"
 RULES = ("JSONArgsRecommended", "StageNameCasing", "FromAsCasing", "DuplicateStageName", "UndefinedVar",
@@ -29,8 +29,7 @@ _NOT_SECRET = re.compile(r"(?i)(?:_|^)(?:public)(?:_|$)")
 DEFAULT_BASE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 
 
-@dataclass(frozen=True, slots=True)
-class LintWarning:
+class LintWarning(Record):
     rule: str
     message: str
     span: SourceSpan | None

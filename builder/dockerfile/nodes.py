@@ -7,13 +7,11 @@ Must not: interpret arguments (ast.py/build.py do that) or expand variables.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from builder.dockerfile.lineparse import Heredoc, go_trim, goquote
+from runtime.record import Record
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
+class Node(Record):
     keyword: str  # as written, e.g. "copy" or "COPY"
     flags: tuple[str, ...] = ()
     args: tuple[str, ...] = ()  # ENV/LABEL: flattened (key, value, sep) triples

@@ -25,11 +25,11 @@ Must not: do I/O or know image contents (the caller passes the base image's Env)
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 
 from builder.dockerfile import ast as A
 from builder.dockerfile.expand import expand_word
 from builder.errors import DockerfileError, InstructionError, SourceSpan
+from runtime.record import Record
 
 PLATFORM_ARGS = ("TARGETPLATFORM", "TARGETOS", "TARGETARCH", "TARGETVARIANT", "BUILDPLATFORM", "BUILDOS",
                  "BUILDARCH", "BUILDVARIANT")
@@ -37,8 +37,7 @@ PROXY_ARGS = tuple(p for n in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PRO
                    for p in (n, n.lower()))
 
 
-@dataclass(frozen=True, slots=True)
-class Stage:
+class Stage(Record):
     index: int
     name: str | None  # lower-cased AS name
     base: str  # as written; resolve_from expands it
@@ -177,8 +176,7 @@ def _check_cycles(stages: tuple[Stage, ...], deps: dict[int, set[int]]) -> None:
         visit(s.index, [])
 
 
-@dataclass(frozen=True, slots=True)
-class Scoped:
+class Scoped(Record):
     """One instruction expanded in its scope, with the values in force before it."""
 
     instruction: A.Instruction

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.context import BuildContext, StatCache, read_ignore_patterns, stat_cache_path
@@ -29,12 +28,12 @@ from builder.plan.graph import BuildGraph
 from builder.report import BuildFinished, BuildStarted, NullReporter, Reporter, StepProgress
 from builder.settings import Settings
 from builder.snapshot import Snapshotter
+from runtime.record import Record, field
 
 SUPPORTED_PLATFORMS = ("linux/amd64",)
 
 
-@dataclass
-class BuildRequest:
+class BuildRequest(Record, frozen=False):
     context_dir: Path | None  # None: no context (Dockerfile on stdin and context "-" as a Dockerfile)
     dockerfile_text: str
     dockerfile_name: str = "Dockerfile"
@@ -58,8 +57,7 @@ class BuildRequest:
     memo_fields: dict | None = None  # the request as the no-op memo fingerprints it (None: no memo)
 
 
-@dataclass(frozen=True, slots=True)
-class BuildResult:
+class BuildResult(Record):
     manifest: Descriptor
     config_digest: str
     image: Image
@@ -283,7 +281,7 @@ def build(req: BuildRequest, settings: Settings, reporter: Reporter | None = Non
         cfg = cfg.with_config(labels={**(cfg.config.labels or {}), **req.labels})
     created = rfc3339(req.source_date_epoch) if req.source_date_epoch is not None else \
         max((h.created for h in cfg.history if h.created), default=None)
-    from dataclasses import replace
+    from runtime.record import replace
 
     cfg = replace(cfg, created=created, architecture=req.platform.split("/")[1], os=req.platform.split("/")[0])
     desc = write_image(store.blobs, cfg, list(sol.state.layers))
@@ -312,8 +310,7 @@ def _tag_if_changed(store: ImageStore, ref: str, desc: Descriptor) -> None:
     store.tag(ref, desc)
 
 
-@dataclass(frozen=True, slots=True)
-class Explanation:
+class Explanation(Record):
     step: str
     span_line: int | None
     hit: bool

@@ -1,6 +1,6 @@
 """The build cache: key → record, kept beside its pre-image; local export and import.
 
-Owns: `Record` (a step's result: layer descriptor + diff_id, or none for an empty layer; the
+Owns: `CacheRecord` (a step's result: layer descriptor + diff_id, or none for an empty layer; the
 history `created`; the slot it was built for; the key's pre-image for `cache explain`),
 `CacheStore` under `$ROOT/cache/records/<key hex>.json` (atomic writes; a corrupt record is a
 miss, never a crash), `nearest(slot)` (the latest record for the same Dockerfile step), prune,
@@ -19,21 +19,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from builder.errors import CacheError
 from builder.oci.digest import canonical_json
 from builder.oci.model import Descriptor
 from builder.oci.store import DirStore, atomic_write
+from runtime.record import Record, asdict, fields
 
 RECORD_MEDIA_TYPE = "application/vnd.pybuild.cache.record.v1+json"
 KEY_ANNOTATION = "dev.pybuild.cache.key"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class CacheRecord(Record):
     key: str
     layer: dict | None  # Descriptor.to_dict() of the stored layer blob, None = empty layer
     diff_id: str | None
@@ -52,9 +51,9 @@ class Record:
         return canonical_json(asdict(self))
 
     @classmethod
-    def from_json(cls, data: bytes) -> "Record":
+    def from_json(cls, data: bytes) -> "CacheRecord":
         d = json.loads(data)
-        return cls(**{k: d.get(k) for k in cls.__slots__ if k in d})  # type: ignore[attr-defined]
+        return cls(**{k: d.get(k) for k in fields(cls) if k in d})
 
 
 class CacheStore:
@@ -65,32 +64,32 @@ class CacheStore:
     def _path(self, key: str) -> Path:
         return self.dir / (key.split(":", 1)[-1] + ".json")
 
-    def get(self, key: str) -> Record | None:
+    def get(self, key: str) -> CacheRecord | None:
         try:
-            return Record.from_json(self._path(key).read_bytes())
+            return CacheRecord.from_json(self._path(key).read_bytes())
         except FileNotFoundError:
             return None
         except (ValueError, TypeError):
             return None  # a corrupt record is a miss
 
-    def put(self, rec: Record) -> None:
+    def put(self, rec: CacheRecord) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not rec.written:
-            rec = Record(**{**asdict(rec), "written": time.time()})
+            rec = CacheRecord(**{**asdict(rec), "written": time.time()})
         atomic_write(self._path(rec.key), rec.to_json(), self.tmp)
 
-    def all(self) -> list[Record]:
+    def all(self) -> list[CacheRecord]:
         out = []
         if not self.dir.is_dir():
             return out
         for p in self.dir.glob("*.json"):
             try:
-                out.append(Record.from_json(p.read_bytes()))
+                out.append(CacheRecord.from_json(p.read_bytes()))
             except (OSError, ValueError, TypeError):
                 continue
         return sorted(out, key=lambda r: r.written)
 
-    def nearest(self, slot: str, exclude: str | None = None) -> Record | None:
+    def nearest(self, slot: str, exclude: str | None = None) -> CacheRecord | None:
         """The most recent record written for the same Dockerfile step (another key)."""
         cands = [r for r in self.all() if r.slot == slot and r.key != exclude]
         return cands[-1] if cands else None
@@ -150,7 +149,7 @@ class CacheStore:
             if not key or self.get(key) is not None:
                 continue
             man = json.loads(theirs.read_bytes(m["digest"]))
-            rec = Record.from_json(theirs.read_bytes(man["config"]["digest"]))
+            rec = CacheRecord.from_json(theirs.read_bytes(man["config"]["digest"]))
             if rec.key != key:
                 raise CacheError(f"--cache-from {src}: record for {key[:19]} names another key")
             for layer in man.get("layers", []):

@@ -16,16 +16,15 @@ import os
 import re
 import shutil
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from builder.context import PatternMatcher
 from builder.engine.fsview import LayeredFS, copy_up, split
 from builder.errors import BuildStepError
+from runtime.record import Record
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(Record):
     """A source to copy: `path` on the host (file, dir or symlink) or inline `data` (heredoc/URL)."""
 
     name: str  # base name used when copying into a directory
@@ -38,8 +37,7 @@ class Item:
     ctx_rel: str | None = None  # path in the build context (children are checked against .dockerignore)
 
 
-@dataclass(frozen=True, slots=True)
-class Owner:
+class Owner(Record):
     uid: int
     gid: int
 

@@ -14,16 +14,15 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from builder.engine.fsview import _copy_entry, export_tree
 from builder.errors import BuildStepError
 from builder.plan.graph import MountOp, Step
+from runtime.record import Record
 
 
-@dataclass(frozen=True, slots=True)
-class Secret:
+class Secret(Record):
     id: str
     path: str | None = None
     env: str | None = None
@@ -41,7 +40,6 @@ class Secret:
                 raise BuildStepError(f"secret {self.id!r}: environment variable {self.env} is not set")
             return v.encode()
         raise BuildStepError(f"secret {self.id!r} has no source")
-
 
 
 class RunMounts:

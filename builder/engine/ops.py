@@ -13,7 +13,6 @@ let secrets reach layers, keys or history.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.context import BuildContext
@@ -28,10 +27,10 @@ from builder.oci.model import Descriptor
 from builder.oci.store import DirStore
 from builder.plan.graph import RunOp, Step
 from builder.snapshot import Active, Snapshotter, chain_id
+from runtime.record import Record, field
 
 
-@dataclass(frozen=True, slots=True)
-class State:
+class State(Record):
     config: ImageConfig
     layers: tuple[Descriptor, ...] = ()
     chains: tuple[str, ...] = ()
@@ -39,8 +38,7 @@ class State:
     created: str | None = None  # the last history time (config-only steps reuse it)
 
 
-@dataclass
-class Services:
+class Services(Record, frozen=False):
     blobs: DirStore
     snaps: Snapshotter
     tmp: Path
@@ -78,8 +76,7 @@ def view_of(sv: Services, state: State, upper: Path | None = None) -> LayeredFS:
     return LayeredFS(([upper] if upper is not None else []) + lowers)
 
 
-@dataclass(frozen=True, slots=True)
-class LayerResult:
+class LayerResult(Record):
     descriptor: Descriptor
     diff_id: str
     chain: str

@@ -15,10 +15,9 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from builder.engine.cache import CacheStore, Record
+from builder.engine.cache import CacheRecord, CacheStore
 from builder.engine.ops import LayerResult, Services, State, ensure_snapshots, run_step, view_of
 from builder.engine.transfer import copy_inputs, copy_step
 from builder.errors import BuildStepError, ContextError, PybuildError
@@ -28,30 +27,28 @@ from builder.plan.graph import BaseOp, BuildGraph, ConfigOp, CopyOp, RunOp, Step
 from builder.report import NullReporter, Reporter, StepCached, StepFinished, StepLog, StepStarted
 from builder.snapshot import chain_id
 from runtime.errors import SandboxError
+from runtime.record import Record, field, replace
 
 
 def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(int(ts), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass
-class SolveOptions:
+class SolveOptions(Record, frozen=False):
     dockerfile: str = "Dockerfile"  # for cache slots (explain) only
     no_cache: bool = False
     no_cache_filter: frozenset[str] = frozenset()
     max_workers: int = 4
 
 
-@dataclass
-class StepKey:
+class StepKey(Record, frozen=False):
     step: Step
     key: ck.CacheKey
     slot: str
     hit: bool = False
 
 
-@dataclass
-class Solution:
+class Solution(Record, frozen=False):
     state: State  # the target stage's final state
     stages: dict[int, State] = field(default_factory=dict)
     keys: list[StepKey] = field(default_factory=list)
@@ -233,7 +230,7 @@ class Solver:
             or str(step.stage) in self.opt.no_cache_filter
 
     # -- records -----------------------------------------------------------------------
-    def _apply(self, state: State, step: Step, rec: Record, key: str) -> State:
+    def _apply(self, state: State, step: Step, rec: CacheRecord, key: str) -> State:
         op = step.op
         next_key = key
         if isinstance(op, CopyOp) and op.link:
@@ -322,7 +319,7 @@ class Solver:
             except BaseException as e:
                 self.rep.emit(StepFinished(sid, time.monotonic() - t0, error=_short(e)))
                 raise
-            rec = Record(key=key.key, layer=res.descriptor.to_dict() if res else None,
+            rec = CacheRecord(key=key.key, layer=res.descriptor.to_dict() if res else None,
                          diff_id=res.diff_id if res else None, created=self._now(), slot=sk.slot,
                          pre_image=key.pre_image, text=step.text, chain=res.chain if res else None)
             self.cache.put(rec)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from builder.errors import LayerError
+from runtime.record import Record, field
 
 ADD, DELETE, OPAQUE = "add", "delete", "opaque"
 OPAQUE_XATTRS = (b"trusted.overlay.opaque", b"user.overlay.opaque")
@@ -24,16 +24,14 @@ WHITEOUT_PREFIX = b".wh."
 OPAQUE_MARKER = b".wh..wh..opq"
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(Record):
     path: bytes  # relative to the change set's root
     kind: str    # ADD (content at root/path), DELETE (whiteout), OPAQUE (hide lower content of a dir)
     # the lstat the walk took (saves the tar writer a second one per file); not part of the value
     st: os.stat_result | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
-class ChangeSet:
+class ChangeSet(Record):
     root: Path
     changes: tuple[Change, ...]
 

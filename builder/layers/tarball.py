@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
@@ -25,6 +24,7 @@ from builder.oci.compression import compressor
 from builder.oci.digest import Digest
 from builder.oci.model import Descriptor
 from builder.oci.store import DirStore
+from runtime.record import Record
 
 FLUSH = 1 << 20
 _SKIP_XATTR_PREFIXES = (b"trusted.overlay.", b"user.overlay.")  # overlayfs internals, not content
@@ -33,8 +33,7 @@ _MAX_OCTAL = {8: 0o7777777, 12: 0o77777777777}
 Warn = Callable[[str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class LayerInfo:
+class LayerInfo(Record):
     descriptor: Descriptor   # the stored (compressed) blob
     diff_id: Digest          # sha256 of the uncompressed tar
     uncompressed_size: int

@@ -8,18 +8,17 @@ what it cannot represent faithfully (GNU sparse files, multi-volume archives): L
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
 from builder.errors import LayerError
+from runtime.record import Record, field
 
 BLOCK = 512
 REG, LNK, SYM, CHR, BLK, DIR, FIFO = b"0", b"1", b"2", b"3", b"4", b"5", b"6"
 _REGULAR = {b"0", b"\0", b"7"}
 
 
-@dataclass(slots=True)
-class Entry:
+class Entry(Record, frozen=False):
     name: str
     type: bytes
     size: int = 0

@@ -9,17 +9,16 @@ Must not: touch stores; import model.py (model re-exports these names).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
 from builder.oci import _check as c
 from builder.oci.digest import Digest, canonical_json
 from builder.errors import InvalidDocument
+from runtime.record import Record, replace
 
 _ENV = re.compile(r"[^=]+=", re.DOTALL)
 
 
-@dataclass(frozen=True, slots=True)
-class ContainerConfig:
+class ContainerConfig(Record):
     """The `config` object: how to run the image. Treat the dict fields as read-only."""
 
     user: str = ""
@@ -96,8 +95,7 @@ class ContainerConfig:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class History:
+class History(Record):
     created: str | None = None
     created_by: str | None = None
     author: str | None = None
@@ -123,8 +121,7 @@ class History:
                    empty_layer=c.boolean(d["empty_layer"], f"{where}.empty_layer") if "empty_layer" in d else False)
 
 
-@dataclass(frozen=True, slots=True)
-class ImageConfig:
+class ImageConfig(Record):
     """The image config blob: platform, run config, rootfs diff_ids and history."""
 
     architecture: str

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from typing import Iterable
 
 from builder.errors import StoreError
@@ -19,10 +18,10 @@ from builder.oci import mediatypes as mt
 from builder.oci.digest import Digest
 from builder.oci.layout import ImageStore
 from builder.oci.model import Descriptor, ImageConfig, Index, Manifest
+from runtime.record import Record
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(Record):
     subject: str  # a digest, ref or path
     message: str
 
@@ -30,8 +29,7 @@ class Problem:
         return f"{self.subject}: {self.message}"
 
 
-@dataclass(frozen=True, slots=True)
-class PruneResult:
+class PruneResult(Record):
     removed: tuple[Digest, ...]
     freed: int
     tmp_removed: int

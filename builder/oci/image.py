@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import platform as _platform
-from dataclasses import dataclass
 from typing import Iterator
 
 from builder.errors import StoreError
@@ -17,6 +16,7 @@ from builder.oci import mediatypes as mt
 from builder.oci.digest import Digest
 from builder.oci.model import Descriptor, ImageConfig, Index, Manifest, Platform
 from builder.oci.store import ContentStore
+from runtime.record import Record
 
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x",
          "i686": "386", "riscv64": "riscv64"}
@@ -27,8 +27,7 @@ def host_platform() -> Platform:
     return Platform(architecture=_ARCH.get(m, m), os="linux", variant="v7" if m == "armv7l" else None)
 
 
-@dataclass(frozen=True, slots=True)
-class Image:
+class Image(Record):
     descriptor: Descriptor  # of the manifest
     manifest: Manifest
     config: ImageConfig

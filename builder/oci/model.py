@@ -7,20 +7,18 @@ live in config.py and are re-exported here. Must not: touch stores or the filesy
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 from builder.errors import InvalidDocument
 from builder.oci import _check as c
 from builder.oci import mediatypes as mt
 from builder.oci.config import ContainerConfig, History, ImageConfig  # noqa: F401  (re-exported)
 from builder.oci.digest import Digest, canonical_json
+from runtime.record import Record, replace
 
 __all__ = ["Platform", "Descriptor", "Manifest", "Index", "ImageConfig", "ContainerConfig", "History",
            "parse_layout_header", "layout_header"]
 
 
-@dataclass(frozen=True, slots=True)
-class Platform:
+class Platform(Record):
     architecture: str
     os: str
     variant: str | None = None
@@ -53,8 +51,7 @@ class Platform:
         return f"{self.os}/{self.architecture}" + (f"/{self.variant}" if self.variant else "")
 
 
-@dataclass(frozen=True, slots=True)
-class Descriptor:
+class Descriptor(Record):
     """A typed pointer to content: media type, digest, size (+ optional extras)."""
 
     media_type: str
@@ -133,8 +130,7 @@ def _schema_version(d: dict, where: str) -> int:
     return c.integer(d["schemaVersion"], f"{where}.schemaVersion", lo=2, hi=2)
 
 
-@dataclass(frozen=True, slots=True)
-class Manifest:
+class Manifest(Record):
     """An image manifest (OCI or Docker schema2): config + ordered layers."""
 
     config: Descriptor
@@ -185,8 +181,7 @@ class Manifest:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Index:
+class Index(Record):
     """An image index / Docker manifest list (also the shape of an OCI layout's index.json)."""
 
     manifests: tuple[Descriptor, ...] = ()

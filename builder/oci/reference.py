@@ -15,9 +15,9 @@ contains `.` or `:` or is `localhost`; path components are lowercase alphanumeri
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
 from builder.errors import InvalidReference
+from runtime.record import Record, replace
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -35,8 +35,7 @@ _SHA256 = re.compile(r"sha256:[0-9a-f]{64}\Z")
 _SHA512 = re.compile(r"sha512:[0-9a-f]{128}\Z")
 
 
-@dataclass(frozen=True, slots=True)
-class Reference:
+class Reference(Record):
     """A parsed, normalised image reference. `tag` is None only when a digest pins the image."""
 
     registry: str

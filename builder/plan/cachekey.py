@@ -12,10 +12,9 @@ Must not: read files or stores; callers hand in digests. When the recipe changes
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from builder.oci.digest import canonical_json, digest_bytes
 from builder.plan.graph import ConfigOp, CopyOp, MountOp, RunOp
+from runtime.record import Record
 
 VERSION = "pybuild.cache.v1"
 
@@ -24,8 +23,7 @@ PROXY_ARGS = frozenset(n for p in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO
                        for n in (p, p.lower()))
 
 
-@dataclass(frozen=True, slots=True)
-class CacheKey:
+class CacheKey(Record):
     key: str  # "sha256:…"
     pre_image: dict  # what was hashed, kept beside the record for `cache explain`
 

@@ -10,21 +10,18 @@ can be compared, hashed into cache keys and printed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from builder.errors import SourceSpan
+from runtime.record import Record, field
 
 
-@dataclass(frozen=True, slots=True)
-class CopyFrom:
+class CopyFrom(Record):
     """Where COPY --from / RUN --mount from= reads: a stage of this build, or an image ref."""
 
     stage: int | None = None
     image: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class BaseOp:
+class BaseOp(Record):
     """FROM: an image reference, `scratch`, or another stage (stage set)."""
 
     image: str | None = None  # None when `stage` is set
@@ -32,8 +29,7 @@ class BaseOp:
     platform: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class MountOp:
+class MountOp(Record):
     """One RUN --mount: type=cache|bind|tmpfs|secret|ssh with its options."""
 
     type: str
@@ -51,8 +47,7 @@ class MountOp:
     size: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RunOp:
+class RunOp(Record):
     argv: tuple[str, ...]  # the final argv (shell form already wrapped by SHELL)
     shell_form: bool
     mounts: tuple[MountOp, ...] = ()
@@ -60,8 +55,7 @@ class RunOp:
     heredocs: tuple[tuple[str, str], ...] = ()  # (path in /dev/pipes-like tmp, content) for RUN <<EOF
 
 
-@dataclass(frozen=True, slots=True)
-class CopyOp:
+class CopyOp(Record):
     """COPY or ADD (is_add). sources are context paths/patterns, URLs, git URLs or stage paths."""
 
     sources: tuple[str, ...]
@@ -79,8 +73,7 @@ class CopyOp:
     unpack: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigOp:
+class ConfigOp(Record):
     """An instruction that only changes the image config (ENV, CMD, LABEL, USER, WORKDIR…).
 
     `name` is the instruction keyword; `value` its normalized argument (a tuple of pairs for
@@ -96,8 +89,7 @@ class ConfigOp:
 Op = BaseOp | RunOp | CopyOp | ConfigOp
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(Record):
     op: Op
     stage: int
     index: int  # 1-based within the stage, FROM = 1
@@ -119,8 +111,7 @@ class Step:
         return tuple(out)
 
 
-@dataclass(frozen=True, slots=True)
-class Stage:
+class Stage(Record):
     index: int
     name: str | None
     steps: tuple[Step, ...]
@@ -134,8 +125,7 @@ class Stage:
         return tuple(sorted({s for st in self.steps for s in st.reads_stages}))
 
 
-@dataclass(frozen=True, slots=True)
-class BuildGraph:
+class BuildGraph(Record):
     stages: tuple[Stage, ...]
     target: int  # index of the stage to build (default: the last)
     build_args: tuple[tuple[str, str], ...] = ()

@@ -14,13 +14,13 @@ Must not: read files, touch stores or run anything.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 from builder.dockerfile import ast as A
 from builder.dockerfile.expand import expand_word
 from builder.errors import InstructionError
 from builder.plan.cachekey import PROXY_ARGS
 from builder.plan.graph import BaseOp, BuildGraph, ConfigOp, CopyFrom, CopyOp, MountOp, RunOp, Stage, Step
+from runtime.record import replace
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

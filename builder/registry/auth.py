@@ -17,17 +17,16 @@ import os
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import AuthError, RegistryError
+from runtime.record import Record
 
 HUB_KEY = "https://index.docker.io/v1/"
 _HUB_NAMES = {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
+class Credentials(Record):
     """A username and secret. `identity_token` is an OAuth2 refresh token (docker's "<token>" user)."""
 
     username: str
@@ -38,8 +37,7 @@ class Credentials:
         return f"Credentials(username={self.username!r}, password=***)"
 
 
-@dataclass(frozen=True, slots=True)
-class Challenge:
+class Challenge(Record):
     """One auth challenge: scheme lowercased ("basic", "bearer"), params (realm, service, scope...)."""
 
     scheme: str

@@ -15,13 +15,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable
 from urllib.parse import urlencode, urljoin
 
 from builder.errors import AuthError, NotFound, RegistryError
 from builder.registry import auth as _auth
+from runtime.record import Record
 
 # What we accept when fetching a manifest: both formats, single images and indexes.
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -40,8 +40,7 @@ BodyFactory = Callable[[], "bytes | IO[bytes] | Iterable[bytes]"]
 _AUTO: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
-class ManifestInfo:
+class ManifestInfo(Record):
     """What HEAD/GET of a manifest tells: its media type, digest and size."""
 
     media_type: str

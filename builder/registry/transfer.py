@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 from builder.errors import DigestMismatch, ImageNotFound, PybuildError, RegistryError, StoreError
@@ -25,13 +24,13 @@ from builder.oci.model import Descriptor, Index, Manifest, Platform
 from builder.oci.reference import Reference, parse_reference
 from builder.oci.store import DirStore
 from builder.registry.client import MANIFEST_TYPES, RegistryClient
+from runtime.record import Record, field, replace
 
 CHUNK = 1 << 20
 ATTEMPTS = 4  # per blob: first try + retries with backoff
 
 
-@dataclass(frozen=True, slots=True)
-class BlobProgress:
+class BlobProgress(Record):
     """One progress report for one blob. status: downloading, uploading, exists, mounted, done."""
 
     digest: str
@@ -44,8 +43,7 @@ class BlobProgress:
 Progress = Callable[[BlobProgress], None]
 
 
-@dataclass
-class Options:
+class Options(Record, frozen=False):
     """How to reach registries; the CLI fills this from flags and builder.settings."""
 
     ca_cert: str | None = None

@@ -1,7 +1,7 @@
 """Fixtures for the sandbox tests: a session-wide busybox rootfs and config builders."""
 from __future__ import annotations
 
-import dataclasses
+from runtime import record
 from pathlib import Path
 
 import pytest
@@ -43,4 +43,4 @@ def sh(overlay):
 
 
 def replace(cfg, **kw):
-    return dataclasses.replace(cfg, **kw)
+    return record.replace(cfg, **kw)
