@@ -84,7 +84,14 @@ def _pre_scan(argv: list[str]) -> str | None:
     return None
 
 
+# Set by _dispatch when the command's parser says `fast_exit=True` (run): the command has
+# closed, flushed and removed everything it made, so main() may end with os._exit and skip
+# the interpreter's teardown (module and GC finalisation: ~5 ms of a 60 ms budget).
+_fast_exit = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    as_program = argv is None  # called in-process with an argv: never os._exit the caller
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or os.environ.get("PYBUILD_DEBUG") == "1"
     try:
@@ -99,6 +106,12 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as e:  # noqa: BLE001 - the one catch site
         code = _report(e, debug)
     sys.stdout.flush() if not sys.stdout.closed else None
+    if _fast_exit and as_program:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(code)
     sys.exit(code)
 
 
@@ -111,6 +124,8 @@ def _dispatch(argv: list[str]) -> int:
     if not args._subcommand:
         parser.print_help()
         return 2
+    global _fast_exit
+    _fast_exit = bool(getattr(args, "fast_exit", False))
     if getattr(args, "command", None) is None:
         args.command = args._subcommand  # modules that serve several commands dispatch on it
     return int(_module(args._subcommand).run(args) or 0)

@@ -42,7 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     _add_run_flags(p)
-    p.set_defaults(func=cmd_run)
+    # cmd_run removes what it made and holds no buffered files when it returns: cli.main may
+    # skip the interpreter's teardown.
+    p.set_defaults(func=cmd_run, fast_exit=True)
 
     p = sub.add_parser("bundle", help="write an image as an OCI runtime bundle (config.json + rootfs) for runc/crun")
     p.add_argument("-t", "--tty", action="store_true", help="set process.terminal in config.json")
@@ -170,13 +172,17 @@ def _sandbox_config(args, spec, rootfs, *, tty: bool, cid: str):
 
 
 def cmd_run(args) -> int:
+    from runtime import zygote
+
+    # First thing: the sandbox's fork server (a `python -I -S` child) starts on the other core
+    # while this process imports the rest and resolves the image.
+    zygote.prewarm()
     from builder.errors import PybuildError
     from runtime import sandbox
     from runtime.config import Rootfs
     from runtime.errors import ExecError
 
     _limits(args)  # flag errors before any work
-    sandbox.prewarm()  # the sandbox's fork server starts on the other core while we resolve the image
     st, img, snaps, lowers, spec = _prepare(args, for_bundle=False)
     cid = os.urandom(16).hex()  # uuid would import platform (~1.5 ms)
     cdir = st.root / "containers" / cid

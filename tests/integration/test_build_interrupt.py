@@ -30,11 +30,13 @@ COPY --from=a /bin/busybox /a
 COPY --from=b /bin/busybox /b
 """})
     env = dict(os.environ, PYBUILD_ROOT=str(root))
+    # the RUN shells carry the marker: another `sleep 60` on the host must not count
+    pattern = f"sleep 6[01] && echo {marker}"
     p = subprocess.Popen([sys.executable, "-m", "builder.cli", "build", "--progress=plain", str(ctx)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        out = subprocess.run(["pgrep", "-f", "sleep 6[01]"], capture_output=True, text=True).stdout.split()
+        out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
         if len(out) >= 2:
             break
         time.sleep(0.2)
@@ -51,7 +53,7 @@ COPY --from=b /bin/busybox /b
     assert p.returncode == 130, err.decode()
     assert b"Traceback" not in err
     time.sleep(0.5)
-    assert subprocess.run(["pgrep", "-f", "sleep 6[01]"], capture_output=True).returncode == 1, "sandbox left running"
+    assert subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 1, "sandbox left running"
     leftovers = [p.name for p in (root / "tmp").iterdir()] if (root / "tmp").exists() else []
     assert not [n for n in leftovers if n.startswith(("snap-", "mnt-", "copy-"))], leftovers
     with open("/proc/self/mountinfo") as f:
