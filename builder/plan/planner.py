@@ -34,6 +34,43 @@ def platform_args(platform: str) -> dict[str, str]:
     return d
 
 
+_PROTOCOLS = ("tcp", "udp", "sctp")
+
+
+def _port_range(text: str, what: str) -> tuple[int, int]:
+    lo, dash, hi = text.partition("-")
+    try:
+        if not lo.isdigit() or (dash and not hi.isdigit()):
+            raise ValueError
+        start, end = int(lo), int(hi) if dash else int(lo)
+        if start > 65535 or end > 65535:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"invalid {what}: {text}") from None
+    if end < start:
+        raise ValueError(f"invalid range specified for {what}: {text}")
+    return start, end
+
+
+def port_specs(spec: str) -> list[str]:
+    """One EXPOSE word as docker reads it (go-connections nat.ParsePortSpec): `PORT[/PROTO]`,
+    `START-END[/PROTO]` (one entry per port), with an optional `[IP:]HOSTPORT:` prefix that
+    EXPOSE ignores. Returns `port/proto` strings; protocol tcp by default, else udp or sctp."""
+    rest, _, container = spec.rpartition(":")
+    if not container:
+        raise ValueError(f"no port specified: {spec}")
+    port, _, proto = container.partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in _PROTOCOLS:
+        raise ValueError(f"invalid proto: {proto}")
+    start, end = _port_range(port, "containerPort")
+    if rest:
+        host = rest.rpartition(":")[2]
+        if host:
+            _port_range(host, "hostPort")
+    return [f"{n}/{proto}" for n in range(start, end + 1)]
+
+
 def _env_dict(env: tuple[str, ...] | list[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for e in env:
@@ -277,7 +314,10 @@ def _op_for(x, scope: _Scope, stage_index, si: int):
     if isinstance(x, A.Shell):
         return ConfigOp("SHELL", tuple(x.shell))
     if isinstance(x, A.Expose):
-        return ConfigOp("EXPOSE", tuple(x.ports))
+        try:
+            return ConfigOp("EXPOSE", tuple(p for spec in x.ports for p in port_specs(spec)))
+        except ValueError as e:
+            raise InstructionError(f"EXPOSE: {e}", x.span) from None
     if isinstance(x, A.Volume):
         return ConfigOp("VOLUME", tuple(x.volumes))
     if isinstance(x, A.User):

@@ -77,6 +77,8 @@ BUILD_ROWS = [
         first_line="error: no image 'Busybox' in the local store, and pulling it failed: invalid reference "
                    "'Busybox': 'Busybox' is not a valid repository name component (repository names must be lowercase)"),
     Row("from-empty-after-expansion", "FROM ${NOPE}\n", first_line="Dockerfile:1:1: error: FROM needs a base image"),
+    Row("expose-not-a-port", "FROM busybox\nEXPOSE 80 abc\n",
+        first_line="Dockerfile:2:1: error: EXPOSE: invalid containerPort: abc"),
     Row("failing-run", "FROM busybox\nRUN exit 3\n",
         first_line="Dockerfile:2:1: error: RUN 'exit 3' exited with status 3"),
     Row("run-command-not-found", "FROM busybox\nRUN nosuchcmd\n",

@@ -106,3 +106,24 @@ def test_run_mount_and_network_flags() -> None:
     assert (secret.type, secret.id, secret.target) == ("secret", "tok", "/run/secrets/tok")
     assert bind.source_from.stage == 0
     assert g.stages[1].deps == (0,)
+
+
+@pytest.mark.parametrize("word, ports", [
+    ("80", ["80/tcp"]), ("53/udp", ["53/udp"]), ("53/UDP", ["53/udp"]), ("9/sctp", ["9/sctp"]),
+    ("8000-8002", ["8000/tcp", "8001/tcp", "8002/tcp"]), ("7-8/udp", ["7/udp", "8/udp"]),
+    ("80/", ["80/tcp"]), ("8080:80", ["80/tcp"]), ("127.0.0.1:8080:80/udp", ["80/udp"]),
+])
+def test_expose_reads_ports_as_docker_does(word, ports) -> None:
+    g = P(f"ARG P={word}\nFROM scratch\nARG P\nEXPOSE $P 1\n")
+    assert g.stages[0].steps[-1].op == ConfigOp("EXPOSE", (*ports, "1/tcp"))
+
+
+@pytest.mark.parametrize("word, message", [
+    ("abc", "invalid containerPort: abc"), ("80/xyz", "invalid proto: xyz"),
+    ("90-80", "invalid range specified for containerPort: 90-80"), ("70000", "invalid containerPort: 70000"),
+    ("a:80", "invalid hostPort: a"), ("80:", "no port specified"),
+])
+def test_expose_rejects_what_docker_rejects(word, message) -> None:
+    with pytest.raises(InstructionError, match=f"EXPOSE: {message}") as e:
+        P(f"FROM scratch\nEXPOSE {word}\n")
+    assert e.value.span is not None and e.value.span.line == 2
