@@ -3,9 +3,9 @@
 Owns: `.dockerignore` reading and matching exactly as Docker does (moby/patternmatcher:
 `read_ignore_patterns`, `PatternMatcher`), `BuildContext` (a directory, or a tar unpacked into a
 private directory) with source selection for COPY/ADD (wildcards, directories), and content
-digests of sources by content + metadata (mode, uid, gid, size, link target, xattrs; never
-mtime) through a `StatCache` keyed by (dev, inode, size, mtime_ns, ctime_ns) so unchanged
-files are not re-read on a rebuild.
+digests of sources by content + metadata (mode, uid, gid, size, link target, xattrs, which
+files of a source are hardlinks of each other; never mtime) through a `StatCache` keyed by
+(dev, inode, size, mtime_ns, ctime_ns) so unchanged files are not re-read on a rebuild.
 
 Must not: know about Dockerfiles, the sandbox or the image; copy files into a rootfs (ops does).
 Paths handed in are untrusted: nothing resolves outside the context root.
@@ -262,22 +262,28 @@ class StatCache(Record, frozen=False):
         self.dirty = False
 
 
-def _xattrs(path: str) -> list[tuple[str, str]]:
+# Not content: the host's SELinux label, and overlayfs bookkeeping when the tree is an overlay upper.
+SKIP_XATTRS = ("security.selinux", "trusted.overlay.", "user.overlay.")
+
+
+def read_xattrs(path: str | bytes) -> tuple[tuple[str, bytes], ...]:
+    """The extended attributes a copy of `path` carries (sorted; the link itself, never its
+    target). One listxattr when there are none, which is the common case."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError:
-        return []
+        return ()
     if not names:
-        return []  # the common case: no sort, no list
+        return ()
     out = []
     for n in sorted(names):
-        if n.startswith("security.selinux"):
+        if n.startswith(SKIP_XATTRS):
             continue
         try:
-            out.append((n, os.getxattr(path, n, follow_symlinks=False).hex()))
+            out.append((n, os.getxattr(path, n, follow_symlinks=False)))
         except OSError:
             pass
-    return out
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,6 +310,7 @@ class BuildContext:
         self.stat_cache = stat_cache or StatCache()
         self._digests: dict[str, str] = {}
         self._lstats: dict[str, os.stat_result] = {}  # abspath -> lstat when digested (the copier reuses it)
+        self._xattrs: dict[str, tuple[tuple[str, bytes], ...]] = {}  # abspath -> xattrs, only when it has some
         # what this build read, for the no-op memo: pattern -> rels, rel -> (is_dir, digest)
         self.selects: dict[str, list[str]] = {}
         self.digested: dict[str, tuple[bool, str]] = {}
@@ -378,17 +385,30 @@ class BuildContext:
         """The lstat taken when `abspath` was digested in this build (None if it was not)."""
         return self._lstats.get(abspath)
 
-    def _entry(self, src: Source, name: str) -> list:
+    def known_xattrs(self, abspath: str) -> tuple[tuple[str, bytes], ...] | None:
+        """The xattrs read when `abspath` was digested in this build (None if it was not)."""
+        if abspath not in self._lstats:
+            return None
+        return self._xattrs.get(abspath, ())
+
+    def _entry(self, src: Source, name: str, inodes: dict[tuple[int, int], str]) -> list:
         st = os.lstat(src.abspath)
         self._lstats[src.abspath] = st
         row: list = [name, stat.S_IFMT(st.st_mode) >> 12, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid]
         if stat.S_ISREG(st.st_mode):
             row += [st.st_size, self.stat_cache.file_digest(src.abspath, st)]
+            if st.st_nlink > 1:
+                # COPY keeps files of one source that share an inode as hardlinks: which names
+                # do is part of what the copy makes (links to files outside the source are not)
+                first = inodes.setdefault((st.st_dev, st.st_ino), name)
+                if first != name:
+                    row.append({"link": first})
         elif stat.S_ISLNK(st.st_mode):
             row.append(os.readlink(src.abspath))
-        xa = _xattrs(src.abspath)
+        xa = read_xattrs(src.abspath)
         if xa:
-            row.append(xa)
+            self._xattrs[src.abspath] = xa
+            row.append([(k, v.hex()) for k, v in xa])
         return row
 
     def digest(self, src: Source) -> str:
@@ -396,11 +416,12 @@ class BuildContext:
         cached = self._digests.get(src.rel)
         if cached is not None:
             return cached
-        rows = [self._entry(src, ".")]
+        inodes: dict[tuple[int, int], str] = {}
+        rows = [self._entry(src, ".", inodes)]
         if src.is_dir:
             prefix = src.rel + "/" if src.rel else ""
             for s in self.walk(src.rel):
-                rows.append(self._entry(s, s.rel[len(prefix):]))
+                rows.append(self._entry(s, s.rel[len(prefix):], inodes))
         d = "sha256:" + hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
         self._digests[src.rel] = d
         self.digested[src.rel] = (src.is_dir, d)

@@ -6,15 +6,26 @@ is a list of lowerdirs; `chain_id()` (OCI image-spec: sha256 of "parent diff_id"
 (a fresh upper + work dir under tmp/ on the same filesystem) and `commit()` (atomic rename of a
 finished upper into place); `mount_spec()` (plain data: lowerdirs top first, upper, work).
 
+Also owns leases: a process about to use snapshots (a build, a running container) records
+their chain ids with `use()` in `.leases/<pid>-<random>`, a file it holds flock'ed until it
+ends; `prune()` (what `pybuild prune` and `cache prune` call) never removes a leased snapshot.
+`use()` appends under a shared flock of `.lock`, prune reads the leases and moves doomed
+snapshots away under an exclusive one, so a snapshot is either seen as leased or already gone
+when its user checks `has()` (and unpacks it again).
+
 Must not: mount anything (runtime does), run commands, or know about Dockerfiles. Concurrent
 builders may race to commit the same chain id: the first rename wins, the loser's copy is dropped.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from builder.errors import StoreError
@@ -45,6 +56,10 @@ class Snapshotter:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
         self._empty: Path | None = None
+        self._lease_fd = -1
+        self._lease_path = ""
+        self._leased: set[str] = set()
+        self._lease_lock = threading.Lock()
 
     def sweep(self, older_than: float = 3600.0) -> int:
         """Remove temp trees a killed build left behind (older than an hour: never a live build's)."""
@@ -98,7 +113,8 @@ class Snapshotter:
             shutil.rmtree(trash, ignore_errors=True)
 
     def commit(self, active: Active, chain: str) -> Path:
-        """Move a finished upper into place as snapshot `chain` (first writer wins)."""
+        """Move a finished upper into place as snapshot `chain` (first writer wins), leased."""
+        self.use((chain,))
         dest = self.path(chain)
         try:
             os.rename(active.upper, dest)
@@ -156,7 +172,107 @@ class Snapshotter:
         return MountSpec(lowers, str(active.upper), str(active.work))
 
     def list(self) -> list[str]:
-        return sorted("sha256:" + p.name for p in self.dir.iterdir() if p.is_dir() and p.name != "empty")
+        return sorted("sha256:" + p.name for p in self.dir.iterdir()
+                      if p.is_dir() and p.name != "empty" and not p.name.startswith("."))
+
+    # --- leases ---------------------------------------------------------------------------
+    def _gate(self, op: int) -> int:
+        fd = os.open(self.dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, op)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def use(self, chains: Iterable[str]) -> None:
+        """Lease `chains` for the life of this process (or until release()): prune keeps them.
+        Call before checking has()/ensure(); cheap when they are leased already."""
+        with self._lease_lock:
+            new = [c for c in dict.fromkeys(chains) if c not in self._leased]
+            if not new:
+                return
+            if self._lease_fd < 0:
+                d = self.dir / ".leases"
+                d.mkdir(exist_ok=True)
+                path = str(d / f"{os.getpid()}-{os.urandom(6).hex()}")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                fcntl.flock(fd, fcntl.LOCK_EX)  # held until we close it or die: the lease is alive
+                self._lease_fd, self._lease_path = fd, path
+            gate = self._gate(fcntl.LOCK_SH)
+            try:
+                os.write(self._lease_fd, "".join(f"{c}\n" for c in new).encode())
+            finally:
+                os.close(gate)
+            self._leased.update(new)
+
+    def release(self) -> None:
+        """End this process's lease (its snapshots become prunable again)."""
+        with self._lease_lock:
+            if self._lease_fd >= 0:
+                try:
+                    os.unlink(self._lease_path)
+                except FileNotFoundError:
+                    pass
+                os.close(self._lease_fd)
+            self._lease_fd, self._lease_path, self._leased = -1, "", set()
+
+    def leased(self) -> set[str]:
+        """Chains leased by live processes; lease files of dead ones are removed."""
+        out: set[str] = set()
+        d = self.dir / ".leases"
+        for p in d.iterdir() if d.is_dir() else ():
+            try:
+                fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except OSError as e:
+                    if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                        raise
+                    with os.fdopen(os.dup(fd), "rb") as f:  # held by its owner: alive
+                        out.update(line.decode() for line in f.read().split(b"\n") if line)
+                else:
+                    os.unlink(p)  # nobody holds it (ours is held through another descriptor): stale
+            finally:
+                os.close(fd)
+        return out
+
+    def prune(self, keep: set[str], *, grace: float = 0.0, dry_run: bool = False) -> list[tuple[str, int]]:
+        """Remove snapshots that are not in `keep`, not leased by a live process and not
+        modified in the last `grace` seconds; returns (chain, bytes) of each one removed."""
+        from builder.oci.digest import is_digest
+
+        doomed: list[tuple[str, Path]] = []
+        trash = None if dry_run else Path(tempfile.mkdtemp(dir=self.tmp, prefix="trash-"))
+        gate = self._gate(fcntl.LOCK_EX)
+        try:
+            leased = self.leased()
+            now = time.time()
+            for p in sorted(self.dir.iterdir()):
+                chain = "sha256:" + p.name
+                if (p.name.startswith(".") or not is_digest(chain) or chain in keep or chain in leased
+                        or p.is_symlink() or not p.is_dir()):
+                    continue
+                if grace and now - p.stat().st_mtime < grace:
+                    continue
+                if trash is not None:
+                    dest = trash / p.name
+                    os.rename(p, dest)  # gone for everyone now; deleted below, outside the lock
+                    p = dest
+                doomed.append((chain, p))
+        finally:
+            os.close(gate)
+        out = [(c, sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink()))
+               for c, p in doomed]
+        if trash is not None:
+            if doomed:
+                self._trash(trash)
+            else:
+                os.rmdir(trash)
+        return out
 
     def remove(self, chain: str) -> None:
         p = self.path(chain)

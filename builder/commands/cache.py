@@ -95,9 +95,7 @@ def _prune(args) -> int:
         keep = {r.chain for r in cache.all() if r.chain}
         keep |= _image_chains(st)
     snaps.sweep()  # temp trees of killed builds (an hour old: never a live build's)
-    gone = [c for c in snaps.list() if c not in keep]
-    for c in gone:
-        snaps.remove(c)
+    gone = snaps.prune(keep)  # leased snapshots (a build or container using them) stay
     extra = f", {len(gone)} snapshots" + (" and the cache mounts" if args.all else "")
     print(f"removed {n} cache records{extra}")
     return 0

@@ -164,7 +164,9 @@ def cmd_rmi(args) -> int:
     for name in args.images:
         try:
             desc = store.resolve(name)
-            by_id = is_digest(name) or (len(name) >= 4 and all(c in "0123456789abcdef" for c in name))
+            # an image id (sha256:… or a hex prefix), not `name:tag` (which fits the digest grammar)
+            by_id = (name.startswith(("sha256:", "sha384:", "sha512:")) and is_digest(name)) or \
+                (len(name) >= 4 and all(c in "0123456789abcdef" for c in name))
             refs = [r for r, d in store.list() if d.digest == desc.digest]
             if by_id:
                 if len(refs) > 1 and not args.force:

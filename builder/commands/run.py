@@ -130,21 +130,26 @@ def _prepare(args, *, for_bundle: bool):  # noqa: ARG001
     img = Image.load(store.blobs, desc)
     snaps = Snapshotter(st.snapshots_dir, st.tmp_dir)
     chains = chain_ids([str(d) for d in img.diff_ids])
-    for layer, chain in zip(img.layers, chains):
-        if not snaps.has(chain):
-            from builder.layers.unpack import apply_layer
+    snaps.use(chains)  # leased until the caller releases it: prune leaves these layers alone
+    try:
+        for layer, chain in zip(img.layers, chains):
+            if not snaps.has(chain):
+                from builder.layers.unpack import apply_layer
 
-            snaps.ensure(chain, lambda d, layer=layer: apply_layer(store.blobs.path(layer.digest), d,
-                                                                    media_type=layer.media_type,
-                                                                    whiteouts="overlay"))
-    lowers = snaps.lowerdirs(chains) if chains else (str(snaps.empty_dir()),)
-    env = []
-    for f in args.env_file:
-        env.extend(read_env_file(f))
-    env.extend(args.env)
-    view = LayeredFS(lowers)
-    spec = process_spec(img.config.config.to_dict(), view.read_file, args=args.command,
-                        entrypoint=args.entrypoint, env=env, workdir=args.workdir, user=args.user)
+                snaps.ensure(chain, lambda d, layer=layer: apply_layer(store.blobs.path(layer.digest), d,
+                                                                        media_type=layer.media_type,
+                                                                        whiteouts="overlay"))
+        lowers = snaps.lowerdirs(chains) if chains else (str(snaps.empty_dir()),)
+        env = []
+        for f in args.env_file:
+            env.extend(read_env_file(f))
+        env.extend(args.env)
+        view = LayeredFS(lowers)
+        spec = process_spec(img.config.config.to_dict(), view.read_file, args=args.command,
+                            entrypoint=args.entrypoint, env=env, workdir=args.workdir, user=args.user)
+    except BaseException:
+        snaps.release()
+        raise
     return st, img, snaps, lowers, spec
 
 
@@ -204,6 +209,7 @@ def cmd_run(args) -> int:
     finally:
         if args.rm:
             shutil.rmtree(cdir, ignore_errors=True)
+        snaps.release()
     if res.oom_killed:
         sys.stderr.write("pybuild: the container was killed: out of memory\n")
     if res.timed_out:
@@ -237,6 +243,9 @@ def cmd_bundle(args) -> int:
     st, img, snaps, lowers, spec = _prepare(args, for_bundle=True)
     # The bundle's rootfs is the image's snapshots flattened (whiteouts honoured) by write_bundle.
     config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers)), tty=args.tty, cid=os.urandom(16).hex())
-    write_bundle(config, None, Path(args.dest))
+    try:
+        write_bundle(config, None, Path(args.dest))
+    finally:
+        snaps.release()
     print(args.dest)
     return 0

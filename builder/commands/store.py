@@ -2,14 +2,14 @@
 
 Owns: the command-line face of builder.oci.gc, and what counts as live when pruning: blobs
 reachable from tags and from build-cache records; snapshots (`$ROOT/snapshots/<chain id>`)
-of tagged images. Cache-only snapshots are reclaimed: the engine unpacks them again from the
-layer blobs when needed. Anything younger than --grace (default 10 min) stays: a build in
-flight writes blobs and snapshots before it tags. Must not: hold GC logic.
+of tagged images, and those a live build or container leases (builder.snapshot). Cache-only
+snapshots are reclaimed: the engine unpacks them again from the layer blobs when needed.
+Anything younger than --grace (default 10 min) stays: a build in flight writes blobs before it
+tags. Must not: hold GC logic.
 """
 from __future__ import annotations
 
 import argparse
-import time
 
 
 def add_parser(sub) -> None:
@@ -82,31 +82,13 @@ def _live_chains(store) -> set[str]:
 
 
 def _prune_snapshots(s, store, grace: float, dry_run: bool) -> tuple[int, int]:
-    snap_dir = s.snapshots_dir
-    if not snap_dir.is_dir():
+    if not s.snapshots_dir.is_dir():
         return 0, 0
-    from builder.oci.digest import is_digest
+    from builder.snapshot import Snapshotter
 
-    live = {c.split(":", 1)[1] for c in _live_chains(store)}
-    now, n, freed = time.time(), 0, 0
-    for p in sorted(snap_dir.iterdir()):
-        if not p.is_dir() or p.is_symlink() or p.name in live or not is_digest("sha256:" + p.name):
-            continue
-        if now - p.stat().st_mtime < grace:
-            continue
-        size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
-        if not dry_run:
-            try:
-                from builder.snapshot import Snapshotter
-
-                Snapshotter(snap_dir, s.tmp_dir).remove("sha256:" + p.name)
-            except ImportError:
-                import shutil
-
-                shutil.rmtree(p)
-        n += 1
-        freed += size
-    return n, freed
+    live = set(_live_chains(store))
+    gone = Snapshotter(s.snapshots_dir, s.tmp_dir).prune(live, grace=grace, dry_run=dry_run)
+    return len(gone), sum(size for _, size in gone)
 
 
 def _prune_containers(s, dry_run: bool) -> int:

@@ -262,6 +262,16 @@ def build(req: BuildRequest, settings: Settings, reporter: Reporter | None = Non
     rep = _Steps(reporter or NullReporter())
     t0 = time.monotonic()
     store, graph, solver, stat_cache, cache, bases = _setup(req, settings, rep)
+    try:
+        return _build(req, settings, rep, t0, store, graph, solver, stat_cache, cache, bases)
+    finally:
+        solver.sv.snaps.release()  # the image is tagged (or the build failed): end our lease
+
+
+def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, store: ImageStore, graph, solver,
+           stat_cache, cache, bases) -> BuildResult:
+    import time
+
     rep.emit(BuildStarted(graph.step_count(), str(req.context_dir or "")))
     for w in graph.unused_args:
         from builder.report import Warning as W
@@ -325,6 +335,13 @@ def explain(req: BuildRequest, settings: Settings) -> list[Explanation]:
     """For each filesystem step: hit or miss, and for a miss the first field that differs from
     the nearest earlier record of the same step."""
     _store, _graph, solver, _sc, cache, _bases = _setup(req, settings, NullReporter())
+    try:
+        return _explain(solver, cache)
+    finally:
+        solver.sv.snaps.release()
+
+
+def _explain(solver, cache) -> list[Explanation]:
     out: list[Explanation] = []
     for sk in solver.keys_only():
         line = sk.step.span.line if sk.step.span else None

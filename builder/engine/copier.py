@@ -4,7 +4,9 @@ Owns: `Item` (one thing to copy: a host path or inline bytes, plus the relative 
 under --parents), `copy_items(items, dest, ...)` implementing Docker's destination rules (a
 trailing slash or several sources → a directory; a directory source copies its contents;
 parents created 0755 root), `parse_chmod` (octal and symbolic `u+x,go-w`), `resolve_owner`
-(--chown names looked up in the image's /etc/passwd and /etc/group).
+(--chown names looked up in the image's /etc/passwd and /etc/group). As BuildKit's fsutil copy:
+files of one source that share an inode are written once and hardlinked (one inode in the
+layer), and extended attributes (user.*, security.capability, ACLs…) are carried over.
 
 Must not: read outside the source paths it is given, or write outside `upper`: every
 destination is resolved through the layer view (symlinks followed inside the rootfs only) and
@@ -18,7 +20,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from builder.context import PatternMatcher
+from builder.context import PatternMatcher, read_xattrs
 from builder.engine.fsview import LayeredFS, copy_up, split
 from builder.errors import BuildStepError
 from runtime.record import Record
@@ -128,6 +130,23 @@ def parse_chmod(spec: str | None):
 SMALL_FILE = 256 * 1024
 
 
+Xattrs = tuple[tuple[str, bytes], ...]
+
+
+def _set_xattrs(target: str | int, xattrs: Xattrs) -> None:
+    """Set what the source had; an attribute the destination refuses (trusted.* without
+    CAP_SYS_ADMIN, user.* on a symlink, a filesystem without xattrs) is skipped, as BuildKit's
+    copy does. Call it after any chown: the kernel drops security.capability on chown."""
+    for k, v in xattrs:
+        try:
+            if isinstance(target, int):
+                os.setxattr(target, k, v)
+            else:
+                os.setxattr(target, k, v, follow_symlinks=False)
+        except OSError:
+            pass
+
+
 def _copy_small(fin: int, fout: int, size: int) -> None:
     data = b""
     while len(data) < size:
@@ -154,8 +173,12 @@ class Copier:
         self.context = context  # the BuildContext items with ctx_rel come from (.dockerignore)
         # regular files are queued and written by flush() (big ones by a thread pool);
         # directory metadata is applied after their children are written
-        self._files: dict[str, tuple[str, os.stat_result]] = {}
-        self._dirs: list[tuple[str, os.stat_result]] = []
+        self._files: dict[str, tuple[str, os.stat_result, Xattrs]] = {}
+        self._dirs: list[tuple[str, os.stat_result, Xattrs]] = []
+        # hardlinks within one item: source (dev, inode) -> the first host path written for it,
+        # and the later names, made by flush() once that first file exists
+        self._inodes: dict[tuple[int, int], str] = {}
+        self._links: dict[str, tuple[str, os.stat_result, Xattrs, str]] = {}
 
     def _target(self, in_root: str, host_parent: str | None = None) -> str:
         """Resolve an in-root path to a host path under upper, creating its parents.
@@ -174,13 +197,15 @@ class Copier:
         hit = self.view.find(path)
         return hit is not None and stat.S_ISDIR(hit[1].st_mode)
 
-    def _meta(self, host: str, st: os.stat_result, *, mode: int | None = None) -> None:
+    def _meta(self, host: str, st: os.stat_result, *, mode: int | None = None, xattrs: Xattrs = ()) -> None:
         is_dir = stat.S_ISDIR(st.st_mode)
         m = stat.S_IMODE(st.st_mode) if mode is None else mode
         if self.chmod is not None:
             m = self.chmod(m, is_dir)
         uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (0, 0)
         os.lchown(host, uid, gid)
+        if xattrs:
+            _set_xattrs(host, xattrs)  # before chmod: an ACL would otherwise rewrite the group bits
         if not stat.S_ISLNK(st.st_mode):
             os.chmod(host, m)
         os.utime(host, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
@@ -204,6 +229,15 @@ class Copier:
                 return st
         return os.lstat(src)
 
+    def _xattrs(self, src: str, ctx_rel: str | None) -> Xattrs:
+        """The source's xattrs: from the context's digest walk when it read them (no syscall),
+        else one listxattr (plus a getxattr per attribute, when there are any)."""
+        if ctx_rel is not None and self.context is not None:
+            xa = self.context.known_xattrs(src)
+            if xa is not None:
+                return xa
+        return read_xattrs(src)
+
     def _copy_path(self, src: str, in_root: str, rel: str = "", ctx_rel: str | None = None,
                    host_parent: str | None = None, fresh: bool = False) -> None:
         """`fresh`: nothing exists at the target yet (the caller listed its directory)."""
@@ -226,14 +260,23 @@ class Copier:
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(src), host)
         elif stat.S_ISREG(st.st_mode):
-            self._files[host] = (src, st)  # a later source for the same path wins, as in order
+            xa = self._xattrs(src, ctx_rel)
+            if st.st_nlink > 1:  # the only test on the common path: a plain file costs nothing more
+                first = self._inodes.setdefault((st.st_dev, st.st_ino), host)
+                if first != host:
+                    self._files.pop(host, None)
+                    self._links[host] = (src, st, xa, first)
+                    return
+            if self._links:
+                self._links.pop(host, None)
+            self._files[host] = (src, st, xa)  # a later source for the same path wins, as in order
             return
         else:
             return  # devices, fifos and sockets in a context are skipped, as BuildKit does
-        self._meta(host, st)
+        self._meta(host, st, xattrs=self._xattrs(src, ctx_rel))
 
-    def _copy_file(self, host: str, src: str, st: os.stat_result) -> None:
-        """One regular file: create, copy, then owner/mode/mtime on the open fd (no path walks).
+    def _copy_file(self, host: str, src: str, st: os.stat_result, xattrs: Xattrs = ()) -> None:
+        """One regular file: create, copy, then owner/xattrs/mode/mtime on the open fd (no path walks).
         At most st_size bytes (what the walk saw): a file growing meanwhile is cut there."""
         mode = stat.S_IMODE(st.st_mode)
         if self.chmod is not None:
@@ -257,10 +300,13 @@ class Copier:
                         off += n
                         left -= n
                 cur = os.fstat(fout)  # umask, a setgid parent or a pre-existing file may differ
-                if (cur.st_uid, cur.st_gid) != (uid, gid):
+                chown = (cur.st_uid, cur.st_gid) != (uid, gid)
+                if chown:
                     os.fchown(fout, uid, gid)
-                    os.fchmod(fout, mode)  # after chown: chown clears setuid/setgid bits
-                elif stat.S_IMODE(cur.st_mode) != mode:
+                if xattrs:
+                    _set_xattrs(fout, xattrs)  # after chown, which drops security.capability
+                if chown or xattrs or stat.S_IMODE(cur.st_mode) != mode:
+                    # after chown (it clears setuid/setgid bits) and xattrs (an ACL sets group bits)
                     os.fchmod(fout, mode)
                 os.utime(fout, ns=(st.st_mtime_ns, st.st_mtime_ns))
             finally:
@@ -277,23 +323,29 @@ class Copier:
         fell 341 -> 260 ms without them). Big files go to a thread pool, where sendfile runs
         without the GIL, while this thread writes the small ones."""
         files, self._files = self._files, {}
-        big = [(h, s, st) for h, (s, st) in files.items() if st.st_size > SMALL_FILE]
+        big = [(h, s, st, xa) for h, (s, st, xa) in files.items() if st.st_size > SMALL_FILE]
         if len(big) > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(max_workers=4, thread_name_prefix="copy") as pool:
-                futs = [pool.submit(self._copy_file, h, s, st) for h, s, st in big]
-                for h, (s, st) in files.items():
+                futs = [pool.submit(self._copy_file, h, s, st, xa) for h, s, st, xa in big]
+                for h, (s, st, xa) in files.items():
                     if st.st_size <= SMALL_FILE:
-                        self._copy_file(h, s, st)
+                        self._copy_file(h, s, st, xa)
                 for f in futs:
                     f.result()
         else:
-            for h, (s, st) in files.items():
-                self._copy_file(h, s, st)
+            for h, (s, st, xa) in files.items():
+                self._copy_file(h, s, st, xa)
+        links, self._links = self._links, {}
+        for host, (s, st, xa, first) in links.items():
+            try:
+                os.link(first, host, follow_symlinks=False)  # shares the first name's inode and metadata
+            except OSError:
+                self._copy_file(host, s, st, xa)  # e.g. the link limit: a copy is still right
         dirs, self._dirs = self._dirs, []
-        for host, st in dirs:
-            self._meta(host, st)
+        for host, st, xa in dirs:
+            self._meta(host, st, xattrs=xa)
 
     def _copy_dir_contents(self, src: str, in_root: str, rel: str, st: os.stat_result, ctx_rel: str | None = None,
                            create_only_if_needed: bool = False, host_parent: str | None = None,
@@ -329,7 +381,7 @@ class Copier:
             if not os.listdir(host):
                 os.rmdir(host)
                 return
-        self._dirs.append((host, st))
+        self._dirs.append((host, st, self._xattrs(src, ctx_rel)))
 
     def copy(self, items: list[Item], dest: str, *, dest_is_dir: bool) -> None:
         """Copy items to `dest` (absolute, in-root). `dest_is_dir`: trailing slash or several sources."""
@@ -337,6 +389,7 @@ class Copier:
         if into_dir:
             self._ensure_dir(dest)
         for it in items:
+            self._inodes.clear()  # hardlinks are kept within one source, as BuildKit copies each alone
             base = dest.rstrip("/") if dest != "/" else ""
             if it.keep:
                 base = f"{base}/{it.keep}"

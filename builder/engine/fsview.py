@@ -6,7 +6,8 @@ layer whites it out (0/0 char device) or has a non-directory / an opaque directo
 or `..` never leaves it), and `copy_up` (create an upper's parent directories with the metadata
 the lower layers give them, as overlayfs would on a write).
 
-Also `export_tree`: materialize a path of a stack on the host (bind mount sources, COPY --from).
+Also `export_tree`: materialize a path of a stack on the host (bind mount sources, COPY --from),
+with owners, modes, times, xattrs and the hardlinks among the exported files.
 Must not: mount, or write anywhere but the upper / export destination it was given. Used by
 COPY/ADD/WORKDIR (the destination side), COPY --from (the source side) and --chown lookups.
 """
@@ -17,6 +18,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from builder.context import read_xattrs
 from builder.errors import BuildStepError
 from builder.layers.changes import OPAQUE_XATTRS  # the one list of overlay opaque-dir xattrs
 
@@ -190,6 +192,27 @@ def _copy_entry(src: str, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
+def _export_file(host: str, dest: Path, st: os.stat_result, links: dict[tuple[int, int], Path]) -> None:
+    """A regular file: a hardlink to an earlier exported name of the same inode (a lower layer's
+    hardlinks stay one inode, which COPY --from then keeps), else a copy with its metadata."""
+    if st.st_nlink > 1:
+        first = links.get((st.st_dev, st.st_ino))
+        if first is not None:
+            os.link(first, dest)
+            return
+    shutil.copyfile(host, dest, follow_symlinks=False)
+    os.lchown(dest, st.st_uid, st.st_gid)
+    for k, v in read_xattrs(host):  # after chown, which drops security.capability
+        try:
+            os.setxattr(dest, k, v, follow_symlinks=False)
+        except OSError:
+            pass
+    os.chmod(dest, stat.S_IMODE(st.st_mode))  # after chown, which clears setuid bits
+    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+    if st.st_nlink > 1:
+        links[(st.st_dev, st.st_ino)] = dest
+
+
 def export_tree(view: LayeredFS, rel: str, dest: Path) -> None:
     """Materialize a path of a layer stack at `dest` on the host (for bind mounts, COPY --from)."""
     path = view.resolve(rel)
@@ -199,24 +222,30 @@ def export_tree(view: LayeredFS, rel: str, dest: Path) -> None:
     host, st = hit
     if stat.S_ISDIR(st.st_mode):
         dest.mkdir(exist_ok=True)
+        links: dict[tuple[int, int], Path] = {}
         for name in view.listdir(path):
-            export_tree_nofollow(view, f"{path.rstrip('/')}/{name}", dest / name)
+            export_tree_nofollow(view, f"{path.rstrip('/')}/{name}", dest / name, links)
         shutil.copystat(host, dest)
     else:
         _copy_entry(host, dest)
 
 
-def export_tree_nofollow(view: LayeredFS, path: str, dest: Path) -> None:
+def export_tree_nofollow(view: LayeredFS, path: str, dest: Path,
+                         links: dict[tuple[int, int], Path] | None = None) -> None:
     hit = view.find(path)
     if hit is None:
         return
     host, st = hit
+    if links is None:
+        links = {}
     if stat.S_ISDIR(st.st_mode):
         dest.mkdir(exist_ok=True)
         for name in view.listdir(path):
-            export_tree_nofollow(view, f"{path.rstrip('/')}/{name}", dest / name)
+            export_tree_nofollow(view, f"{path.rstrip('/')}/{name}", dest / name, links)
         shutil.copystat(host, dest, follow_symlinks=False)
         os.lchown(dest, st.st_uid, st.st_gid)
-    elif stat.S_ISLNK(st.st_mode) or stat.S_ISREG(st.st_mode):
+    elif stat.S_ISREG(st.st_mode):
+        _export_file(host, dest, st, links)
+    elif stat.S_ISLNK(st.st_mode):
         _copy_entry(host, dest)
         os.lchown(dest, st.st_uid, st.st_gid)

@@ -60,7 +60,9 @@ class Services(Record, frozen=False):
 
 
 def ensure_snapshots(sv: Services, state: State) -> None:
-    """Every layer of `state` unpacked as an overlay lowerdir (once; reused by chain id)."""
+    """Every layer of `state` unpacked as an overlay lowerdir (once; reused by chain id), and
+    leased for this build first (prune keeps them)."""
+    sv.snaps.use(state.chains)
     for desc, chain in zip(state.layers, state.chains):
         if sv.snaps.has(chain):
             continue

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from builder.context import SKIP_XATTRS
 from builder.engine.copier import Copier, Item, parse_chmod, resolve_owner
 from builder.engine.fsview import LayeredFS, export_tree
 from builder.engine.ops import LayerResult, Services, State, _from_state, commit, ensure_snapshots, view_of
@@ -168,10 +169,16 @@ class _AddFilter:
     And, as in tar itself, a hardlink must name a regular file that came EARLIER in the archive:
     tarfile otherwise looks the target up among all members, and a link to itself or to a
     directory (`b -> b/./.`) recursed until RecursionError (a crash, exit 3, for a bad ADD).
+    Hardlinks that pass become real hardlinks (tarfile links them), so the layer keeps one inode.
+
+    tarfile restores no xattrs: the filter collects each entry's `SCHILY.xattr.*` records and
+    `apply_xattrs` sets them once the archive is out (after tarfile's chown, which would drop
+    security.capability), as docker's untar does.
     """
 
     def __init__(self) -> None:
         self.files: set[str] = set()
+        self.xattrs: dict[str, list[tuple[str, bytes]]] = {}  # entry name -> its xattrs (last entry wins)
 
     def __call__(self, member, dest_path: str):
         import tarfile
@@ -188,12 +195,21 @@ class _AddFilter:
             if os.path.commonpath([target, dest_real]) != dest_real:
                 raise tarfile.LinkOutsideDestinationError(m, target)
             if os.path.normpath(m.linkname) not in self.files:
-                raise tarfile.ExtractError(f"hardlink {m.name!r} names {m.linkname!r}, "
-                                           "which is not an earlier file in the archive")
+                # a FilterError, not an ExtractError: tarfile only logs the latter (errorlevel 1)
+                # and then extracts the member unfiltered (a link to a directory became a copy
+                # of that directory entry)
+                raise tarfile.FilterError(f"hardlink {m.name!r} names {m.linkname!r}, "
+                                          "which is not an earlier file in the archive")
         if m.isreg():
             self.files.add(name)
         else:
             self.files.discard(name)
+        xa = [(k[13:], v.encode("utf-8", "surrogateescape")) for k, v in m.pax_headers.items()
+              if k.startswith("SCHILY.xattr.") and not k[13:].startswith(SKIP_XATTRS)]
+        if xa and not m.islnk():
+            self.xattrs[name] = xa
+        else:
+            self.xattrs.pop(name, None)  # a later entry of that name replaced the earlier one
         if not m.isdir():
             # Unlink first (as tar --unlink-first and docker do): tarfile opens an existing
             # path for writing, and a FIFO left there by an earlier entry blocked the build
@@ -209,12 +225,27 @@ class _AddFilter:
         return m
 
 
+    def apply_xattrs(self, dest_path: str) -> None:
+        dest_real = os.path.realpath(dest_path)
+        for name, xa in self.xattrs.items():
+            target = os.path.join(dest_real, name)
+            # a later entry may have turned a parent into a symlink: never set through one
+            if os.path.commonpath([os.path.realpath(os.path.dirname(target)), dest_real]) != dest_real:
+                continue
+            for k, v in xa:
+                try:
+                    os.setxattr(target, k, v, follow_symlinks=False)
+                except OSError:
+                    pass  # not supported here or not permitted (trusted.*): skipped, as docker does
+
+
 def _extract(path: str, dest: Path) -> None:
     """A local archive for ADD (tar, gzip, bzip2, xz, zstd), unpacked safely into `dest`."""
     import tarfile
     import zlib  # a cut or corrupt gzip stream raises EOFError / zlib.error, not TarError
 
     dest.mkdir(parents=True, exist_ok=True)
+    filt = _AddFilter()
     with open(path, "rb") as f:
         head = f.read(4)
         f.seek(0)
@@ -223,10 +254,11 @@ def _extract(path: str, dest: Path) -> None:
                 import zstandard
 
                 with zstandard.ZstdDecompressor().stream_reader(f) as zr, tarfile.open(fileobj=zr, mode="r|") as tf:
-                    tf.extractall(dest, filter=_AddFilter())
+                    tf.extractall(dest, filter=filt)
             else:
                 with tarfile.open(fileobj=f, mode="r:*") as tf:
-                    tf.extractall(dest, filter=_AddFilter())
+                    tf.extractall(dest, filter=filt)
+            filt.apply_xattrs(str(dest))
         except (tarfile.TarError, OSError, KeyError, RecursionError, EOFError, zlib.error) as e:
             # KeyError: tarfile's way of saying a hardlink names a member the archive lacks;
             # RecursionError: its link fallback re-extracting a hardlink over itself (`b/./.`).

@@ -45,6 +45,11 @@ def test_tag_inspect_history_rmi(store):
 
     r = run_cli("rmi", iid)
     assert r.returncode == 1 and b"multiple" in r.stderr
+    # by name:tag only that name goes, even when others name the image (`app:v2` fits the
+    # digest grammar `algorithm:encoded`; it is still a tag)
+    assert run_cli("tag", "app:v1", "app:v2").returncode == 0
+    r = run_cli("rmi", "app:v2")
+    assert r.returncode == 0 and r.stdout == b"Untagged: app:v2\n", r.stderr
     r = run_cli("rmi", "registry.local:5000/team/app")
     assert r.returncode == 0 and b"Untagged: registry.local:5000/team/app:latest" in r.stdout
     r = run_cli("rmi", "app:v1")

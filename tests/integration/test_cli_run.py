@@ -166,3 +166,40 @@ def test_bundle_runs_under_runc(root, tmp_path):
                        capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr
     assert p.stdout.decode().strip() == "from-bundle 0"
+
+
+def test_prune_spares_the_layers_of_a_running_container(root):
+    """`rmi` + `prune --grace 0` while a container runs: its snapshots are leased, so they stay
+    until it ends, and the container keeps reading its files."""
+    import sys
+
+    env = {**os.environ, "PYBUILD_ROOT": str(root)}
+    snaps = root / "snapshots"
+    assert pb(root, "tag", "busybox", "leased:v1").returncode == 0
+    p = subprocess.Popen([sys.executable, "-m", "builder.cli", "run", "-i", "--rm", "leased:v1", "sh", "-c",
+                          "echo ready; read x; head -1 /etc/passwd"], env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        layers = {d.name for d in snaps.iterdir() if not d.name.startswith(".") and d.name != "empty"}
+        assert layers
+        for ref in ("leased:v1", "busybox"):
+            assert pb(root, "rmi", ref).returncode == 0
+        assert pb(root, "images", "-q").stdout == b""  # nothing tags the layers any more
+        r = pb(root, "prune", "--grace", "0", "--no-keep-cache")
+        assert r.returncode == 0, r.stderr
+        assert layers <= {d.name for d in snaps.iterdir()}, r.stdout  # leased: still there
+        out, err = p.communicate(b"go\n", timeout=30)
+        assert p.returncode == 0, err
+        assert out == b"root:x:0:0:root:/root:/bin/sh\n"
+        r = pb(root, "prune", "--grace", "0", "--no-keep-cache")  # the lease ended with the container
+        assert not layers & {d.name for d in snaps.iterdir()}, r.stdout
+        assert not any((snaps / ".leases").iterdir())
+    finally:
+        p.kill()
+        p.wait()
+        # the module's other tests need busybox back
+        subprocess.run(["bash", str(REPO / "examples/make-busybox-rootfs.sh"), str(root.parent / "bb2.tar")],
+                       check=True, capture_output=True)
+        assert run_cli("import", str(root.parent / "bb2.tar"), "busybox:latest",
+                       env={"PYBUILD_ROOT": str(root)}).returncode == 0
