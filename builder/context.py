@@ -309,8 +309,11 @@ class BuildContext:
         self.matcher = PatternMatcher(ignore_patterns or [])
         self.stat_cache = stat_cache or StatCache()
         self._digests: dict[str, str] = {}
-        self._lstats: dict[str, os.stat_result] = {}  # abspath -> lstat when digested (the copier reuses it)
-        self._xattrs: dict[str, tuple[tuple[str, bytes], ...]] = {}  # abspath -> xattrs, only when it has some
+        # abspath -> lstat / xattrs (only when there are some) as digested, for the copier: no
+        # second syscalls. Two dicts, not one of (lstat, xattrs) pairs: 50,000 more long-lived
+        # tuples made the digest walk ~4% slower (garbage-collector passes)
+        self._lstats: dict[str, os.stat_result] = {}
+        self._xattrs: dict[str, tuple[tuple[str, bytes], ...]] = {}
         # what this build read, for the no-op memo: pattern -> rels, rel -> (is_dir, digest)
         self.selects: dict[str, list[str]] = {}
         self.digested: dict[str, tuple[bool, str]] = {}
@@ -385,10 +388,8 @@ class BuildContext:
         """The lstat taken when `abspath` was digested in this build (None if it was not)."""
         return self._lstats.get(abspath)
 
-    def known_xattrs(self, abspath: str) -> tuple[tuple[str, bytes], ...] | None:
-        """The xattrs read when `abspath` was digested in this build (None if it was not)."""
-        if abspath not in self._lstats:
-            return None
+    def known_xattrs(self, abspath: str) -> tuple[tuple[str, bytes], ...]:
+        """The xattrs read when `abspath` was digested (ask only when known_lstat had it)."""
         return self._xattrs.get(abspath, ())
 
     def _entry(self, src: Source, name: str, inodes: dict[tuple[int, int], str]) -> list:

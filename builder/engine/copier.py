@@ -6,7 +6,8 @@ trailing slash or several sources → a directory; a directory source copies its
 parents created 0755 root), `parse_chmod` (octal and symbolic `u+x,go-w`), `resolve_owner`
 (--chown names looked up in the image's /etc/passwd and /etc/group). As BuildKit's fsutil copy:
 files of one source that share an inode are written once and hardlinked (one inode in the
-layer), and extended attributes (user.*, security.capability, ACLs…) are carried over.
+layer), and extended attributes are carried over (user.*, security.capability…; not the SELinux
+label or overlayfs bookkeeping).
 
 Must not: read outside the source paths it is given, or write outside `upper`: every
 destination is resolved through the layer view (symlinks followed inside the rootfs only) and
@@ -220,22 +221,20 @@ class Copier:
             else:
                 os.unlink(host)
 
-    def _lstat(self, src: str, ctx_rel: str | None) -> os.stat_result:
-        """The context's lstat from when it digested `src` (so the copy carries the metadata the
-        cache key was computed from, and 50,000 files cost no second lstat), else a fresh one."""
+    def _source(self, src: str, ctx_rel: str | None) -> tuple[os.stat_result, Xattrs | None]:
+        """The lstat and xattrs the context read when it digested `src` (so the copy carries the
+        metadata the cache key was computed from, and 50,000 files cost no second lstat or
+        listxattr), else a fresh lstat and None: xattrs not read yet."""
         if ctx_rel is not None and self.context is not None:
             st = self.context.known_lstat(src)
             if st is not None:
-                return st
-        return os.lstat(src)
+                return st, self.context.known_xattrs(src)
+        return os.lstat(src), None
 
     def _xattrs(self, src: str, ctx_rel: str | None) -> Xattrs:
-        """The source's xattrs: from the context's digest walk when it read them (no syscall),
-        else one listxattr (plus a getxattr per attribute, when there are any)."""
-        if ctx_rel is not None and self.context is not None:
-            xa = self.context.known_xattrs(src)
-            if xa is not None:
-                return xa
+        """A directory's xattrs: the context's when it digested it, else read now."""
+        if ctx_rel is not None and self.context is not None and self.context.known_lstat(src) is not None:
+            return self.context.known_xattrs(src)
         return read_xattrs(src)
 
     def _copy_path(self, src: str, in_root: str, rel: str = "", ctx_rel: str | None = None,
@@ -243,7 +242,7 @@ class Copier:
         """`fresh`: nothing exists at the target yet (the caller listed its directory)."""
         if self.exclude is not None and rel and self.exclude.matches(rel):
             return
-        st = self._lstat(src, ctx_rel)
+        st, xa = self._source(src, ctx_rel)
         if ctx_rel is not None and self.context is not None and self.context.ignored(ctx_rel):
             # an ignored directory is only entered when an exception pattern may re-include a child
             if not stat.S_ISDIR(st.st_mode) or not self.context.matcher.could_include_below(ctx_rel):
@@ -260,7 +259,8 @@ class Copier:
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(src), host)
         elif stat.S_ISREG(st.st_mode):
-            xa = self._xattrs(src, ctx_rel)
+            if xa is None:
+                xa = read_xattrs(src)
             if st.st_nlink > 1:  # the only test on the common path: a plain file costs nothing more
                 first = self._inodes.setdefault((st.st_dev, st.st_ino), host)
                 if first != host:
@@ -273,7 +273,7 @@ class Copier:
             return
         else:
             return  # devices, fifos and sockets in a context are skipped, as BuildKit does
-        self._meta(host, st, xattrs=self._xattrs(src, ctx_rel))
+        self._meta(host, st, xattrs=read_xattrs(src) if xa is None else xa)
 
     def _copy_file(self, host: str, src: str, st: os.stat_result, xattrs: Xattrs = ()) -> None:
         """One regular file: create, copy, then owner/xattrs/mode/mtime on the open fd (no path walks).
