@@ -33,6 +33,7 @@ FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT,
              _signal.SIGUSR1, _signal.SIGUSR2)
 KILL_REQUEST = _signal.SIGRTMIN + 1  # from runtime.sandbox: SIGKILL the container (timeout, cancel)
 TIOCSCTTY = 0x540E
+TIOCSWINSZ = 0x5414
 
 
 class Status:
@@ -165,6 +166,7 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
     # Load now every module needed later: after the switch to a user namespace's root, or
     # after pivot_root, the host's Python library may be out of reach.
     if plan["config"]["process"]["tty"]:
+        import _socket  # noqa: F401
         import fcntl  # noqa: F401
     if plan["config"]["rlimits"]:
         import resource  # noqa: F401
@@ -371,9 +373,7 @@ def become_process(plan: dict) -> None:
     except OSError as e:
         raise ExecError(f"cannot enter working directory {proc['cwd']}: {e.strerror}") from None
     if proc["tty"]:
-        import fcntl  # loaded early (see outer)
-        os.setsid()  # a new session, so the pty on fd 0 can become our controlling terminal
-        fcntl.ioctl(0, TIOCSCTTY, 0)
+        _make_console(plan.get("tty_size"))
     # SIGPIPE and SIGXFSZ too: the Python interpreter we run in ignores both at start-up, and an
     # ignored disposition survives execve. With SIGPIPE ignored, `yes | head -1` never ends (yes
     # gets EPIPE instead of dying and busybox's yes retries forever), unlike under docker build.
@@ -381,6 +381,34 @@ def become_process(plan: dict) -> None:
         _signal.signal(s, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())  # a blocked mask survives execve as well
     exec_in_path(proc["argv"], proc["env"])
+
+
+def _make_console(size: tuple[int, int] | None) -> None:
+    """A pty on the container's own devpts (so ttyname(0) is /dev/pts/0, as under docker),
+    made as the container's user (who then owns the slave, as after a login); its master goes
+    to the builder over the socket the builder gave us as fd 0; the slave becomes fd 0-2 and
+    our controlling terminal in a new session."""
+    import _socket
+    import fcntl  # both loaded early (see outer)
+    try:
+        master, slave = os.openpty()
+    except OSError as e:
+        raise ExecError(f"cannot allocate a pseudo-terminal in the container: {e.strerror}") from None
+    if size:
+        rows, cols = size
+        fcntl.ioctl(slave, TIOCSWINSZ, b"".join(v.to_bytes(2, sys.byteorder) for v in (rows, cols, 0, 0)))
+    sock = _socket.socket(fileno=0)
+    try:
+        sock.sendmsg([b"m"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, master.to_bytes(4, sys.byteorder))])
+    finally:
+        sock.close()  # closes fd 0
+    os.close(master)
+    os.setsid()  # a new session, so the pty can become our controlling terminal
+    fcntl.ioctl(slave, TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    if slave > 2:
+        os.close(slave)
 
 
 def exec_in_path(argv: list[str], env_list: list[str]) -> None:

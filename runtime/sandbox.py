@@ -161,24 +161,27 @@ class _Run:
         relays: dict[int, Callable[[bytes], None]] = {}
         feed: bytes | None = None
         feed_fd = -1
-        master = -1
+        console = -1
         stdio: list[int] = []
         if self.tty:
-            master, slave = os.openpty()
-            self.master = master
+            # The pty is made inside the container, on its own devpts, so the process sees
+            # /dev/pts/0 (ttyname works, as under docker); init sends the master back on this
+            # socket, which is the process's fd 0 until then (runtime.init.become_process).
+            import socket
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            console, child_end = ours.detach(), theirs.detach()
+            os.set_inheritable(console, False)
+            stdio = [child_end, stdio_.devnull(close_after_spawn), stdio_.devnull(close_after_spawn)]
+            close_after_spawn.append(child_end)
             size = self.config.process.terminal_size
             if size is None and isinstance(self.stdin, int):
                 size = stdio_.terminal_size(self.stdin)
-            if size:
-                stdio_.set_winsize(master, size)
-            stdio = [slave, slave, slave]
-            close_after_spawn.append(slave)
-            relays[master] = stdio_.writer(self.stdout)
+            plan["tty_size"] = tuple(size) if size else None
             if isinstance(self.stdin, int):
                 stdin_src = self.stdin
             else:
                 stdin_src = -1
-                feed, feed_fd = self.stdin, master if self.stdin else -1
+                feed = self.stdin or None
         else:
             stdin_src = -1
             if isinstance(self.stdin, int):
@@ -204,7 +207,7 @@ class _Run:
         try:
             self._start_init(plan, status_w, sync_r, stdio)
         except OSError as e:
-            for fd in [*close_after_spawn, status_r, *relays, feed_fd, sync_w]:
+            for fd in [*close_after_spawn, status_r, *relays, feed_fd, sync_w, console]:
                 if fd >= 0:
                     os.close(fd)
             raise SandboxError(f"cannot start the sandbox init ({sys.executable}): {e.strerror}") from None
@@ -212,16 +215,16 @@ class _Run:
             os.close(fd)
         restore = self._forward_signals()
         try:
-            return self._loop(status_r, relays, feed, feed_fd, stdin_src, master, sync_w, start)
+            return self._loop(status_r, relays, feed, feed_fd, stdin_src, console, sync_w, start)
         finally:
             restore()
-            for fd in [status_r, *relays, sync_w]:
+            for fd in [status_r, *relays, sync_w, console]:
                 if fd >= 0:
                     try:
                         os.close(fd)
                     except OSError:
                         pass
-            if feed_fd >= 0 and feed_fd != master:
+            if feed_fd >= 0:
                 try:
                     os.close(feed_fd)
                 except OSError:
@@ -259,13 +262,13 @@ class _Run:
                 pass
         for s in _FORWARDED:
             old[s] = signal.signal(s, forward)
-        if self.tty and self.master >= 0 and isinstance(self.stdin, int) and os.isatty(self.stdin):
+        if self.tty and isinstance(self.stdin, int) and os.isatty(self.stdin):
             # the user resized their terminal: resize the container's (the kernel then
             # sends SIGWINCH to the container's foreground process group)
             def resize(_signum: int, _frame: object) -> None:
                 try:
                     size = stdio_.terminal_size(self.stdin)  # type: ignore[arg-type]
-                    if size:
+                    if size and self.master >= 0:  # (before the master arrives, init sets the size)
                         stdio_.set_winsize(self.master, size)
                 except OSError:
                     pass
@@ -297,20 +300,23 @@ class _Run:
         return bool(select.select([self.pidfd], [], [], timeout)[0])
 
     def _loop(self, status_r: int, relays: dict[int, Callable[[bytes], None]], feed: bytes | None,
-              feed_fd: int, stdin_src: int, master: int, sync_w: int, start: float) -> tuple[int, int | None]:
+              feed_fd: int, stdin_src: int, console: int, sync_w: int, start: float) -> tuple[int, int | None]:
         sel = selectors.DefaultSelector()
         pidfd = self.pidfd
         sel.register(pidfd, selectors.EVENT_READ, "exit")
         sel.register(status_r, selectors.EVENT_READ, "status")
         for fd in relays:
             sel.register(fd, selectors.EVENT_READ, "out")
-        if feed and feed_fd >= 0 and feed_fd != master:
+        master = -1
+        console_pending = console >= 0  # the pty master is still to come (its output with it)
+        if feed and feed_fd >= 0:
             sel.register(feed_fd, selectors.EVENT_WRITE, "feed")
-        elif feed and feed_fd == master:
-            stdio_.write_all(master, feed)
         raw_restore = None
-        if stdin_src >= 0:
+        if console >= 0:
+            sel.register(console, selectors.EVENT_READ, "console")  # stdin follows the master
+        elif stdin_src >= 0:
             sel.register(stdin_src, selectors.EVENT_READ, "stdin")
+        if stdin_src >= 0:
             raw_restore = stdio_.make_raw(stdin_src)
         deadline = start + self.config.timeout if self.config.timeout else None
         exited_at: float | None = None
@@ -318,7 +324,8 @@ class _Run:
         try:
             while True:
                 now = time.monotonic()
-                if exited_at is not None and (not relays and not open_status or now - exited_at > _DRAIN_AFTER_EXIT):
+                if exited_at is not None and (not relays and not open_status and not console_pending
+                                              or now - exited_at > _DRAIN_AFTER_EXIT):
                     break
                 if deadline is not None and now >= deadline and exited_at is None:
                     self._kill("timeout")
@@ -347,6 +354,17 @@ class _Run:
                         if master >= 0:
                             # the pty master reports EIO only once every slave holder is gone
                             pass
+                    elif what == "console":
+                        sel.unregister(fd)
+                        console_pending = False
+                        master = self._receive_master(fd)
+                        if master >= 0:
+                            relays[master] = stdio_.writer(self.stdout)
+                            sel.register(master, selectors.EVENT_READ, "out")
+                            if feed:
+                                stdio_.write_all(master, feed)
+                            if stdin_src >= 0:
+                                sel.register(stdin_src, selectors.EVENT_READ, "stdin")
                     elif what == "status":
                         chunk = os.read(fd, 65536)
                         if not chunk:
@@ -384,7 +402,7 @@ class _Run:
                             stdio_.write_all(master, data)
         finally:
             sel.close()
-            if master >= 0:
+            if master >= 0 and master not in relays:  # (the caller closes what is left in relays)
                 os.close(master)
             if raw_restore:
                 raw_restore()
@@ -408,6 +426,21 @@ class _Run:
         if rc is not None and rc < 0:
             return 128 - rc, -rc
         raise SandboxError("the sandbox init ended without reporting a status (killed from outside?)")
+
+    def _receive_master(self, console: int) -> int:
+        """The pty master init made inside the container, or -1 if it ended before sending it."""
+        import socket
+        sock = socket.socket(fileno=os.dup(console))
+        try:
+            _msg, fds, _flags, _addr = socket.recv_fds(sock, 1, 1, socket.MSG_CMSG_CLOEXEC)
+        except OSError:
+            fds = []
+        finally:
+            sock.close()
+        if not fds:
+            return -1
+        self.master = fds[0]
+        return fds[0]
 
     def _status(self, chunk: bytes, sync_w: int) -> None:
         self.status_buf += chunk

@@ -56,6 +56,13 @@ def test_rootless_run_in_a_user_namespace(busybox):
         assert out == ["0", "1", "0", "65534", "1"]  # root inside = nobody outside, pid 1
         assert (upper / "written").read_text() == "w\n"
         assert (upper / "written").stat().st_uid == 65534
+        # `run -t` rootless: the console is made on the container's devpts in the user namespace
+        code = code.replace("argv=('sh', '-c', 'id -u; echo $$; cat /proc/self/uid_map; echo w > /written')",
+                            "argv=('sh', '-c', 'tty; stty size'), tty=True, terminal_size=(7, 70)")
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", py, "-I", "-c", code],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr.decode()
+        assert r.stdout.decode().split() == ["/dev/pts/0", "7", "70"], r.stdout
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -244,14 +244,29 @@ def test_output_to_fd(overlay, tmp_path):
     assert r.exit_code == 0 and (tmp_path / "out").read_bytes() == b"to fd\n"
 
 
-def test_tty(overlay):
+@pytest.mark.parametrize("zygote", ["1", "0"], ids=["fork-server", "re-exec"])
+def test_tty(overlay, monkeypatch, zygote):
+    # As under docker the console is the container's own /dev/pts/0 (ttyname works), sized
+    # before the process starts, and the controlling terminal of the process's session.
+    monkeypatch.setenv("PYBUILD_SANDBOX_ZYGOTE", zygote)
     rootfs, _ = overlay
     out = bytearray()
-    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("sh", "-c", "test -t 0 && test -t 1 && echo isatty; stty size"),
-                                                       tty=True, terminal_size=(33, 101)))
+    script = ("test -t 0 && test -t 1 && echo isatty; stty size; tty; ls /dev/pts;"
+              " [ \"$(cut -d' ' -f7 /proc/$$/stat)\" = $((136 << 8)) ] && echo ctty")  # tty_nr: pts 0
+    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("sh", "-c", script), tty=True, terminal_size=(33, 101)))
     r = sandbox.run(cfg, stdout=out.extend)
     assert r.exit_code == 0
-    assert out.replace(b"\r\n", b"\n") == b"isatty\n33 101\n"
+    assert out.replace(b"\r\n", b"\n").decode().split() == ["isatty", "33", "101", "/dev/pts/0", "0", "ptmx", "ctty"]
+
+
+def test_tty_belongs_to_the_containers_user(overlay):
+    rootfs, _ = overlay
+    out = bytearray()
+    cfg = SandboxConfig(rootfs=rootfs, process=Process(argv=("sh", "-c", "stat -c '%u %g %a' $(tty)"), tty=True,
+                                                       uid=1000, gid=1000))
+    r = sandbox.run(cfg, stdout=out.extend)
+    assert r.exit_code == 0
+    assert out.decode().split() == ["1000", "5", "620"]  # the user's, group tty, rw--w----
 
 
 def test_plain_dir_rootfs_leaves_no_stubs(busybox, tmp_path):
