@@ -46,10 +46,17 @@ def command_line(entrypoint: Sequence[str] | None, cmd: Sequence[str] | None, *,
     return argv
 
 
-def merge_env(image_env: Sequence[str], overrides: Sequence[str], host_env: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    """Image Env, then `-e`/`--env-file` entries in order; `-e NAME` takes NAME from the host."""
+def merge_env(image_env: Sequence[str], overrides: Sequence[str], host_env: Mapping[str, str] | None = None,
+              *, hostname: str | None = None, tty: bool = False) -> tuple[str, ...]:
+    """docker's container environment: PATH (default), HOSTNAME, TERM=xterm with a tty, each
+    replaced in place by the image's Env, then `-e`/`--env-file` entries in order (`-e NAME`
+    takes NAME from the host)."""
     host_env = os.environ if host_env is None else host_env
-    out: dict[str, str] = {}
+    out: dict[str, str] = {"PATH": DEFAULT_PATH}
+    if hostname is not None:
+        out["HOSTNAME"] = hostname
+    if tty:
+        out["TERM"] = "xterm"
     for item in image_env:
         k, _, v = item.partition("=")
         out[k] = v
@@ -63,8 +70,25 @@ def merge_env(image_env: Sequence[str], overrides: Sequence[str], host_env: Mapp
             out[item] = host_env[item]
         else:
             out.pop(item, None)  # docker: `-e NAME` with NAME unset on the host sets nothing
-    out.setdefault("PATH", DEFAULT_PATH)
     return tuple(f"{k}={v}" for k, v in out.items())
+
+
+def with_home(env: Sequence[str], user: str, read_file: "ReadFile | None") -> tuple[str, ...]:
+    """`env` plus HOME when it has none, as runc sets it for docker run and BuildKit's RUN:
+    the home directory of the user's /etc/passwd entry, `/` when there is none."""
+    if any(e.startswith("HOME=") for e in env):
+        return tuple(env)
+    return (*env, f"HOME={user_home(user, read_file)}")
+
+
+def user_home(user: str, read_file: "ReadFile | None") -> str:
+    """The home directory /etc/passwd gives `user` (name or uid, before any `:group`), else `/`."""
+    name = (user or "0").partition(":")[0]
+    field = 2 if name.isdigit() else 0
+    for ent in _read_db(read_file, "passwd"):
+        if len(ent) >= 6 and ent[field] == name:
+            return ent[5] or "/"
+    return "/"
 
 
 def read_env_file(path: str) -> list[str]:
@@ -155,12 +179,15 @@ def resolve_user(user: str, read_file: ReadFile | None) -> tuple[int, int, tuple
 
 def process_spec(config: Mapping, read_file: ReadFile | None, *, args: Sequence[str] = (), entrypoint: str | None = None,
                  env: Sequence[str] = (), workdir: str | None = None, user: str | None = None,
-                 host_env: Mapping[str, str] | None = None) -> ProcessSpec:
+                 host_env: Mapping[str, str] | None = None, hostname: str | None = None,
+                 tty: bool = False) -> ProcessSpec:
     """The process docker would start for an image's `config` (the ImageConfig.config mapping)."""
     argv = command_line(config.get("Entrypoint"), config.get("Cmd"), override_entrypoint=entrypoint, args=args)
-    uid, gid, extra = resolve_user(user if user is not None else (config.get("User") or ""), read_file)
+    user = user if user is not None else (config.get("User") or "")
+    uid, gid, extra = resolve_user(user, read_file)
     cwd = workdir or config.get("WorkingDir") or "/"
     if not cwd.startswith("/"):
         raise PybuildError(f"the working directory {cwd!r} is invalid: it needs to be an absolute path")
-    return ProcessSpec(argv=argv, env=merge_env(config.get("Env") or (), env, host_env), cwd=cwd,
+    full_env = merge_env(config.get("Env") or (), env, host_env, hostname=hostname, tty=tty)
+    return ProcessSpec(argv=argv, env=with_home(full_env, user, read_file), cwd=cwd,
                        uid=uid, gid=gid, additional_gids=extra)

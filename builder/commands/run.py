@@ -115,7 +115,7 @@ def _limits(args):
     return Limits(memory_bytes=mem, cpu_quota=args.cpus, pids=args.pids_limit)
 
 
-def _prepare(args, *, for_bundle: bool):  # noqa: ARG001
+def _prepare(args, *, for_bundle: bool, hostname: str | None = None):  # noqa: ARG001
     """(image, snapshotter, chains, process spec) for `args.image`."""
     from builder import settings as settings_mod
     from builder.container import process_spec, read_env_file
@@ -146,7 +146,8 @@ def _prepare(args, *, for_bundle: bool):  # noqa: ARG001
         env.extend(args.env)
         view = LayeredFS(lowers)
         spec = process_spec(img.config.config.to_dict(), view.read_file, args=args.command,
-                            entrypoint=args.entrypoint, env=env, workdir=args.workdir, user=args.user)
+                            entrypoint=args.entrypoint, env=env, workdir=args.workdir, user=args.user,
+                            hostname=hostname, tty=args.tty)
     except BaseException:
         snaps.release()
         raise
@@ -188,8 +189,8 @@ def cmd_run(args) -> int:
     from runtime.errors import ExecError
 
     _limits(args)  # flag errors before any work
-    st, img, snaps, lowers, spec = _prepare(args, for_bundle=False)
     cid = os.urandom(16).hex()  # uuid would import platform (~1.5 ms)
+    st, img, snaps, lowers, spec = _prepare(args, for_bundle=False, hostname=args.hostname or cid[:12])
     cdir = st.root / "containers" / cid
     (cdir / "upper").mkdir(parents=True)
     (cdir / "work").mkdir()
@@ -240,9 +241,10 @@ def cmd_bundle(args) -> int:
     from runtime.bundle import write_bundle
     from runtime.config import Rootfs
 
-    st, img, snaps, lowers, spec = _prepare(args, for_bundle=True)
+    cid = os.urandom(16).hex()
+    st, img, snaps, lowers, spec = _prepare(args, for_bundle=True, hostname=args.hostname or cid[:12])
     # The bundle's rootfs is the image's snapshots flattened (whiteouts honoured) by write_bundle.
-    config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers)), tty=args.tty, cid=os.urandom(16).hex())
+    config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers)), tty=args.tty, cid=cid)
     try:
         write_bundle(config, None, Path(args.dest))
     finally:

@@ -165,6 +165,7 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
     """Execute a RUN on a miss; raises RunFailed with the exit status and the output tail."""
     from collections import deque
 
+    from builder.container import with_home
     from runtime import sandbox
     from runtime.config import Limits, Process, Rootfs, SandboxConfig
 
@@ -183,7 +184,8 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
         spec = sv.snaps.mount_spec(state.chains, active)
         config = SandboxConfig(
             rootfs=Rootfs(lowerdirs=spec.lowerdirs, upperdir=spec.upperdir, workdir=spec.workdir),
-            process=Process(argv=op.argv, env=_env_for_run(state, step) + tuple(mounts.env), cwd=workdir,
+            process=Process(argv=op.argv, env=with_home(_env_for_run(state, step) + tuple(mounts.env), cfg.user,
+                                                        view.read_file), cwd=workdir,
                             uid=uid, gid=gid, additional_gids=extra),
             mounts=tuple(mount_list),
             network="none" if network == "none" else "host",

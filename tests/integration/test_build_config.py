@@ -128,3 +128,22 @@ def test_lint_warnings_and_check_error(root: Path, tmp_path: Path) -> None:
 
     r = run_cli("build", "--check", str(ctx), env={"PYBUILD_ROOT": str(root)})
     assert r.returncode == 1 and b"1 warning found" in r.stderr
+
+
+def test_run_gets_home_from_passwd_as_buildkit_does(root: Path, tmp_path: Path) -> None:
+    # BuildKit's RUN (runc) sets HOME from the user's passwd entry when ENV has none; `/` for
+    # a uid passwd does not know. It is not written into the image config.
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": (
+        "FROM busybox\nRUN echo \"$HOME\" > /root-home\nUSER nobody\nRUN echo \"$HOME\" > /tmp/nobody-home\n"
+        "USER 4242\nRUN echo \"$HOME\" > /tmp/unknown-home\nUSER root\nENV HOME=/custom\n"
+        "RUN echo \"$HOME\" > /env-home\n")})
+    r = build(root, ctx, "-t", "homes")
+    ok(r)
+    img = validate_layout(root, "homes")
+    assert not any(e.startswith("HOME=/root") for e in img["config"]["config"]["Env"])
+    from tests.conftest import run_cli
+
+    r = run_cli("run", "--rm", "homes", "cat", "/root-home", "/tmp/nobody-home", "/tmp/unknown-home", "/env-home",
+                env={"PYBUILD_ROOT": str(root)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().split() == ["/root", "/nonexistent", "/", "/custom"]

@@ -203,3 +203,15 @@ def test_prune_spares_the_layers_of_a_running_container(root):
                        check=True, capture_output=True)
         assert run_cli("import", str(root.parent / "bb2.tar"), "busybox:latest",
                        env={"PYBUILD_ROOT": str(root)}).returncode == 0
+
+
+def test_docker_run_environment(root):
+    # what docker run adds: HOSTNAME (the container's host name), TERM=xterm with -t, and HOME
+    # from the user's passwd entry (runc) unless the image or -e sets it
+    r = pb(root, "run", "--rm", "--hostname", "envbox", "busybox", "env")
+    assert r.returncode == 0, r.stderr
+    env = dict(line.split("=", 1) for line in r.stdout.decode().splitlines())
+    assert env["HOSTNAME"] == "envbox" and env["HOME"] == "/root" and "TERM" not in env
+    r = pb(root, "run", "--rm", "-u", "65534", "-e", "TERM=dumb", "busybox", "sh", "-c", 'echo "$HOME $TERM $HOSTNAME"')
+    home, term, host = r.stdout.decode().split()
+    assert (home, term, len(host)) == ("/nonexistent", "dumb", 12)  # nobody's passwd entry

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from builder.container import command_line, merge_env, process_spec, read_env_file, resolve_user, rootfs_reader
+from builder.container import (DEFAULT_PATH, command_line, merge_env, process_spec, read_env_file, resolve_user,
+                               rootfs_reader, user_home, with_home)
 from builder.errors import PybuildError
 
 EXEC_EP = ["exec_entry", "p1_entry"]
@@ -39,9 +40,14 @@ def test_run_args_replace_cmd_and_entrypoint_flag_drops_cmd():
 
 
 def test_env_merge_order_host_lookup_and_default_path():
+    # docker's daemon environment: PATH, HOSTNAME, TERM (with -t) first, replaced in place by
+    # the image's Env; then -e / --env-file in order
     env = merge_env(["A=1", "B=2"], ["B=3", "C", "D"], host_env={"C": "host"})
-    assert env == ("A=1", "B=3", "C=host", f"PATH={__import__('builder.container').container.DEFAULT_PATH}")
+    assert env == (f"PATH={__import__('builder.container').container.DEFAULT_PATH}", "A=1", "B=3", "C=host")
     assert merge_env(["PATH=/x"], []) == ("PATH=/x",)
+    assert merge_env(["A=1", "PATH=/x"], ["TERM=vt100"], hostname="h1", tty=True) == \
+        ("PATH=/x", "HOSTNAME=h1", "TERM=vt100", "A=1")
+    assert merge_env(["HOSTNAME=img"], [], hostname="h1") == ("PATH=" + DEFAULT_PATH, "HOSTNAME=img")
     with pytest.raises(PybuildError):
         merge_env([], ["=v"])
 
@@ -96,3 +102,18 @@ def test_process_spec_applies_image_config(rootfs):
     assert spec.argv == ("/bin/ep", "b") and spec.cwd == "/tmp" and spec.uid == 0
     with pytest.raises(PybuildError, match="absolute path"):
         process_spec(cfg, rootfs, workdir="rel", host_env={})
+
+
+def test_home_comes_from_passwd_as_runc_sets_it(rootfs):
+    # runc (docker run, BuildKit's RUN) sets HOME from the user's passwd entry when the
+    # environment has none; `/` for a user passwd does not know.
+    assert user_home("", rootfs) == "/root" and user_home("app", rootfs) == "/home/app"
+    assert user_home("1000:10", rootfs) == "/home/app" and user_home("4242", rootfs) == "/"
+    assert user_home("0", None) == "/"
+    assert with_home(("A=1",), "app", rootfs) == ("A=1", "HOME=/home/app")
+    assert with_home(("HOME=/x",), "app", rootfs) == ("HOME=/x",)
+    cfg = {"Cmd": ["sh"], "User": "app"}
+    spec = process_spec(cfg, rootfs, host_env={}, hostname="c0ffee", tty=True)
+    assert spec.env == ("PATH=" + DEFAULT_PATH, "HOSTNAME=c0ffee", "TERM=xterm", "HOME=/home/app")
+    assert process_spec(cfg, rootfs, host_env={}, user="root").env[-1] == "HOME=/root"
+    assert process_spec(cfg, rootfs, host_env={}, env=["HOME=/h"]).env[-1] == "HOME=/h"
