@@ -141,7 +141,8 @@ class Record(metaclass=_RecordMeta):
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in self._compare)
+        # tuples, as dataclasses compare: an element is equal to itself before __eq__ is asked
+        return tuple(getattr(self, n) for n in self._compare) == tuple(getattr(other, n) for n in self._compare)
 
     def __hash__(self) -> int:
         return hash(tuple(getattr(self, n) for n in self._compare))

@@ -96,6 +96,12 @@ def test_equality_hash_repr() -> None:
     assert Box([1]) == Box([1]) and Box([1]) != Box([2])
 
 
+def test_equality_is_tuple_equality_as_in_dataclasses() -> None:
+    nan = float("nan")
+    p = Point(1, 2, (nan,))
+    assert p == p and p == Point(1, 2, p.tags)  # the same NaN object: equal, as in a tuple
+
+
 def test_mutable_record_assigns() -> None:
     b = Box()
     b.name = "crate"
