@@ -168,15 +168,20 @@ class RichReporter:
 
         out = Text(f"[+] Building {time.monotonic() - self.t0:.1f}s "
                    f"({sum(1 for s in self.steps.values() if s['done'])}/{len(self.steps)})\n", style="bold")
+        width = max(40, self.console.width)  # one terminal line per row, as BuildKit: no wrapping
         for sid in sorted(self.steps):
             s = self.steps[sid]
             dur = (s["end"] or time.monotonic()) - s["start"]
             status = "CACHED" if s["cached"] else ("ERROR" if s["error"] else f"{dur:.1f}s")
             style = "blue" if s["cached"] else ("red" if s["error"] else ("green" if s["done"] else "yellow"))
-            out.append(f" => {s['name']}".ljust(70)[:100] + f" {status}\n", style=style)
+            room = width - len(status) - 1
+            head = f" => {s['name']}"
+            if len(head) > room:
+                head = head[:room - 1] + "…"
+            out.append(head.ljust(room) + f" {status}\n", style=style)
             if not s["done"] or s["error"]:
                 for ln in s["lines"][-self.TAIL:]:
-                    out.append(f" => => {ln}\n"[:140], style="dim")
+                    out.append(f" => => {ln}"[:width] + "\n", style="dim")
         return out
 
     def emit(self, event: Event) -> None:

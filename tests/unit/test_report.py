@@ -63,3 +63,19 @@ def test_rich_reporter_renders_steps_and_tail() -> None:
     out = s.getvalue()
     assert "FROM busybox" in out and "CACHED" in out and "RUN make" in out and "ERROR" in out
     assert "compiling b" in out  # a failed step keeps its log tail on screen
+
+
+def test_rich_reporter_keeps_each_step_on_one_line() -> None:
+    # a long instruction is cut to the terminal's width, the timer stays at the right edge
+    from rich.console import Console
+
+    from builder.report import RichReporter
+
+    s = io.StringIO()
+    r = RichReporter(s)
+    r.console = Console(file=s, width=60, highlight=False, color_system=None)
+    r.emit(StepStarted(1, "[1/1] RUN " + "x" * 200))
+    r.emit(StepFinished(1, 0.4))
+    text = r._render().plain.splitlines()
+    step = next(ln for ln in text if "RUN" in ln)
+    assert len(step) == 60 and step.endswith("x… 0.0s"), step
