@@ -8,6 +8,7 @@ of steps (init.py does), import builder, or import anything slow (this runs on e
 """
 from __future__ import annotations
 
+import errno
 import os
 
 from runtime import syscalls as sc
@@ -35,7 +36,8 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, d
         sc.mount(source, target, fstype, flags, data)
     except OSError as e:
         what = f"mount {fstype or ''} {source or 'none'} on {target}".replace("  ", " ")
-        extra = f", data {data!r}" if data else ""
+        shown = data if not data or len(data) <= 300 else f"{data[:200]}… ({len(data)} bytes)"
+        extra = f", data {shown!r}" if data else ""
         raise MountError(f"{what} (flags {flag_names(flags)}{extra}): {e.strerror}") from None
 
 
@@ -131,18 +133,52 @@ def mount_rootfs(rootfs: dict, target: str, userns: bool) -> None:
         data += f",upperdir={rootfs['upperdir']},workdir={rootfs['workdir']}"
     if userns:
         data += ",userxattr"  # unprivileged overlay stores whiteouts/opaque in user.* xattrs
-    cwd = None
-    if len(data) > 4000:
-        # The mount data is one page: make the paths relative to their common parent.
-        common = os.path.commonpath([*lowers, *(d for d in (rootfs["upperdir"], rootfs["workdir"]) if d)])
-        cwd = os.getcwd()
-        os.chdir(common)
-        data = data.replace(common + "/", "")
+    if len(data) < _PAGE:
+        mount("overlay", target, "overlay", 0, data)
+        return
+    # mount(2) takes the options as one page: ~45 layers of absolute snapshot paths. The new
+    # mount API takes the layers one by one ("lowerdir+", kernel 6.8+), any number of them.
+    try:
+        _mount_overlay_by_layers(rootfs, target, userns)
+        return
+    except OSError as e:
+        if e.errno not in (errno.ENOSYS, errno.EINVAL, errno.EPERM):
+            raise MountError(f"overlay of {len(lowers)} layers on {target}: {e.strerror}") from None
+    # Older kernels: paths relative to their common parent, which may fit.
+    common = os.path.commonpath([*lowers, *(d for d in (rootfs["upperdir"], rootfs["workdir"]) if d)])
+    data = data.replace(common + "/", "")
+    if len(data) >= _PAGE:
+        raise MountError(f"an image of {len(lowers)} layers is too deep for this kernel's overlay mount "
+                         f"(its options are one page; kernels from 6.8 take any number of layers)")
+    cwd = os.getcwd()
+    os.chdir(common)
     try:
         mount("overlay", target, "overlay", 0, data)
     finally:
-        if cwd is not None:
-            os.chdir(cwd)
+        os.chdir(cwd)
+
+
+_PAGE = 4096
+
+
+def _mount_overlay_by_layers(rootfs: dict, target: str, userns: bool) -> None:
+    fs = sc.fsopen("overlay")
+    try:
+        for d in rootfs["lowerdirs"]:  # top first, as in lowerdir=
+            sc.fsconfig(fs, sc.FSCONFIG_SET_STRING, "lowerdir+", d)
+        if rootfs["upperdir"]:
+            sc.fsconfig(fs, sc.FSCONFIG_SET_STRING, "upperdir", rootfs["upperdir"])
+            sc.fsconfig(fs, sc.FSCONFIG_SET_STRING, "workdir", rootfs["workdir"])
+        if userns:
+            sc.fsconfig(fs, sc.FSCONFIG_SET_FLAG, "userxattr")
+        sc.fsconfig(fs, sc.FSCONFIG_CMD_CREATE)
+        mnt = sc.fsmount(fs)
+    finally:
+        os.close(fs)
+    try:
+        sc.move_mount_fd(mnt, target)
+    finally:
+        os.close(mnt)
 
 
 # Docker's masked and read-only /proc paths (moby oci/defaults.go), trimmed to what exists.

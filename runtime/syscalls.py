@@ -1,5 +1,5 @@
 """The one libc binding point of the runtime: unshare, mount, umount2, pivot_root, setns,
-sethostname, capset, prctl.
+sethostname, capset, prctl, and the new mount API (fsopen, fsconfig, fsmount, move_mount).
 
 Owns: the foreign-function declarations and the Linux constants they take. Must not: make
 policy (which flags, which order; init.py and mounts.py decide) or import anything heavy.
@@ -53,6 +53,13 @@ _SYSNO = {
     "aarch64": {"pivot_root": 41, "capset": 91},
 }
 _MACHINE = os.uname().machine
+# The new mount API has one number on every architecture (the generic table, since 5.2).
+SYS_MOVE_MOUNT, SYS_FSOPEN, SYS_FSCONFIG, SYS_FSMOUNT = 429, 430, 431, 432
+FSOPEN_CLOEXEC = 1
+FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
+FSMOUNT_CLOEXEC = 1
+MOVE_MOUNT_F_EMPTY_PATH = 4
+AT_FDCWD = -100
 
 
 class _int(_ctypes._SimpleCData):
@@ -95,6 +102,10 @@ _umount2 = _bind("umount2", _charp, _int)
 _sethostname = _bind("sethostname", _charp, _ulong)
 _prctl = _bind("prctl", _int, _ulong, _ulong, _ulong, _ulong)
 _syscall = _bind("syscall", _long, _charp, _charp, restype=_long)
+_sys_fsopen = _bind("syscall", _long, _charp, _ulong, restype=_long)
+_sys_fsconfig = _bind("syscall", _long, _int, _ulong, _charp, _charp, _int, restype=_long)
+_sys_fsmount = _bind("syscall", _long, _int, _ulong, _ulong, restype=_long)
+_sys_move_mount = _bind("syscall", _long, _int, _charp, _int, _charp, _ulong, restype=_long)
 
 
 def _check(ret: int, *context: str) -> int:
@@ -144,3 +155,22 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         (m >> shift & 0xFFFFFFFF).to_bytes(4, "little")
         for shift in (0, 32) for m in (effective, permitted, inheritable))
     _check(_syscall(_SYSNO[_MACHINE]["capset"], header, data))
+
+
+def fsopen(fstype: str) -> int:
+    """A filesystem context (close-on-exec fd) for fsconfig()."""
+    return _check(_sys_fsopen(SYS_FSOPEN, _b(fstype), FSOPEN_CLOEXEC))
+
+
+def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | None = None) -> None:
+    _check(_sys_fsconfig(SYS_FSCONFIG, fd, cmd, _b(key), _b(value), 0))
+
+
+def fsmount(fd: int) -> int:
+    """The configured filesystem as a detached mount (close-on-exec fd)."""
+    return _check(_sys_fsmount(SYS_FSMOUNT, fd, FSMOUNT_CLOEXEC, 0))
+
+
+def move_mount_fd(mount_fd: int, target: str) -> None:
+    """Attach the detached mount `mount_fd` at `target`."""
+    _check(_sys_move_mount(SYS_MOVE_MOUNT, mount_fd, b"", AT_FDCWD, _b(target), MOVE_MOUNT_F_EMPTY_PATH))

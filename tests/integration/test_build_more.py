@@ -130,3 +130,15 @@ def test_run_that_cannot_start_names_the_line(root: Path, tmp_path: Path) -> Non
     r = build(root, ctx)
     ok(r)
     assert b"exec-ok" in r.stderr
+
+
+def test_an_image_deeper_than_one_page_of_overlay_options(root: Path, tmp_path: Path) -> None:
+    # 61 layers: past what one mount(2) option page holds as snapshot paths (~45); RUN steps on
+    # top of it and `pybuild run` mount it through the new mount API.
+    lines = ["FROM busybox"] + [f"RUN echo {i} > /f{i}" for i in range(60)] + ['CMD ["sh", "-c", "cat /f0 /f59"]']
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "\n".join(lines) + "\n"})
+    ok(build(root, ctx, "-t", "deep"))
+    img = validate_layout(root, "deep")
+    assert len(img["manifest"]["layers"]) == 61
+    r = run_cli("run", "--rm", "deep", env={"PYBUILD_ROOT": str(root)})
+    assert r.returncode == 0 and r.stdout == b"0\n59\n", r.stderr

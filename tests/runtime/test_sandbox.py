@@ -536,3 +536,46 @@ def test_large_config_goes_through_a_re_exec(sh):
     big = "x" * 100_000  # a plan larger than one fork-server message
     r, out, _ = sh('echo ${#BIG}', process={"env": ("PATH=/bin", f"BIG={big}")})
     assert (r.exit_code, out) == (0, "100000\n")
+
+
+def test_deep_overlay_beyond_one_page_of_mount_options(busybox, tmp_path):
+    # mount(2) takes overlay's options as one page (~45 absolute snapshot paths); deeper images
+    # go through the new mount API, one "lowerdir+" per layer (kernel 6.8+).
+    lowers = []
+    for i in range(80):
+        d = tmp_path / "snapshots" / (f"{i:02d}" * 32)  # snapshot-like 64-character names
+        d.mkdir(parents=True)
+        (d / f"f{i}").write_text(f"{i}\n")
+        lowers.append(str(d))
+    lowers.reverse()  # top first
+    lowers.append(str(busybox))
+    upper, work = tmp_path / "upper", tmp_path / "work"
+    upper.mkdir()
+    work.mkdir()
+    assert len(":".join(lowers)) > 4096
+    out = bytearray()
+    cfg = SandboxConfig(rootfs=Rootfs(lowerdirs=tuple(lowers), upperdir=str(upper), workdir=str(work)),
+                        process=Process(argv=("sh", "-c", "cat /f0 /f79; ls / | grep -c '^f'; echo w > /w")))
+    r = sandbox.run(cfg, stdout=out.extend)
+    assert r.exit_code == 0, out
+    assert out.decode().split() == ["0", "79", "80"]
+    assert (upper / "w").read_text() == "w\n"
+
+
+def test_too_deep_for_an_old_kernel_is_one_clear_error(tmp_path, monkeypatch):
+    # Without the new mount API (before 6.8 "lowerdir+" is EINVAL, before 5.2 fsopen ENOSYS)
+    # and too long even as relative paths: a MountError saying so, not mount(2)'s ENOENT.
+    import errno
+
+    from runtime import mounts
+    from runtime import syscalls as sc
+    from runtime.errors import MountError
+
+    def no_new_api(_fstype):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+    monkeypatch.setattr(sc, "fsopen", no_new_api)
+    monkeypatch.setattr(mounts, "mount", lambda *a, **k: pytest.fail("mount(2) must not be tried"))
+    lowers = [str(tmp_path / "s" / (f"{i:03d}" * 22)) for i in range(80)]
+    with pytest.raises(MountError, match="80 layers is too deep for this kernel"):
+        mounts.mount_rootfs({"lowerdirs": lowers, "upperdir": str(tmp_path / "u"), "workdir": str(tmp_path / "w"),
+                             "path": None}, str(tmp_path / "root"), False)
