@@ -36,7 +36,8 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, d
         sc.mount(source, target, fstype, flags, data)
     except OSError as e:
         what = f"mount {fstype or ''} {source or 'none'} on {target}".replace("  ", " ")
-        shown = data if not data or len(data) <= 300 else f"{data[:200]}… ({len(data)} bytes)"
+        # whole unless it is page-sized (a deep overlay): then its start and its length
+        shown = data if not data or len(data) <= 1024 else f"{data[:400]}… ({len(data)} bytes)"
         extra = f", data {shown!r}" if data else ""
         raise MountError(f"{what} (flags {flag_names(flags)}{extra}): {e.strerror}") from None
 
