@@ -63,8 +63,6 @@ class Snapshotter:
 
     def sweep(self, older_than: float = 3600.0) -> int:
         """Remove temp trees a killed build left behind (older than an hour: never a live build's)."""
-        import time
-
         n = 0
         now = time.time()
         for p in self.tmp.iterdir() if self.tmp.is_dir() else ():
@@ -102,6 +100,11 @@ class Snapshotter:
         except FileNotFoundError:
             os.rmdir(trash)
             return
+        self._delete_later(trash)
+
+    @staticmethod
+    def _delete_later(trash: str | Path) -> None:
+        """Delete the directory `trash` (already out of everyone's way) in the background."""
         try:
             import subprocess
 
@@ -269,12 +272,7 @@ class Snapshotter:
                for c, p in doomed]
         if trash is not None:
             if doomed:
-                self._trash(trash)
+                self._delete_later(trash)
             else:
                 os.rmdir(trash)
         return out
-
-    def remove(self, chain: str) -> None:
-        p = self.path(chain)
-        if p.is_dir():
-            self._trash(p)
