@@ -276,3 +276,8 @@ class Snapshotter:
             else:
                 os.rmdir(trash)
         return out
+
+    def remove(self, chain: str) -> None:
+        p = self.path(chain)
+        if p.is_dir():
+            self._trash(p)
