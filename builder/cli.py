@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("version", "show version information"),
 }
 
+
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with one line (no usage dump) on bad usage."""
 

@@ -240,9 +240,6 @@ class StatCache(Record, frozen=False):
                 sc.entries = {}
         return sc
 
-    def file_digest(self, abspath: str, st: os.stat_result) -> str:
-        return self.file_info(abspath, st)[0]
-
     def file_info(self, abspath: str, st: os.stat_result) -> tuple[str, tuple[tuple[str, bytes], ...]]:
         """(sha256 hex of the content, xattrs) of a regular file, from the cache when its stat
         key is unchanged."""

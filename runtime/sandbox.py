@@ -350,10 +350,7 @@ class _Run:
                         sel.unregister(pidfd)
                         if self.popen is not None:
                             self.popen.wait()
-                        exited_at = time.monotonic()
-                        if master >= 0:
-                            # the pty master reports EIO only once every slave holder is gone
-                            pass
+                        exited_at = time.monotonic()  # (a pty master reports EIO once every slave holder is gone)
                     elif what == "console":
                         sel.unregister(fd)
                         console_pending = False

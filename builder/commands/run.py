@@ -181,7 +181,8 @@ def cmd_run(args) -> int:
     from runtime import zygote
 
     # First thing: the sandbox's fork server (a `python -I -S` child) starts on the other core
-    # while this process imports the rest and resolves the image.
+    # while this process imports the rest and resolves the image. runtime.zygote directly, not
+    # sandbox.prewarm(): importing runtime.sandbox first would delay it by ~5 ms.
     zygote.prewarm()
     from builder.errors import PybuildError
     from runtime import sandbox

@@ -86,8 +86,7 @@ def _prune_snapshots(s, store, grace: float, dry_run: bool) -> tuple[int, int]:
         return 0, 0
     from builder.snapshot import Snapshotter
 
-    live = set(_live_chains(store))
-    gone = Snapshotter(s.snapshots_dir, s.tmp_dir).prune(live, grace=grace, dry_run=dry_run)
+    gone = Snapshotter(s.snapshots_dir, s.tmp_dir).prune(_live_chains(store), grace=grace, dry_run=dry_run)
     return len(gone), sum(size for _, size in gone)
 
 
