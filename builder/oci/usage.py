@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -40,7 +39,10 @@ class LayerSizes:
         key = str(diff_id)
         if key in sizes:
             return sizes[key]
-        n = count_layer(blobs, layer_desc)
+        try:
+            n = count_layer(blobs, layer_desc)
+        except PybuildError:
+            return layer_desc.size  # blob absent or unreadable: its stored size, not remembered
         sizes[key] = n
         self._dirty = True
         return n
@@ -68,6 +70,8 @@ class LayerSizes:
 
 def count_layer(blobs, layer_desc) -> int:
     """Sum of regular-file sizes in one layer blob (decompressed as its media type says)."""
+    import tarfile  # only when a layer is counted for the first time
+
     from builder.oci.compression import open_decompressed
 
     total = 0
