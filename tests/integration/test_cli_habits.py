@@ -3,6 +3,7 @@ unpacked SIZE, the image/container/system/builder verb groups, --version, comple
 from __future__ import annotations
 
 import io
+import shutil
 import json
 import subprocess
 import tarfile
@@ -208,3 +209,42 @@ def test_build_context_that_is_a_plain_file(pybuild_root, tmp_path):
     err = r.stderr.decode().splitlines()
     assert err[0] == f"error: build context '{tmp_path / 'Dockerfile'}' is a file, not a directory or an archive"
     assert err[1].startswith("hint: ") and "build - <" in err[1]
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="needs fish (tests/apt-packages.txt installs it)")
+def test_completion_fish_completes(tmp_path):
+    script = tmp_path / "pybuild.fish"
+    script.write_text(_ok("completion", "fish"))
+
+    def complete(line: str) -> list[str]:
+        r = subprocess.run(["fish", "--no-config", "-c", f"source {script}; complete -C '{line}'"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return sorted(ln.split("\t")[0] for ln in r.stdout.splitlines())
+
+    assert complete("pybuild bu") == ["build", "builder", "bundle"]
+    assert complete("pybuild image l") == ["list", "load", "ls"]
+    assert complete("pybuild build --no-c") == ["--no-cache", "--no-cache-filter"]
+    assert complete("pybuild image ls --fi") == ["--filter"]
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="needs zsh (tests/apt-packages.txt installs it)")
+def test_completion_zsh_function(tmp_path):
+    # zsh's completion widgets need a terminal; the generated function is driven directly with
+    # `words`/`CURRENT` set as zsh sets them, and compadd/_describe/_files recording their candidates
+    script = tmp_path / "_pybuild"
+    script.write_text(_ok("completion", "zsh"))
+    assert subprocess.run(["zsh", "-n", str(script)]).returncode == 0
+
+    def complete(*words: str) -> list[str]:
+        prog = ("compdef() { :; }; compadd() { [[ $1 == -- ]] && shift; print -l -- \"$@\"; }; "
+                "_describe() { print -l -- \"${(@P)2}\"; }; _files() { print '<files>'; }; "
+                f"source {script}; words=(pybuild {' '.join(words)}); CURRENT={len(words) + 1}; _pybuild")
+        r = subprocess.run(["zsh", "-f", "-c", prog], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return sorted(ln.split(":")[0] for ln in r.stdout.splitlines() if ln.startswith(words[-1]) or ln == "<files>")
+
+    assert complete("bu") == ["build", "builder", "bundle"]
+    assert complete("image", "l") == ["list", "load", "ls"]
+    assert complete("build", "--no-c") == ["--no-cache", "--no-cache-filter"]
+    assert complete("build", "-f", "Dock") == ["<files>"]
