@@ -164,10 +164,10 @@ class _Text(_Node):
 
 
 class _Pipe(_Node):
-    __slots__ = ("decl", "assign", "cmds", "src", "col")
+    __slots__ = ("decl", "assign", "cmds", "src", "col", "line")
 
-    def __init__(self, decl: list[str], assign: bool, cmds: list[list], src: str, col: int) -> None:
-        self.decl, self.assign, self.cmds, self.src, self.col = decl, assign, cmds, src, col
+    def __init__(self, decl: list[str], assign: bool, cmds: list[list], src: str, col: int, line: int = 1) -> None:
+        self.decl, self.assign, self.cmds, self.src, self.col, self.line = decl, assign, cmds, src, col, line
 
 
 class _Action(_Node):
@@ -274,7 +274,7 @@ class _Parser:
         cmds, k = self.parse_cmds(toks, k, line, top=True)
         if not cmds:
             raise TemplateParseError(line, "missing value for command")
-        return _Pipe(decl, assign, cmds, src, col)
+        return _Pipe(decl, assign, cmds, src, col, line)
 
     def parse_cmds(self, toks: list[_Tok], k: int, line: int, top: bool) -> tuple[list[list], int]:
         cmds: list[list] = []
@@ -575,6 +575,20 @@ def _printf(fmt, *args) -> str:
         if verb == "%":
             out.append("%")
             continue
+        if width == "*" or prec == "*":  # width/precision from the argument list, as Go's fmt
+            stars = [width == "*", prec == "*"]
+            vals = []
+            for star in stars:
+                if not star:
+                    continue
+                if ai >= len(args) or not isinstance(args[ai], int) or isinstance(args[ai], bool):
+                    raise TemplateError("bad width or precision argument for printf")
+                vals.append(str(abs(args[ai])))
+                ai += 1
+            if stars[0]:
+                width = vals.pop(0)
+            if stars[1]:
+                prec = vals.pop(0)
         if ai >= len(args):
             out.append(f"%!{verb}(MISSING)")
             continue
@@ -685,7 +699,10 @@ class Template:
         self._funcs = dict(FUNCS)
         if json_fn is not None:
             self._funcs["json"] = json_fn
-        self._run(self.nodes, data, vars_, out)
+        try:
+            self._run(self.nodes, data, vars_, out)
+        except RecursionError:
+            raise TemplateError("template: executing: nested too deeply") from None
         return "".join(out)
 
     def _run(self, nodes: list, dot, vars_: list, out: list[str]) -> None:
@@ -716,7 +733,7 @@ class Template:
 
     def _range(self, n: _Branch, dot, vars_: list, out: list[str]) -> None:
         decl = n.pipe.decl
-        p = _Pipe([], False, n.pipe.cmds, n.pipe.src, n.pipe.col)
+        p = _Pipe([], False, n.pipe.cmds, n.pipe.src, n.pipe.col, n.pipe.line)
         v = self._pipe(p, dot, vars_)
         if isinstance(v, dict):
             items = [(k, v[k]) for k in sorted(v, key=str)]
@@ -757,7 +774,7 @@ class Template:
         vars_.append((name, value))
 
     def _err(self, pipe: _Pipe, msg: str) -> TemplateError:
-        return TemplateError(f"template: :1:{pipe.col}: executing at <{pipe.src}>: {msg}")
+        return TemplateError(f"template: :{pipe.line}:{pipe.col}: executing at <{pipe.src}>: {msg}")
 
     def _pipe(self, pipe: _Pipe, dot, vars_: list):
         val = _NOPIPE
@@ -794,7 +811,7 @@ class Template:
                 return self._funcs[name](*args)
             except TemplateError as e:
                 raise self._err(pipe, f"error calling {name}: {e}") from None
-            except TypeError as e:
+            except (TypeError, ValueError, OverflowError) as e:
                 raise self._err(pipe, f"error calling {name}: {e}") from None
         if len(cmd) > 1 or piped is not _NOPIPE:
             raise self._err(pipe, f"can't give argument to non-function {_argsrc(head)}")
@@ -848,7 +865,10 @@ def _argsrc(a: tuple) -> str:
 def parse(text: str) -> Template:
     """Parse a template; malformed text raises TemplateParseError (a usage error)."""
     pieces = _split(text)
-    nodes, _word, _ = _Parser(pieces, text).parse_list(())
+    try:
+        nodes, _word, _ = _Parser(pieces, text).parse_list(())
+    except RecursionError:
+        raise TemplateParseError(1, "template nested too deeply") from None
     return Template(text, nodes)
 
 

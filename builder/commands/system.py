@@ -106,12 +106,12 @@ def _prune(args) -> int:
     from builder.commands import cache, store
 
     if args.all:
-        from builder.commands.images import _store
+        from builder.commands.images import _familiar, _store
 
         st = _store()
         for ref, _desc in st.list():
             st.untag(ref)
-            print(f"Untagged: {ref}")
+            print(f"Untagged: {_familiar(ref)}")
     code = cache.run(argparse.Namespace(cache_cmd="prune", all=args.all, until=None))
     if args.volumes and not args.all:
         import shutil

@@ -182,3 +182,12 @@ def test_json_format_escapes_like_go_json_marshal():
                    '"CreatedSince":"3 seconds ago","Size":"1.98MB"}\n')
     assert format_rows("{{json .}}", ROWS[:1], HEADERS, DEFAULT) == out
     assert render('{{json "<a>&"}}', {}) == '"<a>&"'  # docker's json func itself does not escape
+
+
+def test_printf_star_width_and_bad_numeric_args_are_template_errors():
+    assert render('{{printf "%*d|%.*f" 4 2 1 2.25}}', {}) == "   2|2.2"
+    for tpl in ('{{pad "x" "a" 1}}', '{{truncate "x" "a"}}', '{{printf "%*d" "w" 1}}'):
+        with pytest.raises(TemplateError):
+            render(tpl, {})
+    with pytest.raises(TemplateError):
+        render("{{" + "(" * 600 + "1" + ")" * 600 + "}}", {})
