@@ -47,7 +47,7 @@ MISSING = _Missing()
 # ---------------------------------------------------------------------------------------------
 # lexing
 
-_ACTION_TOKEN = re.compile(r"""
+_ACTION_TOKEN_RE = r"""
     (?P<space>\s+)
   | (?P<declare>:=)
   | (?P<assign>=)
@@ -63,7 +63,16 @@ _ACTION_TOKEN = re.compile(r"""
   | (?P<field>(?:\.[A-Za-z_][A-Za-z0-9_]*)+)
   | (?P<dot>\.)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
-""", re.X)
+"""
+_compiled: dict[str, re.Pattern] = {}
+
+
+def _rx(name: str, pattern: str, flags: int = 0) -> re.Pattern:
+    """Compiled on first use: `pybuild images` with its default table never needs them."""
+    rx = _compiled.get(name)
+    if rx is None:
+        rx = _compiled[name] = re.compile(pattern, flags)
+    return rx
 
 
 class _Tok:
@@ -128,7 +137,7 @@ def _lex_action(text: str, pos: int, line: int) -> tuple[list[_Tok], int, bool]:
                 k += 1
             if text.startswith("-}}", k):
                 return toks, k + 3, True
-        m = _ACTION_TOKEN.match(text, pos)
+        m = _rx("action", _ACTION_TOKEN_RE, re.X).match(text, pos)
         if not m:
             raise TemplateParseError(line, f"unexpected {text[pos]!r} in command")
         kind, tok_text = m.lastgroup, m.group()
@@ -562,13 +571,13 @@ def _go_print(*args) -> str:
     return "".join(out)
 
 
-_VERB = re.compile(r"%([-+# 0]*)(\*|\d+)?(?:\.(\*|\d+))?([a-zA-Z%])")
+_VERB_RE = r"%([-+# 0]*)(\*|\d+)?(?:\.(\*|\d+))?([a-zA-Z%])"
 
 
 def _printf(fmt, *args) -> str:
     fmt = _need_str("printf", fmt)
     out, ai, pos = [], 0, 0
-    for m in _VERB.finditer(fmt):
+    for m in _rx("verb", _VERB_RE).finditer(fmt):
         out.append(fmt[pos:m.start()])
         pos = m.end()
         flags, width, prec, verb = m.groups()
@@ -931,6 +940,11 @@ def format_rows(fmt: str | None, rows: list[dict], headers: dict[str, str], defa
     `json` (one JSON object a line), or a template applied to each row. `fmt` None or "table"
     is the command's default table. Parse errors come before any row is rendered."""
     if fmt is None or fmt.strip() == "table":
+        fields = _plain_table_fields(default_table)
+        if fields is not None:  # the default table: no template to run (start-up time)
+            lines = ["\t".join(headers.get(f, f.upper()) for f in fields)]
+            lines += ["\t".join(gostr(r.get(f, MISSING)) for f in fields) for r in rows]
+            return tabwrite("\n".join(lines) + "\n")
         fmt = default_table
     if fmt.strip() == "json":
         return "".join(_json_escaped(r) + "\n" for r in rows)
@@ -946,6 +960,20 @@ def format_rows(fmt: str | None, rows: list[dict], headers: dict[str, str], defa
         out.append(tpl.execute(r, json_fn=_json_escaped) + "\n")
     text = "".join(out)
     return tabwrite(text) if table else text
+
+
+def _plain_table_fields(fmt: str) -> list[str] | None:
+    """["A", "B"] for exactly `table {{.A}}\t{{.B}}`, else None."""
+    body = fmt.strip()
+    if not body.startswith("table "):
+        return None
+    fields = []
+    for cell in body[6:].strip().replace("\\t", "\t").split("\t"):
+        name = cell[3:-2] if cell.startswith("{{.") and cell.endswith("}}") else ""
+        if not name.isidentifier():
+            return None
+        fields.append(name)
+    return fields
 
 
 class _Header(dict):
