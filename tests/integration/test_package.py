@@ -50,7 +50,7 @@ def test_wheel_holds_the_grammar_license_and_metadata(dist):
         entry = z.read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
     assert "grammar/dockerfile.lark" in names
     assert any(n.endswith(".dist-info/LICENSE") for n in names)
-    assert {"builder/cli.py", "builder/gotemplate.py", "runtime/init.py"} <= names
+    assert {"builder/cli.py", "builder/gotemplate/parse.py", "runtime/init.py"} <= names
     assert not any(n.startswith("tests/") for n in names)
     for v in ("3.11", "3.12", "3.13"):
         assert f"Classifier: Programming Language :: Python :: {v}" in meta
