@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 
 def add_parser(sub) -> None:
@@ -121,7 +121,6 @@ _IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", 
                   "Containers": "CONTAINERS"}
 _HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
                     "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
-_FILTER_KEYS = ("reference", "dangling", "label", "before", "since")
 
 
 def _sizes():
@@ -141,100 +140,14 @@ def _check_format(fmt: str | None) -> None:
         parse(body.strip(" ").replace("\\t", "\t").replace("\\n", "\n"))
 
 
-def _parse_filters(specs: list[str]) -> dict[str, list[str]]:
-    from builder.errors import UsageError
-
-    out: dict[str, list[str]] = {}
-    for spec in specs:
-        key, eq, value = spec.partition("=")
-        key = key.strip().lower()
-        if key not in _FILTER_KEYS:
-            raise UsageError(f"invalid filter {key!r} (images filters: {', '.join(_FILTER_KEYS)})")
-        if not eq or (key != "label" and not value):
-            raise UsageError(f"bad format of filter (expected name=value): {spec!r}")
-        if key == "dangling" and value.lower() not in ("true", "false", "1", "0"):
-            raise UsageError(f"invalid filter 'dangling={value}': want true or false")
-        out.setdefault(key, []).append(value)
-    return out
-
-
-def _created_ts(created: str | None) -> float:
-    if not created:
-        return 0.0
-    try:
-        return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def _docker_time(created: str | None) -> str:
-    ts = _created_ts(created)
-    if not created or not ts:
-        return "N/A"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
-
-
-def _untagged_images(store, tagged: set[str]) -> list:
-    """Image manifests in the store that no tag names (`<none>:<none>`, docker's dangling)."""
-    from builder.errors import PybuildError
-    from builder.oci import mediatypes as mt
-    from builder.oci.image import Image
-    from builder.oci.model import Descriptor
-
-    manifest_types = (mt.OCI_MANIFEST, mt.DOCKER_MANIFEST)
-    found = []
-    reachable: set[str] = set(tagged)
-    for _, desc in store.list():
-        if desc.media_type not in manifest_types:  # an index: its manifests are not dangling
-            try:
-                data = json.loads(store.blobs.read_bytes(desc.digest))
-                reachable.update(m.get("digest", "") for m in data.get("manifests", []))
-            except (PybuildError, ValueError, AttributeError):
-                pass
-    blob_dir = store.root / "blobs" / "sha256"
-    for digest in store.blobs.walk():
-        if str(digest) in reachable:
-            continue
-        try:
-            if (blob_dir / digest.hex).stat().st_size > 256 * 1024:
-                continue
-            with open(blob_dir / digest.hex, "rb") as f:
-                head = f.read(4096)
-            if b'"config"' not in head or b'"layers"' not in head:
-                continue
-            data = json.loads(store.blobs.read_bytes(digest))
-            mtype = data.get("mediaType") or mt.OCI_MANIFEST
-            if mtype not in manifest_types or "config" not in data:
-                continue
-            size = (blob_dir / digest.hex).stat().st_size
-            desc = Descriptor(media_type=mtype, digest=digest, size=size)
-            found.append((desc, Image.load(store.blobs, desc)))
-        except (OSError, ValueError, PybuildError, AttributeError, TypeError, KeyError):
-            continue
-    return found
-
-
-def _ref_matches(patterns: list[str], repo: str, tag: str) -> bool:
-    from fnmatch import fnmatchcase
-
-    names = [repo, f"{repo}:{tag}"]
-    return any(fnmatchcase(n, p) for p in patterns for n in names)
-
-
-def _label_matches(specs: list[str], labels: dict) -> bool:
-    for spec in specs:
-        k, eq, v = spec.partition("=")
-        if k not in labels or (eq and labels[k] != v):
-            return False
-    return True
-
-
 def cmd_images(args) -> int:
+    from builder.commands.images_query import (created_ts, docker_time, label_matches, parse_filters,
+                                                ref_matches, untagged_images)
     from builder.errors import PybuildError
     from builder.gotemplate import format_rows
     from builder.oci.image import Image
 
-    filters = _parse_filters(args.filter)
+    filters = parse_filters(args.filter)
     _check_format(args.format)
     store = _store()
     sizes = _sizes()
@@ -253,11 +166,11 @@ def cmd_images(args) -> int:
     dangling = filters.get("dangling", [])
     want_dangling = dangling[-1].lower() in ("true", "1") if dangling else None
     if args.all or want_dangling:
-        entries += [("<none>", "<none>", d, i) for d, i in _untagged_images(store, tagged)]
+        entries += [("<none>", "<none>", d, i) for d, i in untagged_images(store, tagged)]
     bounds = {}
     for key in ("before", "since"):
         for ref in filters.get(key, []):
-            bounds[key] = _created_ts(_load(store, ref)[1].config.created)
+            bounds[key] = created_ts(_load(store, ref)[1].config.created)
     rows, seen_ids = [], set()
     for repo, tag, desc, img in entries:
         is_dangling = repo == "<none>"
@@ -265,11 +178,11 @@ def cmd_images(args) -> int:
             continue
         if want_dangling is not None and is_dangling != want_dangling:
             continue
-        if "reference" in filters and (is_dangling or not _ref_matches(filters["reference"], repo, tag)):
+        if "reference" in filters and (is_dangling or not ref_matches(filters["reference"], repo, tag)):
             continue
-        if "label" in filters and not _label_matches(filters["label"], img.config.config.labels or {}):
+        if "label" in filters and not label_matches(filters["label"], img.config.config.labels or {}):
             continue
-        ts = _created_ts(img.config.created)
+        ts = created_ts(img.config.created)
         if "before" in bounds and not ts < bounds["before"]:
             continue
         if "since" in bounds and not ts > bounds["since"]:
@@ -281,7 +194,7 @@ def cmd_images(args) -> int:
                 print(iid)
             continue
         size = sizes.image(store.blobs, img)
-        rows.append({"Containers": "N/A", "CreatedAt": _docker_time(img.config.created),
+        rows.append({"Containers": "N/A", "CreatedAt": docker_time(img.config.created),
                      "CreatedSince": human_ago(img.config.created),
                      "Digest": str(desc.digest) if not is_dangling or args.digests else "<none>",
                      "ID": iid, "Repository": repo, "SharedSize": "N/A", "Size": human_size(size),
