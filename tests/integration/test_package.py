@@ -2,10 +2,11 @@
 
 Builds the sdist and wheel from a copy of the source tree with `python -m build` (the `build`
 and `wheel` packages are in the `test` extra), checks what each holds (LICENSE, README,
-examples, tests, the grammar as package data, classifiers for 3.11–3.13), installs the wheel
-into a new venv and runs its `pybuild` from outside the source tree. The venv sees the system
-site-packages only for the dependencies (lark, rich, …: no network needed); the test checks that
-`builder` and `grammar` are imported from the venv's copy, never from this checkout.
+examples, tests, the grammar as package data, classifiers for 3.11–3.13), and installs the wheel
+twice, running its `pybuild` from outside the source tree each time: into a venv that sees the
+system site-packages for the dependencies only (no network needed; the test checks `builder` and
+`grammar` come from the venv's copy, never from this checkout), and into a clean venv where pip
+resolves the dependencies from the configured index, as `pip install pybuild` does.
 """
 from __future__ import annotations
 
@@ -95,3 +96,29 @@ def test_installed_wheel_runs_outside_the_checkout(dist, tmp_path):
     assert r.stdout.split("\n")[0].split() == ["1", "FROM", "busybox", "AS", "base"], r.stdout
     r = subprocess.run([str(pybuild), "completion", "bash"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert r.returncode == 0 and "complete -o default -F _pybuild pybuild" in r.stdout
+
+
+def test_wheel_in_a_clean_venv_with_its_dependencies(dist, tmp_path):
+    """No system site-packages: pip resolves lark, zstandard, rich, … from the configured index
+    (PyPI or the machine's mirror) as `pip install pybuild` would; then a real build runs."""
+    venv = tmp_path / "clean"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env["PYBUILD_ROOT"] = str(tmp_path / "state")
+    r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        str(_one(dist, "pybuild-*.whl"))], capture_output=True, text=True, env=env, timeout=300)
+    if r.returncode != 0 and "No matching distribution found for" in r.stderr:
+        pytest.skip(f"no package index reachable for the dependencies: {r.stderr.strip().splitlines()[-1]}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    pybuild = str(venv / "bin" / "pybuild")
+    assert subprocess.run([pybuild, "--version"], capture_output=True, text=True, env=env).stdout.startswith("pybuild version")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f.txt").write_text("hello\n")
+    (ctx / "Dockerfile").write_text('FROM scratch\nCOPY f.txt /f.txt\nLABEL from=wheel\nCMD ["/f.txt"]\n')
+    r = subprocess.run([pybuild, "build", "-q", "-t", "wheeltest", str(ctx)], capture_output=True, text=True,
+                       env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([pybuild, "images", "--format", "{{.Repository}} {{.Size}}"], capture_output=True, text=True,
+                       env=env, cwd=tmp_path)
+    assert r.stdout == "wheeltest 6B\n", r.stderr
