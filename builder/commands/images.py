@@ -40,7 +40,7 @@ def add_images_flags(p) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
     p.add_argument("--digests", action="store_true", help="show manifest digests")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate ids")
-    p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="reference=PATTERN, dangling=true|false, label=KEY[=VALUE], before=IMAGE, since=IMAGE")
     p.add_argument("--format", help="table (default), json, or a Go template like docker's")
     p.add_argument("reference", nargs="?", help="only images whose repository matches")

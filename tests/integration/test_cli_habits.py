@@ -49,7 +49,7 @@ def test_images_all_and_filters(store):
 
     assert sorted(repos()) == ["app:v1", "old:1", "tools/x:2"]
     assert sorted(repos("-a")) == ["<none>:<none>", "app:v1", "old:1", "tools/x:2"]
-    assert repos("--filter", "dangling=true") == ["<none>:<none>"]
+    assert repos("--filter", "dangling=true") == ["<none>:<none>"] == repos("-f", "dangling=true")
     assert sorted(repos("--filter", "dangling=false")) == ["app:v1", "old:1", "tools/x:2"]
     assert repos("--filter", "reference=tools/*") == ["tools/x:2"]
     assert sorted(repos("--filter", "reference=app", "--filter", "reference=*:1")) == ["app:v1", "old:1"]
