@@ -40,6 +40,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("registry", "save credentials for a registry (in docker's config.json format)"),
     "logout": ("registry", "forget the credentials for a registry"),
     "version": ("version", "show version information"),
+    "system": ("system", "show disk usage and information, or prune everything unused"),
+    "builder": ("system", "manage the build cache (docker builder prune)"),
+    "completion": ("completion", "print a shell completion script (bash, zsh or fish)"),
+}
+
+# docker's management-command spellings: `pybuild image ls` is `pybuild images`, and so on.
+# Each group word + verb is rewritten to the command above before parsing, so the flags, help
+# and completion of a verb are those of its command (one parser table).
+GROUPS: dict[str, tuple[str, dict[str, str]]] = {
+    "image": ("manage images (image ls, rm, inspect, history, tag, prune, …)", {
+        "ls": "images", "list": "images", "rm": "rmi", "remove": "rmi", "inspect": "inspect",
+        "history": "history", "tag": "tag", "prune": "prune", "save": "save", "load": "load",
+        "import": "import", "push": "push", "pull": "pull", "build": "build"}),
+    "container": ("manage containers (container run)", {"run": "run"}),
 }
 
 
@@ -59,10 +73,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(prog="pybuild", description="Daemonless OCI image builder.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for internal errors")
     parser.add_argument("--root", help="state directory (default: $PYBUILD_ROOT or /var/lib/pybuild)")
+    parser.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="_subcommand", metavar="COMMAND", parser_class=_Parser)
     if only is None:
         # Top-level help or no command: names and summaries only, no command module imported.
         for name, (_mod, summary) in COMMANDS.items():
+            sub.add_parser(name, help=summary, add_help=False)
+        for name, (summary, _verbs) in GROUPS.items():
             sub.add_parser(name, help=summary, add_help=False)
         return parser
     mod = COMMANDS[only][0]
@@ -70,8 +87,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _pre_scan(argv: list[str]) -> str | None:
-    """The subcommand name in argv (skipping global flags), to import only its module."""
+def _command_index(argv: list[str]) -> int | None:
+    """Where the subcommand word is in argv (after global flags), or None."""
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -81,8 +98,35 @@ def _pre_scan(argv: list[str]) -> str | None:
         if a.startswith("-"):
             i += 1
             continue
-        return a if a in COMMANDS else None
+        return i
     return None
+
+
+def _pre_scan(argv: list[str]) -> str | None:
+    """The subcommand name in argv (skipping global flags), to import only its module."""
+    i = _command_index(argv)
+    return argv[i] if i is not None and argv[i] in COMMANDS else None
+
+
+def _expand_group(argv: list[str]) -> list[str] | int:
+    """`image ls …` → `images …`; a group alone or with --help prints its verbs (exit 0/2)."""
+    i = _command_index(argv)
+    if i is None or argv[i] not in GROUPS:
+        return argv
+    group = argv[i]
+    summary, verbs = GROUPS[group]
+    rest = argv[i + 1:]
+    if rest and rest[0] in verbs:
+        return argv[:i] + [verbs[rest[0]]] + rest[1:]
+    if rest and not rest[0].startswith("-"):
+        sys.stderr.write(f"pybuild: error: unknown command 'pybuild {group} {rest[0]}' "
+                         f"(choose from {', '.join(verbs)})\n")
+        return 2
+    out = sys.stdout if rest[:1] in (["-h"], ["--help"]) else sys.stderr
+    out.write(f"usage: pybuild {group} COMMAND\n\n{summary}\n\ncommands:\n")
+    for verb, target in verbs.items():
+        out.write(f"  {verb:<10} {COMMANDS[target][1]}\n")
+    return 0 if out is sys.stdout else 2
 
 
 # Set by _dispatch when the command's parser says `fast_exit=True` (run): the command has
@@ -117,9 +161,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
+    expanded = _expand_group(argv)
+    if isinstance(expanded, int):
+        return expanded
+    argv = expanded
     name = _pre_scan(argv)
     parser = build_parser(only=name)
     args = parser.parse_args(argv)
+    if args.version and not args._subcommand:
+        from builder import __version__
+
+        print(f"pybuild version {__version__}")
+        return 0
     if args.root:
         os.environ["PYBUILD_ROOT"] = os.path.abspath(args.root)
     if not args._subcommand:

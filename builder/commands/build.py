@@ -115,9 +115,13 @@ def _cache_dir(spec: str, key: str, flag: str) -> Path:
 
 
 def _build_args(specs: list[str]) -> dict[str, str]:
+    from builder.errors import UsageError
+
     out = {}
     for s in specs:
         k, sep, v = s.partition("=")
+        if not k.strip():
+            raise UsageError(f'invalid key-value pair "{s}": empty key (--build-arg wants KEY[=VALUE])')
         if not sep:
             if k in os.environ:
                 out[k] = os.environ[k]
@@ -133,29 +137,45 @@ def _read_inputs(args, st):
     tmp_ctx: str | None = None
     ctx_arg = args.context
     try:
+        stdin_dockerfile = None
         if ctx_arg == "-":
             if args.file == "-":
                 raise UsageError("cannot read both the context and the Dockerfile from stdin")
-            from builder.context import unpack_context_tar
-
+            stream, head = _peek(sys.stdin.buffer)
             st.tmp_dir.mkdir(parents=True, exist_ok=True)
             tmp_ctx = tempfile.mkdtemp(dir=st.tmp_dir, prefix="ctx-")
-            unpack_context_tar(sys.stdin.buffer, Path(tmp_ctx))
             ctx_dir = Path(tmp_ctx)
+            if _is_archive(head):
+                _unpack_context(stream, head, ctx_dir)
+            else:
+                # docker's `build - < Dockerfile`: stdin is the Dockerfile, the context is empty
+                if args.file:
+                    raise UsageError("-f cannot be used when stdin is the Dockerfile (build -); "
+                                     "send a tar of the context on stdin instead")
+                try:
+                    stdin_dockerfile = stream.read().decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ContextError("stdin is neither a tar archive nor a UTF-8 Dockerfile") from None
         elif os.path.isfile(ctx_arg):
-            from builder.context import unpack_context_tar
-
-            st.tmp_dir.mkdir(parents=True, exist_ok=True)
-            tmp_ctx = tempfile.mkdtemp(dir=st.tmp_dir, prefix="ctx-")
             with open(ctx_arg, "rb") as f:
-                unpack_context_tar(f, Path(tmp_ctx))
+                stream, head = _peek(f)
+                if not _is_archive(head):
+                    raise ContextError(
+                        f"build context {ctx_arg!r} is a file, not a directory or an archive",
+                        hint=f"pass the directory: `pybuild build -f {ctx_arg} DIR`, "
+                             f"or build without context: `pybuild build - < {ctx_arg}`")
+                st.tmp_dir.mkdir(parents=True, exist_ok=True)
+                tmp_ctx = tempfile.mkdtemp(dir=st.tmp_dir, prefix="ctx-")
+                _unpack_context(stream, head, Path(tmp_ctx))
             ctx_dir = Path(tmp_ctx)
         elif os.path.isdir(ctx_arg):
             ctx_dir = Path(ctx_arg).resolve()
         else:
             raise ContextError(f"build context {ctx_arg!r} does not exist")
 
-        if args.file == "-":
+        if stdin_dockerfile is not None:
+            text, name, df_path = stdin_dockerfile, "Dockerfile", None
+        elif args.file == "-":
             text, name, df_path = sys.stdin.read(), "Dockerfile", None
         else:
             df_path = Path(args.file) if args.file else ctx_dir / "Dockerfile"
@@ -173,6 +193,62 @@ def _read_inputs(args, st):
             shutil.rmtree(tmp_ctx, ignore_errors=True)
         raise
     return ctx_dir, text, name, df_path, tmp_ctx
+
+
+class _Prefixed:
+    """A stream whose first bytes were already read (to look at them): those, then the rest."""
+
+    def __init__(self, head: bytes, rest) -> None:
+        self._head, self._rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head:
+            if n is None or n < 0:
+                data, self._head = self._head + self._rest.read(), b""
+                return data
+            data, self._head = self._head[:n], self._head[n:]
+            return data
+        return self._rest.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+
+def _peek(f, n: int = 512) -> tuple[_Prefixed, bytes]:
+    head = b""
+    while len(head) < n:
+        chunk = f.read(n - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return _Prefixed(head, f), head
+
+
+def _is_archive(head: bytes) -> bool:
+    """A (compressed) tar by its first bytes, as docker tells a context tar from a Dockerfile."""
+    if head.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd", b"BZh", b"\xfd7zXZ\x00")):
+        return True
+    if len(head) < 512:
+        return False
+    if head == bytes(512):
+        return True  # an empty tar (end-of-archive block)
+    import tarfile
+
+    try:
+        tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")  # header checksum holds
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def _unpack_context(stream, head: bytes, dest: Path) -> None:
+    from builder.context import unpack_context_tar
+
+    if head.startswith(b"\x28\xb5\x2f\xfd"):  # zstd: tarfile's "r|*" knows gzip/bz2/xz only
+        import zstandard
+
+        stream = zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+    unpack_context_tar(stream, dest)
 
 
 def _ignore(ctx_dir: Path, df_path: Path | None) -> tuple[str, list[str]]:
@@ -262,6 +338,7 @@ def _finish(args, config_digest: str, manifest: dict, tags: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _build_args(args.build_arg)  # malformed --build-arg: a usage error before any work
     if args.check:
         from builder import settings as settings_mod
 

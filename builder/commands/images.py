@@ -10,17 +10,12 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("images", help="list images in the local store")
-    p.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
-    p.add_argument("--digests", action="store_true", help="show manifest digests")
-    p.add_argument("--no-trunc", action="store_true", help="do not truncate ids")
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p.add_argument("reference", nargs="?", help="only images whose repository matches")
-    p.set_defaults(func=cmd_images)
+    add_images_flags(p)
 
     p = sub.add_parser("tag", help="give an image another name")
     p.add_argument("source", metavar="SOURCE_IMAGE")
@@ -33,13 +28,35 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_rmi)
 
     p = sub.add_parser("inspect", help="show image details as JSON (like docker image inspect)")
-    p.add_argument("-f", "--format", help="print only this field path, e.g. .Config.Cmd")
+    add_inspect_flags(p)
+
+    p = sub.add_parser("history", help="show the history of an image")
+    add_history_flags(p)
+
+
+def add_images_flags(p) -> None:
+    p.add_argument("-a", "--all", action="store_true",
+                   help="also list untagged images still in the store (old builds, removed names)")
+    p.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
+    p.add_argument("--digests", action="store_true", help="show manifest digests")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate ids")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="reference=PATTERN, dangling=true|false, label=KEY[=VALUE], before=IMAGE, since=IMAGE")
+    p.add_argument("--format", help="table (default), json, or a Go template like docker's")
+    p.add_argument("reference", nargs="?", help="only images whose repository matches")
+    p.set_defaults(func=cmd_images)
+
+
+def add_inspect_flags(p) -> None:
+    p.add_argument("-f", "--format", help="a Go template like docker's, e.g. '{{json .Config}}'")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("history", help="show the history of an image")
+
+def add_history_flags(p) -> None:
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="only show layer ids")
+    p.add_argument("--format", help="table (default), json, or a Go template like docker's")
     p.add_argument("image", metavar="IMAGE")
     p.set_defaults(func=cmd_history)
 
@@ -98,50 +115,96 @@ def _split_ref(ref: str) -> tuple[str, str]:
     return repo, r.tag or "<none>"
 
 
-def _print_table(rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    out = sys.stdout
-    for r in [header] + rows:
-        out.write("   ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() + "\n")
+_IMAGE_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST", "ID": "IMAGE ID",
+                  "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
+                  "VirtualSize": "SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE",
+                  "Containers": "CONTAINERS"}
+_HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
+                    "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}
+
+
+def _sizes():
+    from builder import settings
+    from builder.oci.usage import LayerSizes
+
+    return LayerSizes(settings.load().root / "layer-sizes.json")
+
+
+def _check_format(fmt: str | None) -> None:
+    """A malformed template is a usage error before any work (docker: `template parsing error`)."""
+    if fmt and fmt.strip() not in ("table", "json"):
+        from builder.gotemplate import parse
+
+        body = fmt.lstrip()
+        body = body[5:] if body.startswith("table") else body
+        parse(body.strip(" ").replace("\\t", "\t").replace("\\n", "\n"))
 
 
 def cmd_images(args) -> int:
+    from builder.commands.images_query import (created_ts, docker_time, label_matches, parse_filters,
+                                                ref_matches, untagged_images)
     from builder.errors import PybuildError
+    from builder.gotemplate import format_rows
     from builder.oci.image import Image
 
+    filters = parse_filters(args.filter)
+    _check_format(args.format)
     store = _store()
-    rows, seen_ids, js = [], set(), []
-    want = None
-    if args.reference:
-        want = _split_ref(args.reference)[0]
+    sizes = _sizes()
+    want = _split_ref(args.reference)[0] if args.reference else None
+    entries = []  # (repo, tag, manifest desc, image)
+    tagged: set[str] = set()
     for ref, desc in store.list():
         try:
             img = Image.load(store.blobs, desc)
         except PybuildError as e:
             sys.stderr.write(f"warning: {ref}: {e}\n")
             continue
+        tagged.add(str(desc.digest))
         repo, tag = _split_ref(ref)
+        entries.append((repo, tag, desc, img))
+    dangling = filters.get("dangling", [])
+    want_dangling = dangling[-1].lower() in ("true", "1") if dangling else None
+    if args.all or want_dangling:
+        entries += [("<none>", "<none>", d, i) for d, i in untagged_images(store, tagged)]
+    bounds = {}
+    for key in ("before", "since"):
+        for ref in filters.get(key, []):
+            bounds[key] = created_ts(_load(store, ref)[1].config.created)
+    rows, seen_ids = [], set()
+    for repo, tag, desc, img in entries:
+        is_dangling = repo == "<none>"
         if want and repo != want:
             continue
-        iid = img.id if args.no_trunc else img.id.hex[:12]
-        size = sum(layer.size for layer in img.layers) + img.manifest.config.size
+        if want_dangling is not None and is_dangling != want_dangling:
+            continue
+        if "reference" in filters and (is_dangling or not ref_matches(filters["reference"], repo, tag)):
+            continue
+        if "label" in filters and not label_matches(filters["label"], img.config.config.labels or {}):
+            continue
+        ts = created_ts(img.config.created)
+        if "before" in bounds and not ts < bounds["before"]:
+            continue
+        if "since" in bounds and not ts > bounds["since"]:
+            continue
+        iid = str(img.id) if args.no_trunc else img.id.hex[:12]
         if args.quiet:
             if iid not in seen_ids:
                 seen_ids.add(iid)
                 print(iid)
             continue
-        js.append({"Repository": repo, "Tag": tag, "ID": str(img.id), "Digest": str(desc.digest),
-                   "Created": img.config.created, "Size": size})
-        row = [repo, tag] + ([desc.digest] if args.digests else []) + [iid, human_ago(img.config.created),
-                                                                       human_size(size)]
-        rows.append(row)
+        size = sizes.image(store.blobs, img)
+        rows.append({"Containers": "N/A", "CreatedAt": docker_time(img.config.created),
+                     "CreatedSince": human_ago(img.config.created),
+                     "Digest": str(desc.digest) if not is_dangling or args.digests else "<none>",
+                     "ID": iid, "Repository": repo, "SharedSize": "N/A", "Size": human_size(size),
+                     "Tag": tag, "UniqueSize": "N/A", "VirtualSize": human_size(size)})
+    sizes.save()
     if args.quiet:
         return 0
-    if args.format == "json":
-        print(json.dumps(js, indent=2))
-        return 0
-    header = ["REPOSITORY", "TAG"] + (["DIGEST"] if args.digests else []) + ["IMAGE ID", "CREATED", "SIZE"]
-    _print_table(rows, header)
+    default = ("table {{.Repository}}\t{{.Tag}}\t" + ("{{.Digest}}\t" if args.digests else "")
+               + "{{.ID}}\t{{.CreatedSince}}\t{{.Size}}")
+    sys.stdout.write(format_rows(args.format, rows, _IMAGE_HEADERS, default))
     return 0
 
 
@@ -217,60 +280,87 @@ def inspect_dict(store, ref: str) -> dict:
     }
 
 
-def _field(obj, path: str):
-    cur = obj
-    for part in [p for p in path.strip().strip("{}").strip().split(".") if p]:
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        else:
-            from builder.errors import PybuildError
+def _legacy_path(fmt: str) -> bool:
+    """pybuild's earlier `-f .Config.Cmd` (no braces): kept, printing JSON for non-strings."""
+    import re
 
-            raise PybuildError(f"template: no field {part!r} in {path!r}")
-    return cur
+    return "{{" not in fmt and re.fullmatch(r"\s*(\.[A-Za-z_][A-Za-z0-9_]*)+\s*", fmt) is not None
 
 
 def cmd_inspect(args) -> int:
     from builder.errors import ImageNotFound
+    from builder.gotemplate import parse
 
+    tpl = None
+    if args.format and not _legacy_path(args.format):
+        tpl = parse(args.format)  # a bad template: usage error before any image is read
     store = _store()
+    sizes = _sizes()
     out, failed = [], False
     for ref in args.images:
         try:
-            out.append(inspect_dict(store, ref))
+            info = inspect_dict(store, ref)
+            desc, img = _load(store, ref)
+            info["Size"] = sizes.image(store.blobs, img)
+            out.append(info)
         except ImageNotFound as e:
             sys.stderr.write(f"error: {e}\n")
             failed = True
-    if args.format:
+    sizes.save()
+    if tpl is not None:
         for o in out:
-            v = _field(o, args.format)
-            print(v if isinstance(v, str) else json.dumps(v))
+            print(tpl.execute(o))
+    elif args.format:
+        from builder.gotemplate import MISSING
+
+        for o in out:
+            v = _walk(o, args.format)
+            print("<no value>" if v is MISSING else (v if isinstance(v, str) else json.dumps(v)))
     else:
         print(json.dumps(out, indent=4))
     return 1 if failed else 0
 
 
+def _walk(obj, path: str):
+    from builder.gotemplate import MISSING
+
+    cur = obj
+    for part in [p for p in path.strip().split(".") if p]:
+        if not isinstance(cur, dict) or part not in cur:
+            return MISSING
+        cur = cur[part]
+    return cur
+
+
 def cmd_history(args) -> int:
+    from builder.gotemplate import format_rows
+
+    _check_format(args.format)
     store = _store()
     desc, img = _load(store, args.image)
-    layers = list(img.layers)
-    rows = []
+    sizes = _sizes()
+    layers = list(zip(img.layers, img.diff_ids))
     li = 0
     entries = []
     for h in img.config.history:
         size = 0
         if not h.empty_layer and li < len(layers):
-            size = layers[li].size
+            size = sizes.layer(store.blobs, *layers[li])
             li += 1
         entries.append((h, size))
+    sizes.save()
+    rows = []
     for n, (h, size) in enumerate(reversed(entries)):
-        iid = (img.id if args.no_trunc else img.id.hex[:12]) if n == 0 else "<missing>"
+        iid = (str(img.id) if args.no_trunc else img.id.hex[:12]) if n == 0 else "<missing>"
         if args.quiet:
             print(iid)
             continue
         created_by = h.created_by or ""
         if not args.no_trunc and len(created_by) > 45:
             created_by = created_by[:44] + "…"
-        rows.append([iid, human_ago(h.created), created_by, human_size(size), h.comment or ""])
+        rows.append({"Comment": h.comment or "", "CreatedAt": h.created or "", "CreatedBy": created_by,
+                     "CreatedSince": human_ago(h.created), "ID": iid, "Size": human_size(size)})
     if not args.quiet:
-        _print_table(rows, ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"])
+        default = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+        sys.stdout.write(format_rows(args.format, rows, _HISTORY_HEADERS, default))
     return 0

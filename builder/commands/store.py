@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("prune", help="remove blobs and snapshots no image or cache record uses")
     p.add_argument("-n", "--dry-run", action="store_true", help="only say what would be removed")
+    p.add_argument("-f", "--force", action="store_true", help="accepted for docker's habit; prune never asks")
     p.add_argument("--grace", type=float, default=600.0, metavar="SECONDS",
                    help="keep anything younger than this (default 600)")
     p.add_argument("--keep-cache", action=argparse.BooleanOptionalAction, default=True,

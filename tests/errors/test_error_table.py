@@ -157,8 +157,14 @@ COMMAND_ROWS = [
     Row("tag-bad-name", None, ("tag", "busybox", "BAD"),
         first_line="error: invalid reference 'BAD': 'BAD' is not a valid repository name component "
                    "(repository names must be lowercase)"),
-    Row("images-bad-format", None, ("images", "--format", "bogus"),
-        first_line="pybuild: error: argument --format: invalid choice: 'bogus' (choose from 'table', 'json')", code=2),
+    # --format is docker's Go-template language: plain text is a valid template (printed per
+    # row, as docker does); a malformed one is a usage error before any work
+    Row("images-bad-format", None, ("images", "--format", "{{.Repository"),
+        first_line="error: template parsing error: template: :1: unclosed action", code=2),
+    Row("inspect-bad-format", None, ("inspect", "-f", "{{json .Config", "busybox"),
+        first_line="error: template parsing error: template: :1: unclosed action", code=2),
+    Row("build-empty-build-arg-key", None, ("build", "--build-arg", "=1.2", "."),
+        first_line='error: invalid key-value pair "=1.2": empty key (--build-arg wants KEY[=VALUE])', code=2),
     Row("pull-bad-reference", None, ("pull", "Bad:Ref"),
         first_line="error: invalid reference 'Bad:Ref': 'Bad' is not a valid repository name component "
                    "(repository names must be lowercase)"),
