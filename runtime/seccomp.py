@@ -480,16 +480,25 @@ def _emit_section(asm: _Asm, prof: dict, section: str, caps: frozenset[str], goa
     # leaves: (first nr, kind, payload); consecutive equal plain actions merge into one interval
     leaves: list[tuple[int, str, object]] = []
     limit = top + 1 if enosys_above and top >= 0 else end
-    for nr in range(base, limit):
+
+    def add(nr: int, kind: str, payload: object) -> None:
+        if leaves and leaves[-1][0] == nr:
+            leaves.pop()  # an empty interval: the new leaf starts at the same number
+        if kind == "ret" and leaves and leaves[-1][1] == "ret" and leaves[-1][2] == payload:
+            return  # consecutive equal actions: one interval
+        leaves.append((nr, kind, payload))
+    add(base, "ret", default)
+    for nr in sorted(set(plain) | set(cond)):  # sparse: the gaps between named calls are default
+        if nr < base or nr >= limit:
+            continue
         if nr in cond:
-            leaves.append((nr, "cond", (cond[nr], plain.get(nr, default))))
-            continue
-        act = plain.get(nr, default)
-        if leaves and leaves[-1][1] == "ret" and leaves[-1][2] == act:
-            continue
-        leaves.append((nr, "ret", act))
+            add(nr, "cond", (cond[nr], plain.get(nr, default)))
+        else:
+            add(nr, "ret", plain[nr])
+        if nr + 1 < limit:
+            add(nr + 1, "ret", default)
     if limit < end:
-        leaves.append((limit, "ret", RET_ERRNO | ENOSYS))
+        add(limit, "ret", RET_ERRNO | ENOSYS)
     if not leaves:
         asm.put("ret", default)
         return
