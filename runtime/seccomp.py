@@ -593,3 +593,32 @@ def program_for(seccomp: str, caps: tuple[str, ...], machine: str | None = None)
     if seccomp == "unconfined":
         return None
     return _cached(seccomp, machine or host_arch(), frozenset(caps))
+
+
+_SECTION_SCMP = {v: k for k, v in _SCMP_ARCH.items()}
+
+
+def oci_seccomp(seccomp: str, caps: tuple[str, ...], machine: str | None = None) -> dict | None:
+    """The OCI runtime spec's `linux.seccomp` for a SandboxConfig.seccomp value, with the
+    capability and architecture conditions already resolved (what runc/crun load), or None."""
+    if seccomp == "unconfined":
+        return None
+    prof = DEFAULT_PROFILE if seccomp == "default" else parse_profile(seccomp)
+    machine = machine or host_arch()
+    goarch, kernel, capset = HOSTS[machine][1], _kernel_version(), frozenset(caps)
+    calls = []
+    for rule in prof.get("syscalls") or []:
+        if not _applies(rule, capset, goarch, kernel):
+            continue
+        c: dict = {"names": list(rule.get("names") or [rule["name"]]), "action": rule["action"]}
+        if "errnoRet" in rule:
+            c["errnoRet"] = rule["errnoRet"]
+        if rule.get("args"):
+            c["args"] = [{"index": a["index"], "value": a.get("value", 0), "valueTwo": a.get("valueTwo", 0),
+                          "op": a["op"]} for a in rule["args"]]
+        calls.append(c)
+    out: dict = {"defaultAction": prof["defaultAction"],
+                 "architectures": [_SECTION_SCMP[s] for s in _sections(prof, machine)], "syscalls": calls}
+    if "defaultErrnoRet" in prof:
+        out["defaultErrnoRet"] = prof["defaultErrnoRet"]
+    return out

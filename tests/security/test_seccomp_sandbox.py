@@ -203,3 +203,26 @@ def test_insecure_run_needs_allow(store, tmp_path):
 def test_bad_allow_is_a_usage_error(store, tmp_path):
     r = _build(store, tmp_path, "FROM busybox\n", "--allow", "security.nope")
     assert r.returncode == 2 and "security.nope" in r.stderr.decode()
+
+
+@pytest.mark.skipif(shutil.which("runc") is None, reason="Debian's runc is not installed")
+@pytest.mark.parametrize("opt,want", [((), ("Seccomp:\t2", "unshare=1")),
+                                      (("--security-opt", "seccomp=unconfined"), ("Seccomp:\t0", "unshare=0"))])
+def test_bundle_carries_the_filter_to_runc(store, tmp_path, opt, want):
+    """`pybuild bundle` writes the same policy as linux.seccomp: runc confines the same way."""
+    import json
+
+    dest = tmp_path / "bundle"
+    r = pb(store, "bundle", "--dest", str(dest), *opt, "busybox", "sh", "-c",
+           "grep Seccomp: /proc/self/status; unshare -U true; echo unshare=$?")
+    assert r.returncode == 0, _out(r)
+    cfg = json.loads((dest / "config.json").read_text())
+    assert ("seccomp" in cfg["linux"]) == (not opt)
+    p = subprocess.run(["unshare", "-m", "sh", "-c",
+                        "umount /sys/fs/cgroup/unified 2>/dev/null; "
+                        f"runc --root {tmp_path}/runc-state run --bundle {dest} pybuild-sc-{os.getpid()}"],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    out = _out(p)
+    assert p.returncode == 0, out
+    for w in want:
+        assert w in out, out
