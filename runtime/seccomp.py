@@ -127,8 +127,9 @@ _A = "SCMP_ACT_ALLOW"
 _NS_FLAGS = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEWNET
 
 
-def _caps(*names: str, names_: list[str]) -> dict:
-    return {"names": names_, "action": _A, "includes": {"caps": list(names)}}
+def _with_cap(cap: str, names: list[str]) -> dict:
+    """Allowed when the container holds `cap`."""
+    return {"names": names, "action": _A, "includes": {"caps": [cap]}}
 
 
 DEFAULT_PROFILE: dict = {
@@ -150,8 +151,8 @@ DEFAULT_PROFILE: dict = {
                    "set_tls"], "action": _A, "includes": {"arches": ["arm", "arm64"]}},
         {"names": ["arch_prctl"], "action": _A, "includes": {"arches": ["amd64", "x32"]}},
         {"names": ["modify_ldt"], "action": _A, "includes": {"arches": ["amd64", "x32", "x86"]}},
-        _caps("CAP_DAC_READ_SEARCH", names_=["open_by_handle_at"]),
-        _caps("CAP_SYS_ADMIN", names_=[
+        _with_cap("CAP_DAC_READ_SEARCH", ["open_by_handle_at"]),
+        _with_cap("CAP_SYS_ADMIN", [
             "bpf", "clone", "clone3", "fanotify_init", "fsconfig", "fsmount", "fsopen", "fspick", "lookup_dcookie",
             "mount", "mount_setattr", "move_mount", "open_tree", "perf_event_open", "quotactl", "quotactl_fd",
             "setdomainname", "sethostname", "setns", "syslog", "umount", "umount2", "unshare"]),
@@ -159,19 +160,19 @@ DEFAULT_PROFILE: dict = {
                                                       "op": "SCMP_CMP_MASKED_EQ"}],
          "excludes": {"caps": ["CAP_SYS_ADMIN"], "arches": ["s390", "s390x"]}},
         {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS, "excludes": {"caps": ["CAP_SYS_ADMIN"]}},
-        _caps("CAP_SYS_BOOT", names_=["reboot"]),
-        _caps("CAP_SYS_CHROOT", names_=["chroot"]),
-        _caps("CAP_SYS_MODULE", names_=["delete_module", "init_module", "finit_module"]),
-        _caps("CAP_SYS_PACCT", names_=["acct"]),
-        _caps("CAP_SYS_PTRACE", names_=["kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv",
+        _with_cap("CAP_SYS_BOOT", ["reboot"]),
+        _with_cap("CAP_SYS_CHROOT", ["chroot"]),
+        _with_cap("CAP_SYS_MODULE", ["delete_module", "init_module", "finit_module"]),
+        _with_cap("CAP_SYS_PACCT", ["acct"]),
+        _with_cap("CAP_SYS_PTRACE", ["kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv",
                                         "process_vm_writev", "ptrace"]),
-        _caps("CAP_SYS_RAWIO", names_=["iopl", "ioperm"]),
-        _caps("CAP_SYS_TIME", names_=["settimeofday", "stime", "clock_settime", "clock_settime64"]),
-        _caps("CAP_SYS_TTY_CONFIG", names_=["vhangup"]),
-        _caps("CAP_SYS_NICE", names_=["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"]),
-        _caps("CAP_SYSLOG", names_=["syslog"]),
-        _caps("CAP_BPF", names_=["bpf"]),
-        _caps("CAP_PERFMON", names_=["perf_event_open"]),
+        _with_cap("CAP_SYS_RAWIO", ["iopl", "ioperm"]),
+        _with_cap("CAP_SYS_TIME", ["settimeofday", "stime", "clock_settime", "clock_settime64"]),
+        _with_cap("CAP_SYS_TTY_CONFIG", ["vhangup"]),
+        _with_cap("CAP_SYS_NICE", ["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"]),
+        _with_cap("CAP_SYSLOG", ["syslog"]),
+        _with_cap("CAP_BPF", ["bpf"]),
+        _with_cap("CAP_PERFMON", ["perf_event_open"]),
     ],
 }
 
@@ -512,7 +513,7 @@ def _emit_section(asm: _Asm, prof: dict, section: str, caps: frozenset[str], goa
             rules, fallback = payload  # type: ignore[misc]
             for conds, act in rules:
                 nxt = asm.label()
-                for i, arg in enumerate(conds):
+                for arg in conds:
                     ok = asm.label()
                     _emit_compare(asm, arg, ok, nxt)
                     asm.put("label", ok)

@@ -273,6 +273,8 @@ def cmd_bundle(args) -> int:
     from runtime.bundle import write_bundle
     from runtime.config import Rootfs
 
+    _limits(args)  # flag errors before any work
+    security_opts(args)
     cid = os.urandom(16).hex()
     st, img, snaps, lowers, spec = _prepare(args, for_bundle=True, hostname=args.hostname or cid[:12])
     # The bundle's rootfs is the image's snapshots flattened (whiteouts honoured) by write_bundle.
