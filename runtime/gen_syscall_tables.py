@@ -1,5 +1,8 @@
 """Regenerate runtime/syscall_tables.py from the kernel's uapi headers on this machine:
-`python -m runtime.gen_syscall_tables [INCLUDE_DIR]` (default /usr/include).
+`python -m runtime.gen_syscall_tables [INCLUDE_DIR]` (default /usr/include), and then
+runtime/seccomp_default.py: docker's default policy for docker's default capabilities,
+compiled ahead of time for each architecture (tests/security/test_seccomp.py checks that it is
+what runtime.seccomp compiles today, so a change to either without regenerating fails).
 
 x86_64, i386 and x32 come from asm/unistd_{64,32,x32}.h; aarch64 from asm-generic/unistd.h
 evaluated with arm64's __ARCH_WANT_* switches (arch/arm64/include/uapi/asm/unistd.h) and
@@ -102,6 +105,34 @@ def main() -> None:
         f.write("\n".join(out))
     os.rename(tmp, dest)
     print(dest, {k: len(v) for k, v in tables.items()})
+    write_default_programs()
+
+
+def write_default_programs() -> None:
+    import base64
+    import importlib
+
+    from runtime import syscall_tables
+    importlib.reload(syscall_tables)
+    from runtime import seccomp
+    from runtime.config import DEFAULT_CAPABILITIES
+
+    lines = ['"""docker\'s default seccomp policy for docker\'s default capabilities, compiled ahead of',
+             'time by runtime/gen_syscall_tables.py (do not edit by hand): `pybuild run` and the first',
+             'RUN of a build then skip the ~2 ms compile. runtime.seccomp.program_for uses it."""', "",
+             f"CAPABILITIES = {tuple(sorted(DEFAULT_CAPABILITIES))!r}", "PROGRAMS = {"]
+    for machine in sorted(seccomp.HOSTS):
+        prog = seccomp.compile_profile(seccomp.DEFAULT_PROFILE, machine, DEFAULT_CAPABILITIES, kernel=(4, 8))
+        text = base64.b64encode(prog).decode()
+        lines.append(f"    {machine!r}: (")
+        lines += [f"        {text[i:i + 96]!r}" for i in range(0, len(text), 96)]
+        lines.append("    ),")
+    lines.append("}")
+    dest = os.path.join(os.path.dirname(os.path.abspath(__file__)), "seccomp_default.py")
+    with open(dest + ".tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.rename(dest + ".tmp", dest)
+    print(dest)
 
 
 if __name__ == "__main__":

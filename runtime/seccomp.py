@@ -593,7 +593,20 @@ def program_for(seccomp: str, caps: tuple[str, ...], machine: str | None = None)
     profile's text) and capability set; None for unconfined. Cached per process."""
     if seccomp == "unconfined":
         return None
-    return _cached(seccomp, machine or host_arch(), frozenset(caps))
+    machine = machine or host_arch()
+    if seccomp == "default" and _kernel_version() >= (4, 8):  # (ptrace's minKernel)
+        from runtime import seccomp_default as pre  # compiled ahead of time, see there
+        if frozenset(caps) == frozenset(pre.CAPABILITIES):
+            return _precompiled(machine)
+    return _cached(seccomp, machine, frozenset(caps))
+
+
+@lru_cache(maxsize=4)
+def _precompiled(machine: str) -> bytes:
+    import binascii
+
+    from runtime import seccomp_default
+    return binascii.a2b_base64("".join(seccomp_default.PROGRAMS[machine]))
 
 
 _SECTION_SCMP = {v: k for k, v in _SCMP_ARCH.items()}

@@ -204,6 +204,16 @@ def test_bad_profiles_are_one_line_errors(doc, msg):
     assert msg in str(e.value) and "\n" not in str(e.value)
 
 
+def test_precompiled_default_is_what_the_compiler_makes_today():
+    """runtime/seccomp_default.py (regenerate: python -m runtime.gen_syscall_tables) must not
+    drift from runtime.seccomp's policy or compiler."""
+    for machine in S.HOSTS:
+        assert S._precompiled(machine) == S.compile_profile(S.DEFAULT_PROFILE, machine, DEFAULT_CAPABILITIES)
+        assert S.program_for("default", DEFAULT_CAPABILITIES, machine) == S._precompiled(machine)
+    caps = DEFAULT_CAPABILITIES + ("CAP_SYS_ADMIN",)
+    assert S.program_for("default", caps, "x86_64") == S.compile_profile(S.DEFAULT_PROFILE, "x86_64", caps)
+
+
 def test_program_is_cached_per_process():
     a = S.program_for("default", DEFAULT_CAPABILITIES)
     assert S.program_for("default", DEFAULT_CAPABILITIES) is a
