@@ -226,3 +226,45 @@ def test_bundle_carries_the_filter_to_runc(store, tmp_path, opt, want):
     assert p.returncode == 0, out
     for w in want:
         assert w in out, out
+
+
+@pytest.mark.needs_userns
+def test_rootless_sandbox_is_filtered_too(probe):
+    """As an unprivileged user (uid 65534, a single-id user namespace) the same holds: the
+    filter is on, a nested user namespace is refused (the user namespace alone would allow it),
+    and the invoking session's key cannot be read."""
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) missing")
+    from tests.runtime.test_rootless_and_signals import _python_for_nobody
+
+    import tempfile
+
+    py = _python_for_nobody()
+    base = Path(tempfile.mkdtemp(prefix="pybuild-rootless-seccomp-"))  # traversable by uid 65534
+    try:
+        _rootless_attacks(probe, py, base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _rootless_attacks(probe: Path, py: str, base: Path) -> None:
+    from tests.fixtures.busybox_rootfs import make_busybox_rootfs
+
+    os.chmod(base, 0o755)
+    rootfs = make_busybox_rootfs(base / "rootfs")
+    shutil.copy2(probe, rootfs / "probe")
+    shutil.copy2(probe, base / "probe")
+    subprocess.run(["chown", "-R", "65534:65534", str(rootfs)], check=True)
+    script = CHECK + "; /probe keyread pybuild-canary; /probe cgroup-escape"
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r});"
+            "from runtime import sandbox; from runtime.config import *;"
+            f"cfg = SandboxConfig(rootfs=Rootfs(path={str(rootfs)!r}), process=Process(argv=('sh', '-c', {script!r})));"
+            "sys.exit(sandbox.run(cfg, stdout=1, stderr=2).exit_code)")
+    secret = os.urandom(8).hex()
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(base / "probe"), "addkey-exec",
+                        "pybuild-canary", secret, py, "-I", "-c", code], capture_output=True, timeout=60)
+    out = _out(r)
+    assert "add_key: ok" in out, out
+    assert "Seccomp:\t2" in out and "unshare=1" in out and "unshare_r=1" in out, out
+    assert secret not in out and "search: EPERM" in out, out
+    assert "unshare: EPERM" in out and "write: ok" not in out, out
