@@ -128,7 +128,17 @@ def private_parent() -> str | None:
     return None
 
 
+_permitted: list[int] = []
+
+
 def _own_permitted() -> int:
+    """This process's permitted capabilities (read once: they do not change)."""
+    if not _permitted:
+        _permitted.append(_read_permitted())
+    return _permitted[0]
+
+
+def _read_permitted() -> int:
     try:
         with open("/proc/self/status") as f:
             for line in f:
