@@ -2,7 +2,7 @@
 
 Variants, interleaved (A B C A B C ...) so that load from other processes hits all alike:
 our sandbox on an overlay rootfs (busybox lower, fresh upper each run, as a RUN step uses
-it), on a plain dir, on a plain dir with a fresh re-exec per run instead of the fork
+it), on a plain dir (with docker's default seccomp filter, and without: the filter's cost), on a plain dir with a fresh re-exec per run instead of the fork
 server, a cold start (a new `python -I` process importing runtime and running one sandbox,
 a floor for `pybuild run IMAGE true`), and runc/crun on an OCI bundle written by
 runtime.bundle (crun is left out where it refuses the host's cgroup layout).
@@ -29,7 +29,7 @@ from tests.fixtures.busybox_rootfs import make_busybox_rootfs  # noqa: E402
 
 
 def stats(name: str, ms: list[float]) -> None:
-    print(f"{name:34s} n={len(ms):3d}  min {min(ms):6.1f}  median {statistics.median(ms):6.1f}  max {max(ms):6.1f} ms")
+    print(f"{name:38s} n={len(ms):3d}  min {min(ms):6.1f}  median {statistics.median(ms):6.1f}  max {max(ms):6.1f} ms")
 
 
 def oci_runner(tool: str, bundle: Path):
@@ -51,6 +51,7 @@ def main() -> None:
         lower = make_busybox_rootfs(work / "lower")
         proc = Process(argv=("/bin/true",))
         plain = SandboxConfig(rootfs=Rootfs(path=str(lower)), process=proc)
+        unconfined = SandboxConfig(rootfs=Rootfs(path=str(lower)), process=proc, seccomp="unconfined")
         counter = iter(range(10**9))
 
         def overlay(i: int) -> None:
@@ -78,6 +79,7 @@ def main() -> None:
 
         variants = {"sandbox overlay (fresh upper)": overlay,
                     "sandbox plain dir": lambda i: sandbox.run(plain),
+                    "sandbox plain dir, seccomp=unconfined": lambda i: sandbox.run(unconfined),
                     "sandbox plain dir, no fork server": reexec,
                     "cold: new python process + 1 run": cold}
         bundle = write_bundle(plain, lower, work / "bundle")
