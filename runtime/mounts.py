@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from runtime import syscalls as sc
 from runtime.errors import MountError
@@ -257,8 +258,15 @@ def mount_one(m: dict, stubs: Stubs) -> None:
     kind, src = m["kind"], m["source"]
     flags, data = split_options(m["options"])
     if kind == "bind":
-        target = stubs.ensure(m["target"], os.path.isdir(src))
-        mount(src, target, None, sc.MS_BIND | (flags & sc.MS_REC))
+        # mount(2) follows a symlink in its source on the host: bind the object itself,
+        # opened without following a final symlink, through its /proc/self/fd path (the
+        # magic link names that exact inode, so nothing can be swapped in between).
+        fd = _open_bind_source(src)
+        try:
+            target = stubs.ensure(m["target"], stat.S_ISDIR(os.fstat(fd).st_mode))
+            mount(f"/proc/self/fd/{fd}", target, None, sc.MS_BIND | (flags & sc.MS_REC))
+        finally:
+            os.close(fd)
         ro = sc.MS_RDONLY if m["readonly"] else 0
         extra = flags & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
         if ro or extra:
@@ -273,8 +281,26 @@ def mount_one(m: dict, stubs: Stubs) -> None:
     mount(src or kind, target, fstype, flags, data or None)
 
 
-def bind_file(source: str, target: str) -> None:
-    mount(source, target, None, sc.MS_BIND)
+def _open_bind_source(src: str) -> int:
+    """An O_PATH fd for a bind source that is not itself a symlink (MountError otherwise)."""
+    try:
+        fd = os.open(src, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise MountError(f"bind source {src}: {e.strerror}") from None
+    if stat.S_ISLNK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MountError(f"bind source {src} is a symbolic link (refused: mount(2) would follow it on the host)")
+    return fd
+
+
+def bind_file(source: str, target: str, readonly: bool = False) -> None:
+    fd = _open_bind_source(source)
+    try:
+        mount(f"/proc/self/fd/{fd}", target, None, sc.MS_BIND)
+    finally:
+        os.close(fd)
+    if readonly:
+        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
 
 
 def remount_readonly(target: str) -> None:

@@ -92,7 +92,9 @@ def _mounts(args, *, create_host_dirs: bool) -> list:
             if not create_host_dirs:
                 raise UsageError(f"invalid volume {v!r}: {host} does not exist")
             os.makedirs(host, exist_ok=True)  # as docker does for -v
-        out.append(Mount("bind", target, host, readonly=mode == "ro"))
+        # the caller's own host path: its symlinks are followed here, on the host side; the
+        # runtime then binds the object itself and refuses a source that is still a link
+        out.append(Mount("bind", target, os.path.realpath(host), readonly=mode == "ro"))
     for t in args.tmpfs:
         path, _, opts = t.partition(":")
         if not path.startswith("/"):

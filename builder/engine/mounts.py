@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from builder.engine.fsview import _copy_entry, export_tree
+from builder.engine.fsview import LayeredFS, _copy_entry, export_tree
 from builder.errors import BuildStepError
 from builder.plan.graph import MountOp, Step
 from runtime.record import Record
@@ -149,8 +149,10 @@ class RunMounts:
             ctx = self.sv.context
             if ctx is None:
                 raise BuildStepError("RUN --mount=type=bind needs a build context")
-            srcs = ctx.select(src_rel)
-            s = srcs[0]
+            # Symlinks on the way are followed inside the context, as BuildKit resolves a
+            # bind source in its root (an absolute link restarts at the context root, `..`
+            # stops there), so neither the copy nor mount(2) ever follows one to the host.
+            s = ctx.select(LayeredFS([ctx.root]).resolve(src_rel).lstrip("/") or ".")[0]
             if s.is_dir:
                 dest.mkdir()
                 for sub in ctx.walk(s.rel):
@@ -158,6 +160,8 @@ class RunMounts:
                     _copy_entry(sub.abspath, dest / rel)
             else:
                 _copy_entry(s.abspath, dest)
+            if dest.is_symlink():  # the context changed under us: never hand mount(2) a link
+                raise BuildStepError(f"RUN --mount=type=bind: source {src_rel!r} changed while it was copied")
             return str(dest)
         from builder.engine.ops import _from_state, ensure_snapshots, view_of
 

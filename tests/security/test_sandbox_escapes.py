@@ -1,0 +1,111 @@
+"""Sandbox escapes of issue 14, each attack run through the real entry point (`pybuild build`
+with RUN steps, `pybuild run`) on a busybox base; the host canaries are checked by content
+and atime afterwards (tests/security/hostile.py).
+
+1. bind-mount sources through symlinks (context, stage) never reach the host.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.integration.buildlib import build, make_busybox_image, write_ctx
+from tests.security.hostile import Canary
+
+pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
+
+
+@pytest.fixture
+def env(tmp_path: Path):
+    root = tmp_path / "root"
+    make_busybox_image(root, tmp_path)
+    return root, Canary(tmp_path)
+
+
+def _out(r) -> str:
+    return r.stdout.decode(errors="replace") + r.stderr.decode(errors="replace")
+
+
+# --- 1. bind-mount source through a symlink ------------------------------------------------
+@pytest.mark.parametrize("rw", ["", ",rw"])
+def test_bind_source_symlink_to_a_host_file_resolves_inside_the_context(env, tmp_path: Path, rw: str) -> None:
+    """BuildKit resolves `source=` inside the context: an absolute link restarts at the
+    context root (checked with the reference: it reads <ctx>/<link target>)."""
+    root, canary = env
+    ctx = write_ctx(tmp_path / "ctx", {
+        "Dockerfile": f"FROM busybox\nRUN --mount=type=bind,source=x,target=/m{rw} "
+                      "sh -c 'cat /m; echo pwned > /m 2>/dev/null; echo rc=$?'\n"})
+    os.symlink(canary.file, ctx / "x")
+    inside = ctx / str(canary.file).lstrip("/")
+    inside.parent.mkdir(parents=True)
+    inside.write_text("in-the-context\n")
+    r = build(root, ctx, "-t", "t")
+    out = _out(r)
+    assert r.returncode == 0, out
+    assert "in-the-context" in out and canary.secret.decode() not in out
+    assert ("rc=0" in out) == bool(rw)  # rw: writable, but a copy
+    assert inside.read_text() == "in-the-context\n"  # writes to a bind mount are discarded
+    canary.assert_untouched(root)
+
+
+def test_bind_source_symlink_out_of_the_context_is_not_found(env, tmp_path: Path) -> None:
+    root, canary = env
+    ctx = write_ctx(tmp_path / "ctx", {
+        "Dockerfile": "FROM busybox\nRUN --mount=type=bind,source=x,target=/m,rw cat /m\n"})
+    os.symlink(canary.file, ctx / "x")
+    r = build(root, ctx)
+    assert r.returncode == 1 and "Traceback" not in _out(r), _out(r)
+    assert canary.secret.decode() not in _out(r)
+    canary.assert_untouched(root)
+
+
+@pytest.mark.parametrize("source", ["d", "d/", "rel/.."])
+def test_bind_source_dir_symlink_to_a_host_dir_stays_in_the_context(env, tmp_path: Path, source: str) -> None:
+    root, canary = env
+    ctx = write_ctx(tmp_path / "ctx", {
+        "Dockerfile": f"FROM busybox\nRUN --mount=type=bind,source={source},target=/m,rw "
+                      "sh -c 'ls -la /m; cat /m/canary.txt; touch /m/new /m/hostdir/new; true'\n"})
+    os.symlink(canary.dir, ctx / "d")
+    os.symlink(str(canary.dir) + "/hostdir", ctx / "rel")
+    r = build(root, ctx)
+    assert canary.secret.decode() not in _out(r)
+    canary.assert_untouched(root)
+
+
+def test_bind_source_from_a_stage_symlink_stays_in_the_stage(env, tmp_path: Path) -> None:
+    root, canary = env
+    ctx = write_ctx(tmp_path / "ctx", {
+        "Dockerfile": f"FROM busybox AS s\nRUN ln -s {canary.file} /x && ln -s {canary.dir} /d\n"
+                      "FROM busybox\n"
+                      "RUN --mount=type=bind,from=s,source=/x,target=/m,rw sh -c 'cat /m; echo pwned > /m; true'\n"
+                      "RUN --mount=type=bind,from=s,source=/d,target=/m,rw sh -c 'cat /m/canary.txt; touch /m/n; true'\n"})
+    r = build(root, ctx)
+    assert canary.secret.decode() not in _out(r)
+    canary.assert_untouched(root)
+
+
+def test_run_volume_through_a_symlink_binds_its_target(env, tmp_path: Path) -> None:
+    """`run -v LINK:/m` is the user's own host path: the link is resolved on the host side
+    (as docker does) and the runtime binds the resolved object, never a link."""
+    from tests.conftest import run_cli
+    root, canary = env
+    (tmp_path / "vol").mkdir()
+    (tmp_path / "vol" / "f").write_text("through-the-link\n")
+    os.symlink(tmp_path / "vol", tmp_path / "link")
+    r = run_cli("run", "--rm", "-v", f"{tmp_path / 'link'}:/m:ro", "busybox", "cat", "/m/f",
+                env={"PYBUILD_ROOT": str(root)})
+    assert r.returncode == 0 and b"through-the-link" in r.stdout, _out(r)
+    canary.assert_untouched(root)
+
+
+def test_runtime_refuses_a_symlink_as_bind_source(tmp_path: Path) -> None:
+    """The runtime itself never hands mount(2) a final symlink, whoever built the config."""
+    from runtime.errors import MountError
+    from runtime.mounts import _open_bind_source
+    os.symlink("/etc/hostname", tmp_path / "l")
+    with pytest.raises(MountError, match="symbolic link"):
+        _open_bind_source(str(tmp_path / "l"))
+    fd = _open_bind_source(str(tmp_path))
+    os.close(fd)
