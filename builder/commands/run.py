@@ -194,6 +194,9 @@ def cmd_run(args) -> int:
     _limits(args)  # flag errors before any work
     cid = os.urandom(16).hex()  # uuid would import platform (~1.5 ms)
     st, img, snaps, lowers, spec = _prepare(args, for_bundle=False, hostname=args.hostname or cid[:12])
+    from builder.oci.layout import protect_state_dir
+    protect_state_dir(st.root)
+    (st.root / "containers").mkdir(mode=0o700, exist_ok=True)
     cdir = st.root / "containers" / cid
     (cdir / "upper").mkdir(parents=True)
     (cdir / "work").mkdir()

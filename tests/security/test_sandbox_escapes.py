@@ -109,3 +109,68 @@ def test_runtime_refuses_a_symlink_as_bind_source(tmp_path: Path) -> None:
         _open_bind_source(str(tmp_path / "l"))
     fd = _open_bind_source(str(tmp_path))
     os.close(fd)
+
+
+# --- 4. the state directory is closed to other users --------------------------------------
+def _as_nobody(*argv: str):
+    import shutil
+    import subprocess
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) missing")
+    # through sh: setpriv itself still holds root's capabilities while it looks its argv[0] up
+    import shlex
+    return subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/bin/sh", "-c",
+                           shlex.join(argv)], capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def open_parent():
+    """A parent directory every user may traverse (pytest's tmp dirs are 0700 themselves)."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="pybuild-modes-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _suid_in_snapshots(root: Path) -> Path:
+    for dirpath, _dirs, files in os.walk(root / "snapshots"):
+        if "suid" in files:
+            return Path(dirpath) / "suid"
+    raise AssertionError("the setuid file is in no snapshot")
+
+
+def test_unprivileged_user_cannot_reach_snapshots(open_parent: Path, tmp_path: Path) -> None:
+    """The attack: a setuid-root binary from an image snapshot, run by any host user."""
+    root = open_parent / "root"
+    make_busybox_image(root, tmp_path)
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN cp /bin/busybox /suid && chmod 4755 /suid\n"})
+    r = build(root, ctx, "-t", "t")
+    assert r.returncode == 0, _out(r)
+    suid = _suid_in_snapshots(root)
+    assert os.stat(suid).st_mode & 0o4000
+    r = _as_nobody(str(suid), "id", "-u")
+    assert r.returncode != 0 and b"Permission denied" in r.stderr, _out(r)
+    r = _as_nobody("ls", str(root))
+    assert r.returncode != 0, _out(r)
+    for p in (root, root / "snapshots", root / "tmp", root / "cache", root / "blobs"):
+        if p.exists():
+            assert os.stat(p).st_mode & 0o777 == 0o700, p
+
+
+def test_an_open_store_is_closed_on_the_next_write(open_parent: Path, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+    root = open_parent / "root"
+    make_busybox_image(root, tmp_path)
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN cp /bin/busybox /suid && chmod 4755 /suid\n"})
+    assert build(root, ctx, "-t", "t").returncode == 0
+    opened = [root] + [root / n for n in ("snapshots", "tmp", "blobs", "cache") if (root / n).exists()]
+    for p in opened:  # as an older pybuild left it
+        os.chmod(p, 0o755)
+    assert _as_nobody("stat", str(_suid_in_snapshots(root))).returncode == 0  # open: the attack works
+    r = run_cli("tag", "t", "t2", env={"PYBUILD_ROOT": str(root)})
+    assert r.returncode == 0, _out(r)
+    for p in opened:
+        assert os.stat(p).st_mode & 0o777 == 0o700, p
+    assert _as_nobody("stat", str(_suid_in_snapshots(root))).returncode != 0
