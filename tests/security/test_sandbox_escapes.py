@@ -174,3 +174,57 @@ def test_an_open_store_is_closed_on_the_next_write(open_parent: Path, tmp_path: 
     for p in opened:
         assert os.stat(p).st_mode & 0o777 == 0o700, p
     assert _as_nobody("stat", str(_suid_in_snapshots(root))).returncode != 0
+
+
+# --- 10. secrets stay in memory ----------------------------------------------------------
+def _find_bytes(top: str, needle: bytes) -> list[str]:
+    hits = []
+    for dirpath, _dirs, files in os.walk(top):
+        for name in files:
+            p = os.path.join(dirpath, name)
+            try:
+                if not os.path.islink(p) and os.path.isfile(p) and needle in Path(p).read_bytes():
+                    hits.append(p)
+            except OSError:
+                continue
+    return hits
+
+
+def test_secret_of_a_killed_build_is_on_no_disk_and_cleared_by_the_next_build(env, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+    from tests.conftest import REPO
+    root, _ = env
+    value = b"SECRET-" + os.urandom(12).hex().encode()
+    sec = tmp_path / "in" / "secret.txt"
+    sec.parent.mkdir()
+    sec.write_bytes(value)
+    ctx = write_ctx(tmp_path / "ctx", {
+        "Dockerfile": "FROM busybox\nRUN --mount=type=secret,id=s,target=/s sh -c 'test -s /s && echo in-run-$((1+1)); sleep 60'\n"})
+    e = dict(os.environ, PYBUILD_ROOT=str(root), PYTHONPATH=str(REPO))
+    p = subprocess.Popen([sys.executable, "-m", "builder.cli", "build", "--progress=plain", "--secret",
+                          f"id=s,src={sec}", str(ctx)], env=e, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        seen = b""
+        while b"in-run-2" not in seen and time.monotonic() < deadline:
+            line = p.stderr.readline()
+            if not line:
+                break
+            seen += line
+        assert b"in-run-2" in seen, seen.decode(errors="replace")
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
+    assert _find_bytes(str(root), value) == []  # never written to the state disk
+    left = _find_bytes("/dev/shm", value)  # in memory only, until the next build
+    r = build(root, write_ctx(tmp_path / "ctx2", {"Dockerfile": "FROM busybox\nRUN true\n"}))
+    assert r.returncode == 0, _out(r)
+    assert [h for h in left if os.path.exists(h)] == []
+    assert _find_bytes("/dev/shm", value) == [] and _find_bytes(str(root), value) == []
