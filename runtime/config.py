@@ -127,6 +127,10 @@ class SandboxConfig(Record):
     init: bool = False  # run a minimal reaping init as pid 1 and the process as pid 2
     extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address) lines added to /etc/hosts
     resolv_conf: str | None = None  # content; None = a copy of the host's /etc/resolv.conf
+    # /etc/hosts, resolv.conf, hostname: None = read-only copies kept in the run's private
+    # dir (RUN, as BuildKit mounts them); a directory = writable files kept there (`pybuild
+    # run` gives its container's dir on disk, as docker keeps them beside the container).
+    etc_files_dir: str | None = None
 
     # --- checks ---------------------------------------------------------------------
     def validate(self) -> list[str]:
@@ -211,6 +215,8 @@ class SandboxConfig(Record):
         for c in self.capabilities:
             if c not in CAPABILITY_NUMBERS:
                 p.append(f"capabilities: unknown capability {c!r}")
+        if self.etc_files_dir is not None and not (os.path.isabs(self.etc_files_dir) and os.path.isdir(self.etc_files_dir)):
+            p.append(f"etc_files_dir: {self.etc_files_dir!r} is not an existing absolute directory")
         for name, addr in self.extra_hosts:
             if not name or any(ch.isspace() for ch in name + addr):
                 p.append(f"extra_hosts: bad entry {name!r} {addr!r}")

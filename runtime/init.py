@@ -290,10 +290,11 @@ def child(plan: dict, status: Status) -> None:
     #     over /proc/x, and before the /etc files, which must stay on top.
     for m in cfg["mounts"]:
         mounts.mount_one(m, stubs)
-    # 11. /etc/hosts, resolv.conf, hostname: bind-mounted from the sandbox's private dir, so
-    #     the container can edit them but nothing is ever written into the image's layers.
-    for target, source in plan["files"]:
-        mounts.bind_file(source, stubs.ensure(target, False))
+    # 11. /etc/hosts, resolv.conf, hostname: bind-mounted from outside the rootfs, so nothing
+    #     is ever written into the image's layers; read-only from the private dir on the
+    #     tmpfs (RUN, as BuildKit), or writable from a directory on disk (`pybuild run`).
+    for target, source, readonly in plan["files"]:
+        mounts.bind_file(source, stubs.ensure(target, False), readonly)
     # 12. A missing working directory is created now, as root and before a read-only
     #     remount (runc and Docker do the same). It is a real change, not a stub.
     stubs.report = None

@@ -183,9 +183,11 @@ def _mount_overlay_by_layers(rootfs: dict, target: str, userns: bool) -> None:
         os.close(mnt)
 
 
-# Docker's masked and read-only /proc paths (moby oci/defaults.go), trimmed to what exists.
-PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-               "/proc/sched_debug", "/proc/acpi", "/proc/scsi")
+# Docker's masked and read-only paths (moby oci/defaults.go; those that do not exist are
+# skipped), the /sys ones masked by mount_sys.
+PROC_MASKED = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+               "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi")
+SYS_MASKED = ("/sys/firmware", "/sys/devices/virtual/powercap")
 PROC_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
@@ -251,6 +253,12 @@ def mount_sys(stubs: Stubs, own_netns: bool) -> None:
         # A fresh sysfs needs a net namespace we own; otherwise show the host's, read-only.
         mount("/sys", sys_, None, sc.MS_BIND | sc.MS_REC)
         mount(None, sys_, None, sc.MS_REMOUNT | sc.MS_BIND | flags)
+    # Docker's masks: firmware tables (ACPI, EFI variables, DMI serials) and power capping
+    # (RAPL energy counters leak what other tenants compute) read as empty directories.
+    for p in SYS_MASKED:
+        host = sys_ + p[4:]
+        if os.path.isdir(host):
+            mount("tmpfs", host, "tmpfs", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "size=0")
 
 
 def mount_one(m: dict, stubs: Stubs) -> None:

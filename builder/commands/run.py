@@ -204,6 +204,8 @@ def cmd_run(args) -> int:
     try:
         config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
                                                     workdir=str(cdir / "work")), tty=args.tty, cid=cid)
+        from runtime.record import replace
+        config = replace(config, etc_files_dir=str(cdir))  # writable /etc/hosts etc., on disk as docker's
         if args.tty and not os.isatty(0) and args.interactive:
             raise PybuildError("the input device is not a TTY (drop -t, or run from a terminal)")
         stdin = 0 if args.interactive else None

@@ -228,3 +228,39 @@ def test_secret_of_a_killed_build_is_on_no_disk_and_cleared_by_the_next_build(en
     assert r.returncode == 0, _out(r)
     assert [h for h in left if os.path.exists(h)] == []
     assert _find_bytes("/dev/shm", value) == [] and _find_bytes(str(root), value) == []
+
+
+# --- 11. docker's masks; /etc files read-only in RUN --------------------------------------
+def test_run_step_sees_masked_firmware_and_read_only_etc_files(env, tmp_path: Path) -> None:
+    """BuildKit (checked with the reference): /etc/hosts and /etc/resolv.conf are read-only
+    in RUN (EROFS); /sys/firmware is an empty read-only tmpfs. A RUN used to write 300 MB
+    into /etc/hosts, which lived on the host's /dev/shm."""
+    root, canary = env
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": (
+        "FROM busybox\n"
+        "RUN echo fw=$(ls -A /sys/firmware | wc -l) && touch /sys/firmware/x 2>/dev/null; echo fwrc=$?\n"
+        "RUN for f in /etc/hosts /etc/resolv.conf /etc/hostname; do "
+        "(echo x >> $f) 2>&1 | grep -q 'Read-only file system' && echo ro:$f; done; "
+        "dd if=/dev/zero of=/etc/hosts bs=1M count=4 2>/dev/null; echo ddrc=$?\n")})
+    r = build(root, ctx)
+    out = _out(r)
+    assert r.returncode == 0, out
+    assert "fw=0" in out and "fwrc=1" in out, out
+    for f in ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname"):
+        assert f"ro:{f}" in out, out
+    assert "ddrc=1" in out, out
+
+
+def test_pybuild_run_etc_hosts_is_writable_but_on_disk(env, tmp_path: Path) -> None:
+    """`pybuild run` keeps docker's writable /etc/hosts, in the container's dir on disk."""
+    from tests.conftest import run_cli
+    root, _ = env
+    r = run_cli("run", "busybox", "sh", "-c",
+                "echo 10.9.8.7 added >> /etc/hosts && grep -c added /etc/hosts && grep ' /etc/hosts ' /proc/self/mountinfo",
+                env={"PYBUILD_ROOT": str(root)})
+    out = _out(r)
+    assert r.returncode == 0 and "1" in r.stdout.decode().split(), out
+    kept = [p for p in (root / "containers").glob("*/hosts")]
+    assert kept and "10.9.8.7 added" in kept[0].read_text(), out
+    assert not any("10.9.8.7" in open(p, errors="replace").read()
+                   for p in (str(x) for x in Path("/dev/shm").rglob("hosts")) if os.path.isfile(p))
