@@ -88,6 +88,14 @@ def zygote_main(argv: list[str] | None = None) -> None:
     if os.getppid() != parent_pid:
         os._exit(1)
     sock = _socket.socket(fileno=sock_fd)
+    # Join the sandbox home cgroups once (runtime.cgroups.sandbox_home): every outer forked
+    # below starts in them, with docker's device rules, and no cgroup namespace made later
+    # has the builder's own cgroup as its root. Once here, as a migration costs ~2 ms.
+    from runtime import cgroups
+    try:
+        namespaces.join_cgroups(cgroups.sandbox_home())
+    except (SandboxError, OSError):
+        pass  # rootless or a foreign cgroup layout: the nodev mounts still keep devices out
     # Wake up now and then to reap finished outers (no SIGCHLD handler: one could reap a
     # child between fork() and pidfd_open() below, and the pid could then be reused).
     sock.settimeout(2.0)

@@ -119,15 +119,18 @@ class Stubs:
 
 # --- the pieces of a container root ------------------------------------------------------
 def mount_rootfs(rootfs: dict, target: str, userns: bool) -> None:
-    """Overlay (lowerdirs top-first + upper + work) or a bind of a plain dir onto `target`."""
+    """Overlay (lowerdirs top-first + upper + work) or a bind of a plain dir onto `target`.
+    Always nodev: a device node in an image or made by mknod in the rootfs cannot be opened
+    (the standard nodes are on /dev, see mount_dev), whatever the cgroup device rules."""
     lowers = rootfs["lowerdirs"]
     if not lowers:
         mount(rootfs["path"], target, None, sc.MS_BIND | sc.MS_REC)
+        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV)
         return
     if not rootfs["upperdir"] and len(lowers) == 1:
         # overlayfs wants two lowers when there is no upper; one read-only layer is a bind.
         mount(lowers[0], target, None, sc.MS_BIND | sc.MS_REC)
-        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
+        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NODEV)
         return
     lower = ":".join(lowers)
     data = f"lowerdir={lower}"
@@ -136,7 +139,7 @@ def mount_rootfs(rootfs: dict, target: str, userns: bool) -> None:
     if userns:
         data += ",userxattr"  # unprivileged overlay stores whiteouts/opaque in user.* xattrs
     if len(data) < _PAGE:
-        mount("overlay", target, "overlay", 0, data)
+        mount("overlay", target, "overlay", sc.MS_NODEV, data)
         return
     # mount(2) takes the options as one page: ~45 layers of absolute snapshot paths. The new
     # mount API takes the layers one by one ("lowerdir+", kernel 6.8+), any number of them.
@@ -155,7 +158,7 @@ def mount_rootfs(rootfs: dict, target: str, userns: bool) -> None:
     cwd = os.getcwd()
     os.chdir(common)
     try:
-        mount("overlay", target, "overlay", 0, data)
+        mount("overlay", target, "overlay", sc.MS_NODEV, data)
     finally:
         os.chdir(cwd)
 
@@ -174,7 +177,7 @@ def _mount_overlay_by_layers(rootfs: dict, target: str, userns: bool) -> None:
         if userns:
             sc.fsconfig(fs, sc.FSCONFIG_SET_FLAG, "userxattr")
         sc.fsconfig(fs, sc.FSCONFIG_CMD_CREATE)
-        mnt = sc.fsmount(fs)
+        mnt = sc.fsmount(fs, sc.MOUNT_ATTR_NODEV)
     finally:
         os.close(fs)
     try:
@@ -215,18 +218,16 @@ _DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("
 
 
 def mount_dev(root: str, stubs: Stubs, userns: bool) -> None:
+    """/dev is a nodev tmpfs: a node made there by mknod cannot be opened. The standard
+    nodes are the host's, bind-mounted (a bind keeps its own mount's flags)."""
     dev = stubs.ensure("/dev", True)
-    mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
+    mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_STRICTATIME, "mode=755,size=65536k")
     old = os.umask(0)
     try:
         for name, major, minor in _DEVICES:
             path = f"{dev}/{name}"
-            if userns:
-                # mknod is refused in a user namespace: bind the host's node instead.
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))
-                mount(f"/dev/{name}", path, None, sc.MS_BIND)
-            else:
-                os.mknod(path, 0o20666, os.makedev(major, minor))
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))
+            mount(f"/dev/{name}", path, None, sc.MS_BIND)
         for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
                              ("ptmx", "pts/ptmx"), ("core", "/proc/kcore")):
@@ -276,9 +277,9 @@ def mount_one(m: dict, stubs: Stubs) -> None:
         finally:
             os.close(fd)
         ro = sc.MS_RDONLY if m["readonly"] else 0
-        extra = flags & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        if ro or extra:
-            mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | ro | extra)
+        extra = flags & (sc.MS_NOSUID | sc.MS_NOEXEC)
+        # nodev always: a cache dir or volume is host disk, where mknod would make openable nodes
+        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV | ro | extra)
         return
     target = stubs.ensure(m["target"], True)
     if m["readonly"]:
@@ -312,7 +313,7 @@ def bind_file(source: str, target: str, readonly: bool = False) -> None:
 
 
 def remount_readonly(target: str) -> None:
-    mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
+    mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NODEV)  # a remount sets all flags
 
 
 def pivot(root: str) -> None:

@@ -264,3 +264,122 @@ def test_pybuild_run_etc_hosts_is_writable_but_on_disk(env, tmp_path: Path) -> N
     assert kept and "10.9.8.7 added" in kept[0].read_text(), out
     assert not any("10.9.8.7" in open(p, errors="replace").read()
                    for p in (str(x) for x in Path("/dev/shm").rglob("hosts")) if os.path.isfile(p))
+
+
+# --- 2. cgroup limits cannot be lifted from inside ----------------------------------------
+ATTACK = r"""
+unshare-ul -UrmC sh -c '
+  d=$(mktemp -d); mount -t cgroup -o pids none $d && echo pids-mounted; echo max > $d/pids.max
+  m=$(mktemp -d); mount -t cgroup -o memory none $m && echo 400000000000 > $m/memory.limit_in_bytes
+  f=$(mktemp -d); mount -t cgroup -o freezer none $f && echo freezer-procs=$(cat $f/cgroup.procs | tr "\n" ,)
+  touch /sys/fs/cgroup/x 2>/dev/null || echo cgroupfs-ro'
+# ash gives up at the first fork that fails: count in a subshell, read the count with builtins
+echo 0 > /tmp/count
+( i=0; while [ $i -lt 80 ]; do sleep 3 & i=$((i+1)); echo $i > /tmp/count; done ) 2>/dev/null
+read n < /tmp/count; echo spawned=$n
+"""
+
+
+def _attack_ctx(path: Path) -> Path:
+    """busybox + the host's util-linux unshare (busybox's has no -C) with the libc it needs."""
+    import shutil
+    unshare = shutil.which("unshare")
+    libc, ld = Path("/lib/x86_64-linux-gnu/libc.so.6"), Path("/lib64/ld-linux-x86-64.so.2")
+    if not unshare or not libc.exists() or not ld.exists():
+        pytest.skip("needs the host's util-linux unshare and glibc (x86_64)")
+    import subprocess
+    if b"--cgroup" not in subprocess.run([unshare, "--help"], capture_output=True).stdout:
+        pytest.skip("the host's unshare has no --cgroup")
+    ctx = write_ctx(path, {"attack.sh": ATTACK, "Dockerfile": (
+        "FROM busybox\nCOPY unshare-ul /usr/bin/\nCOPY libc.so.6 /lib/x86_64-linux-gnu/\n"
+        "COPY ld-linux-x86-64.so.2 /lib64/\nCOPY attack.sh /attack.sh\n")})
+    shutil.copy(unshare, ctx / "unshare-ul")
+    shutil.copy(libc.resolve(), ctx / "libc.so.6")
+    shutil.copy(ld.resolve(), ctx / "ld-linux-x86-64.so.2")
+    return ctx
+
+
+def _host_cgroup_files() -> dict[str, str]:
+    """This process's own cgroup limit files (the builder's, which the attack used to reach)."""
+    out = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for c, f in (("pids", "pids.max"), ("memory", "memory.limit_in_bytes"), ("freezer", "freezer.state")):
+            p = Path(f"/sys/fs/cgroup/{c}{path}/{f}")
+            if c in ctrls.split(",") and p.exists():
+                out[str(p)] = p.read_text()
+    return out
+
+
+def _check_attack_failed(out: str) -> None:
+    assert "pids-mounted" in out, out  # the attack really ran (no seccomp filter needed here)
+    spawned = [ln for ln in out.split() if ln.startswith("spawned=")]
+    assert spawned and int(spawned[0].split("=")[1]) < 50, out  # the pids limit of 50 held
+    procs = [ln for ln in out.split() if ln.startswith("freezer-procs=")][0].split("=")[1].strip(",").split(",")
+    assert procs and "0" not in procs and all(int(p) < 50 for p in procs), out  # only the container's own
+    assert "cgroupfs-ro" in out
+
+
+def test_run_step_cannot_lift_its_cgroup_limits(env, tmp_path: Path) -> None:
+    root, canary = env
+    ctx = _attack_ctx(tmp_path / "ctx")
+    with open(ctx / "Dockerfile", "a") as f:
+        f.write("RUN sh /attack.sh\n")
+    before = _host_cgroup_files()
+    r = build(root, ctx, "--pids-limit", "50")
+    out = _out(r)
+    assert r.returncode == 0, out
+    _check_attack_failed(out)
+    assert _host_cgroup_files() == before
+    canary.assert_untouched(root)
+
+
+def test_pybuild_run_cannot_lift_its_cgroup_limits(env, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+    root, _ = env
+    ctx = _attack_ctx(tmp_path / "ctx")
+    assert build(root, ctx, "-t", "attack").returncode == 0
+    before = _host_cgroup_files()
+    r = run_cli("run", "--rm", "--pids-limit", "50", "--memory", "64m", "attack", "sh", "/attack.sh",
+                env={"PYBUILD_ROOT": str(root)})
+    _check_attack_failed(_out(r))
+    assert _host_cgroup_files() == before
+
+
+# --- 6. devices -------------------------------------------------------------------------
+DEVICES = r"""
+mknod /tmp/fuse c 10 229 2>&1 | grep -q 'not permitted' && echo mknod-c-eperm
+mknod /tmp/loop b 7 0 2>&1 | grep -q 'not permitted' && echo mknod-b-eperm
+for d in /tmp /dev /m /t; do
+  mknod $d/null2 c 1 3 2>/dev/null && { (echo x > $d/null2) 2>/dev/null && echo open-null2-$d; }
+done
+[ -c /tmp/fuse ] && (exec 3<>/tmp/fuse) 2>/dev/null && echo fuse-opened
+echo x > /dev/null && [ "$(head -c 4 /dev/urandom | wc -c)" = 4 ] && echo std-ok
+awk '$5 == "/" { print "rootfs-opts=" $6 }' /proc/self/mountinfo
+"""
+
+
+@pytest.mark.parametrize("zygote", ["1", "0"])
+def test_run_step_cannot_make_or_open_devices(env, tmp_path: Path, zygote: str) -> None:
+    root, _ = env
+    ctx = write_ctx(tmp_path / "ctx", {"d.sh": DEVICES, "Dockerfile": (
+        "FROM busybox\nCOPY d.sh /d.sh\n"
+        "RUN --mount=type=cache,target=/m --mount=type=tmpfs,target=/t sh /d.sh\n")})
+    r = build(root, ctx, env={"PYBUILD_SANDBOX_ZYGOTE": zygote})
+    out = _out(r)
+    assert r.returncode == 0, out
+    assert "mknod-c-eperm" in out and "mknod-b-eperm" in out, out
+    assert "fuse-opened" not in out and "open-null2" not in out, out
+    assert "std-ok" in out
+    opts = [w.split("=", 1)[1] for w in out.split() if w.startswith("rootfs-opts=")]
+    assert opts and "nodev" in opts[0].split(","), out
+
+
+def test_pybuild_run_cannot_open_host_devices(env, tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+    root, _ = env
+    r = run_cli("run", "--rm", "--tmpfs", "/t", "-v", f"{tmp_path}:/m", "busybox", "sh", "-c", DEVICES,
+                env={"PYBUILD_ROOT": str(root)})
+    out = _out(r)
+    assert "mknod-c-eperm" in out and "fuse-opened" not in out and "open-null2" not in out, out
+    assert "std-ok" in out, out
