@@ -37,19 +37,25 @@ def test_create_writes_limits_and_remove_cleans_up():
     assert not any(os.path.exists(d) for d in cg.dirs) and cg.dirs == []
 
 
-def test_no_limits_still_gives_the_container_cgroups_of_its_own():
-    """The cgroup namespace root of every hierarchy with knobs is the container's own cgroup,
-    limits or not (issue 14 item 2), and none of them holds a limit."""
-    cg = cgroups.create(f"pybuild-test-{uuid.uuid4().hex[:8]}", None, None, None)
+def test_no_limits_no_cgroup():
+    """Without limits the container stays in its fork server's sandbox home (no migration)."""
+    assert cgroups.create("pybuild-unused", None, None, None) is None
+
+
+def test_limits_give_the_container_cgroups_of_its_own_in_every_hierarchy_with_knobs():
+    """With a limit, every hierarchy with knobs gets the container's own cgroup (issue 14
+    item 2): the cgroup namespace's roots hold nobody else; devices stay with the home."""
+    v2, v1 = cgroups._mounts()
+    cg = cgroups.create(f"pybuild-test-{uuid.uuid4().hex[:8]}", None, None, 100)
     assert cg is not None
     try:
-        assert len(cg.procs_files) == len(cg.dirs) >= 1
-        for d in cg.dirs:
-            if os.path.exists(f"{d}/pids.max"):
-                assert _read(f"{d}/pids.max") == "max"
-            assert not os.path.exists(f"{d}/devices.list")  # devices stay with the sandbox home
+        hier = {d.split("/")[4] for d in cg.dirs}
+        want = {m.split("/")[4] for c, m in v1.items() if c in ("cpu", "memory", "freezer", "pids", "blkio")}
+        assert want <= hier and "devices" not in hier, (want, hier)
+        assert all(p.endswith(f"/{cgroups.LEAF}/cgroup.procs") for p in cg.procs_files if "/pids/" in p)
     finally:
         cg.remove()
+    assert cg.dirs == []
 
 
 @pytest.mark.needs_overlay
