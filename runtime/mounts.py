@@ -274,12 +274,15 @@ def mount_one(m: dict, stubs: Stubs) -> None:
         try:
             target = stubs.ensure(m["target"], stat.S_ISDIR(os.fstat(fd).st_mode))
             mount(f"/proc/self/fd/{fd}", target, None, sc.MS_BIND | (flags & sc.MS_REC))
+            kept = _flags_of_mount(fd)
         finally:
             os.close(fd)
         ro = sc.MS_RDONLY if m["readonly"] else 0
         extra = flags & (sc.MS_NOSUID | sc.MS_NOEXEC)
-        # nodev always: a cache dir or volume is host disk, where mknod would make openable nodes
-        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV | ro | extra)
+        # nodev always: a cache dir or volume is host disk, where mknod would make openable
+        # nodes. A bind remount sets every flag: keep the source mount's (in a user namespace
+        # they are locked, and leaving one out fails with EPERM).
+        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV | ro | extra | kept)
         return
     target = stubs.ensure(m["target"], True)
     if m["readonly"]:
@@ -288,6 +291,27 @@ def mount_one(m: dict, stubs: Stubs) -> None:
     if kind == "tmpfs":
         flags |= sc.MS_NOSUID | sc.MS_NODEV
     mount(src or kind, target, fstype, flags, data or None)
+
+
+# statvfs f_flag bits -> the mount(2) flags a bind remount must repeat
+_ST_FLAGS = ((1, sc.MS_RDONLY), (2, sc.MS_NOSUID), (4, sc.MS_NODEV), (8, sc.MS_NOEXEC),
+             (1024, 1024), (2048, 2048))  # ST_NOATIME/MS_NOATIME, ST_NODIRATIME/MS_NODIRATIME
+_ST_RELATIME, _MS_STRICTATIME = 4096, 1 << 24
+
+
+def _flags_of_mount(fd: int) -> int:
+    """The flags of the mount `fd` is on, as mount(2) flags (atime mode included)."""
+    try:
+        f = os.fstatvfs(fd).f_flag
+    except OSError:
+        return 0
+    out = 0
+    for st_bit, ms_bit in _ST_FLAGS:
+        if f & st_bit:
+            out |= ms_bit
+    if not f & (_ST_RELATIME | 1024):
+        out |= _MS_STRICTATIME  # neither relatime nor noatime: strictatime (relatime is the default)
+    return out
 
 
 def _open_bind_source(src: str) -> int:

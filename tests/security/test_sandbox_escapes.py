@@ -383,3 +383,39 @@ def test_pybuild_run_cannot_open_host_devices(env, tmp_path: Path) -> None:
     out = _out(r)
     assert "mknod-c-eperm" in out and "fuse-opened" not in out and "open-null2" not in out, out
     assert "std-ok" in out, out
+
+
+@pytest.mark.needs_userns
+def test_rootless_bind_of_a_nosuid_source_keeps_its_locked_flags(tmp_path: Path) -> None:
+    """Binds are always remounted nodev now; in a user namespace the source mount's flags are
+    locked and must be repeated in that remount (else EPERM)."""
+    import shutil
+    import subprocess
+    import tempfile
+    from tests.fixtures.busybox_rootfs import make_busybox_rootfs
+    from tests.runtime.test_rootless_and_signals import REPO, _python_for_nobody
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) missing")
+    py = _python_for_nobody()
+    base = Path(tempfile.mkdtemp(prefix="pybuild-rootless-bind-"))
+    src = base / "src"
+    try:
+        os.chmod(base, 0o755)
+        rootfs = make_busybox_rootfs(base / "rootfs")
+        src.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "nosuid,noexec,noatime,mode=0755", "tmpfs", str(src)], check=True)
+        (src / "f").write_text("via-a-nosuid-mount\n")
+        subprocess.run(["chown", "-R", "65534:65534", str(rootfs), str(src)], check=True)
+        code = (f"import sys; sys.path.insert(0, {str(REPO)!r});"
+                "from runtime import sandbox; from runtime.config import *;"
+                f"cfg = SandboxConfig(rootfs=Rootfs(path={str(rootfs)!r}), mounts=(Mount('bind', '/m', {str(src)!r}),"
+                f" Mount('bind', '/r', {str(src)!r}, readonly=True)),"
+                "  process=Process(argv=('sh', '-c', 'cat /m/f /r/f; touch /r/x 2>/dev/null || echo ro-ok')));"
+                "r = sandbox.run(cfg, stdout=1, stderr=2); sys.exit(r.exit_code)")
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", py, "-I", "-c", code],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr.decode()
+        assert r.stdout.decode().split() == ["via-a-nosuid-mount", "via-a-nosuid-mount", "ro-ok"], r.stdout
+    finally:
+        subprocess.run(["umount", str(src)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
