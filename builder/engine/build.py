@@ -113,7 +113,7 @@ class Bases:
         elif ":" in os.path.basename(spec):
             head, tail = spec.rsplit(":", 1)
             path, ref = head, tail
-        theirs = ImageStore(Path(path))
+        theirs = ImageStore(Path(path), private=False)  # the user's layout: never chmod it
         if not (Path(path) / "index.json").is_file():
             raise ImageNotFound(f"oci-layout://{spec}: {path} is not an OCI layout")
         if ref is None:

@@ -81,8 +81,10 @@ def protect_state_dir(root: Path) -> None:
 class ImageStore:
     """An OCI image layout at `root` used as the local image store."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, private: bool = True) -> None:
         self.root = Path(root)
+        # the state store is closed to other users (protect_state_dir); an export is not
+        self.private = private
         self.blobs = DirStore(self.root)
         self.tmp = self.root / "tmp"
         self.lock_path = self.root / "lock"
@@ -90,7 +92,7 @@ class ImageStore:
     # -- setup and locking -------------------------------------------------------------
     def ensure(self) -> "ImageStore":
         """Create the layout if missing (idempotent, safe against concurrent creators)."""
-        protect_state_dir(self.root)
+        self._protect()
         if (self.root / "index.json").is_file() and (self.root / "oci-layout").is_file():
             return self
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
@@ -101,11 +103,17 @@ class ImageStore:
                 atomic_write(self.root / "index.json", Index().to_json(), self.tmp)
         return self
 
+    def _protect(self) -> None:
+        if self.private:
+            protect_state_dir(self.root)
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """The writer lock: tag/untag/prune hold it; readers never take it."""
-        protect_state_dir(self.root)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._protect()
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600 if self.private else 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -219,7 +227,7 @@ def write_oci_layout(dest: Path | BinaryIO, blobs: DirStore, images: list[tuple[
     index = Index(manifests=tuple(entries)).to_json()
     if isinstance(dest, (str, Path)):
         out = Path(dest)
-        target = ImageStore(out)
+        target = ImageStore(out, private=False)
         target.ensure()
         for dg in sorted(needed):
             if not target.blobs.has(dg):

@@ -419,3 +419,17 @@ def test_rootless_bind_of_a_nosuid_source_keeps_its_locked_flags(tmp_path: Path)
     finally:
         subprocess.run(["umount", str(src)], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_an_export_layout_is_not_closed_like_the_state_dir(env, tmp_path: Path) -> None:
+    """Only the state store is 0700: `save --format oci-dir` into the user's directory keeps
+    its mode and gets no state subdirectories."""
+    from tests.conftest import run_cli
+    root, _ = env
+    out = tmp_path / "export"
+    out.mkdir(mode=0o755)
+    os.chmod(out, 0o755)
+    r = run_cli("save", "--format", "oci-dir", "-o", str(out), "busybox", env={"PYBUILD_ROOT": str(root)})
+    assert r.returncode == 0, _out(r)
+    assert os.stat(out).st_mode & 0o777 == 0o755
+    assert not {"snapshots", "containers", "cache", "volumes"} & set(os.listdir(out))
