@@ -114,7 +114,7 @@ class Bases:
         elif ":" in os.path.basename(spec):
             head, tail = spec.rsplit(":", 1)
             path, ref = head, tail
-        theirs = ImageStore(Path(path))
+        theirs = ImageStore(Path(path), private=False)  # the user's layout: never chmod it
         if not (Path(path) / "index.json").is_file():
             raise ImageNotFound(f"oci-layout://{spec}: {path} is not an OCI layout")
         if ref is None:
@@ -194,6 +194,8 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
         reporter.emit(W(f"{where}{f.rule}: {f.message}"))
     snaps = Snapshotter(settings.snapshots_dir, settings.tmp_dir)
     snaps.sweep()  # what a killed build (SIGKILL, power loss) left in tmp/
+    from builder.engine.mounts import clear_secret_leftovers
+    clear_secret_leftovers(settings.tmp_dir)  # at once, whatever their age: they are secrets
     sv = Services(blobs=store.blobs, snaps=snaps,
                   tmp=settings.tmp_dir, cache_mounts=settings.cache_dir / "mounts", context=ctx,
                   compression=settings.compression, source_date_epoch=req.source_date_epoch,

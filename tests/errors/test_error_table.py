@@ -264,7 +264,7 @@ def test_no_overlayfs_is_a_clear_mount_error(tmp_path: Path) -> None:
         root = ovl / "m" / "root"
         make_busybox_image(root, ovl / "m")
         row = Row("no-overlayfs", "FROM busybox\nRUN true\n",
-                  first_line=r"Dockerfile:2:1: error: RUN could not start: mount overlay overlay on \S+/root \(flags 0, "
+                  first_line=r"Dockerfile:2:1: error: RUN could not start: mount overlay overlay on \S+/root \(flags nodev, "
                              r"data 'lowerdir=\S+/mnt:" + re.escape(str(root))
                              + r"/snapshots/[0-9a-f]{64},upperdir=" + re.escape(str(root)) + r"/tmp/\S+/upper,workdir="
                              + re.escape(str(root)) + r"/tmp/\S+/work'\): Invalid argument", regex=True)
