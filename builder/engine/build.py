@@ -329,6 +329,7 @@ class Explanation(Record):
     field: str | None
     before: object
     after: object
+    reads: tuple[str, ...] = ()  # `content:<src>=<digest>` inputs read from other stages
 
 
 def explain(req: BuildRequest, settings: Settings) -> list[Explanation]:
@@ -345,16 +346,17 @@ def _explain(solver, cache) -> list[Explanation]:
     out: list[Explanation] = []
     for sk in solver.keys_only():
         line = sk.step.span.line if sk.step.span else None
+        reads = tuple(i for i in sk.key.pre_image.get("inputs", ()) if i.startswith(("content:", "stage:")))
         if sk.hit:
-            out.append(Explanation(sk.step.text, line, True, sk.key.key, None, None, None, None))
+            out.append(Explanation(sk.step.text, line, True, sk.key.key, None, None, None, None, reads))
             continue
         near = cache.nearest(sk.slot, exclude=sk.key.key)
         if near is None:
-            out.append(Explanation(sk.step.text, line, False, sk.key.key, None, None, None, None))
+            out.append(Explanation(sk.step.text, line, False, sk.key.key, None, None, None, None, reads))
             continue
         f = ck.first_difference(near.pre_image, sk.key.pre_image)
         out.append(Explanation(sk.step.text, line, False, sk.key.key, near.key, f,
-                               ck.lookup(near.pre_image, f or ""), ck.lookup(sk.key.pre_image, f or "")))
+                               ck.lookup(near.pre_image, f or ""), ck.lookup(sk.key.pre_image, f or ""), reads))
     return out
 
 

@@ -135,6 +135,10 @@ class Solver:
         self.lock = threading.Lock()
         self.cancel = threading.Event()
         self.keys: list[StepKey] = []
+        self.unknown: set[int] = set()  # keys_only: stages whose output needs a step that misses
+        from builder.engine.contentkey import ContentMemo
+
+        self.content_memo = ContentMemo(cache.dir.parent, cache.tmp)
         self.ids: dict[tuple[int, int], int] = {}
         n = 0
         for si in graph.needed():
@@ -195,7 +199,7 @@ class Solver:
                                                           user=c.user, platform=self.g.platform),
                                self._mount_inputs(op))
         if isinstance(op, CopyOp):
-            inputs = copy_inputs(self.sv, step, state, lambda i: self.finals[i].key)
+            inputs = copy_inputs(self.sv, step, state, self.stage_content)
             k = ck.make_key("copy", None if op.link else state.key,
                             ck.copy_op(op, dest=op.dest if op.dest.startswith("/") else
                                        os.path.join(c.working_dir or "/", op.dest), platform=self.g.platform),
@@ -216,10 +220,25 @@ class Solver:
                     continue
                 out.extend(f"{s.rel}:{ctx.digest(s)}" for s in ctx.select(m.source or "."))
             elif m.source_from.stage is not None:
-                out.append(f"stage:{self.finals[m.source_from.stage].key}")
+                out.extend(self.stage_content(m.source_from.stage, [m.source or "/"]))
             else:
                 out.append(f"image:{self.image_state(m.source_from.image).key}")
         return out
+
+    def stage_content(self, si: int, sources) -> list[str]:
+        """Inputs for reading `sources` from stage `si`: their content digests (the cut-off:
+        engine/contentkey.py). Under `keys_only`, a stage with a step that would miss has no
+        known output yet: its key stands in (what would run decides)."""
+        from builder.engine.contentkey import stage_inputs
+
+        st = self.finals[si]
+        if si in self.unknown:
+            return [f"stage:{st.key}"]
+
+        def view():
+            ensure_snapshots(self.sv, st)
+            return view_of(self.sv, st)
+        return stage_inputs(st.chains, list(sources), self.content_memo, view)
 
     def _slot(self, step: Step) -> str:
         return f"{self.opt.dockerfile}#{self.g.stages[step.stage].label}#{step.index}"
@@ -367,11 +386,15 @@ class Solver:
         return Solution(self.finals[self.g.target], dict(self.finals), list(self.keys))
 
     def keys_only(self) -> list[StepKey]:
-        """All step keys without executing anything (misses stop nothing): for `cache explain`."""
+        """All step keys without executing anything (misses stop nothing): for `cache explain`.
+        Hits are applied as a build would (so a later `COPY --from` can hash that stage's
+        content); after a miss, the stage's output is unknown."""
         for wave in self.g.waves():
             for si in wave:
                 stage = self.g.stages[si]
                 state = self.base_state(stage.steps[0])
+                if getattr(stage.steps[0].op, "stage", None) in self.unknown:
+                    self.unknown.add(si)
                 cmd_set = False
                 for step in stage.steps[1:]:
                     op = step.op
@@ -382,7 +405,12 @@ class Solver:
                             continue
                     key = self.step_key(step, state)
                     rec = self.cache.get(key.key)
+                    usable = rec is not None and (rec.layer is None or self.sv.blobs.has(rec.layer["digest"]))
                     self.keys.append(StepKey(step, key, self._slot(step), rec is not None))
+                    if usable and si not in self.unknown:
+                        state = self._apply(state, step, rec, key.key)  # its layers: content stays known
+                        continue
+                    self.unknown.add(si)
                     next_key = key.key
                     if isinstance(op, CopyOp) and op.link:
                         next_key = ck.make_key("chain", state.key, {}, [key.key]).key
