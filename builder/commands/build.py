@@ -269,6 +269,9 @@ def run(args: argparse.Namespace) -> int:
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
         return _check(text, name)
+    from builder.commands.outputs import parse_outputs
+
+    args.outputs = parse_outputs(args.output)  # a bad -o is an error before any work
     if _fast_noop(args):
         return 0
     import signal
@@ -341,85 +344,24 @@ def _build(args, st, req) -> int:
     from builder.errors import UsageError
     from builder.report import make_reporter
 
-    outputs = [_kv(o) for o in args.output]
+    from builder.commands.outputs import parse_outputs, write_output
+
+    outputs = getattr(args, "outputs", None)
+    if outputs is None:
+        outputs = parse_outputs(args.output)
     for o in outputs:
-        if o.get("type") not in ("oci", "docker", "local", "tar", "image", "registry"):
-            raise UsageError(f"--output {o}: type must be oci, docker, local, tar or image")
-        if o.get("type") == "image" and o.get("name"):
-            req.tags = req.tags + tuple(o["name"].split(","))
+        if o["type"] == "image" and o.get("name"):
+            req.tags = req.tags + tuple(n for n in o["name"].split(",") if n)
     reporter = make_reporter("quiet" if args.quiet else args.progress, sys.stderr)
     from builder.commands.registry import configure_from_settings  # FROM pulls honour insecure/mirrors
 
     configure_from_settings()
     res = build(req, st, reporter)
     for o in outputs:
-        _write_output(o, res, st, req.tags)
+        write_output(o, res, st, req.tags)
     if args.push or args.cache_to or any(o.get("type") in ("registry", "image") for o in outputs):
         from builder.commands.registry import after_build  # registry cache export, --push
 
         after_build(args, res, outputs)
     _finish(args, res.config_digest, res.manifest.to_dict(), list(req.tags))
     return 0
-
-
-def _write_output(o: dict, res, st, tags=()) -> None:
-    from builder.errors import UsageError
-    from builder.oci.layout import ImageStore, write_oci_layout
-
-    kind = o.get("type")
-    dest = o.get("dest")
-    store = ImageStore(st.store_dir)
-    if kind == "image":
-        return
-    if kind == "registry":
-        return  # pushed by commands.registry.after_build
-    if not dest:
-        raise UsageError(f"--output type={kind} needs dest=PATH (or dest=- for stdout)")
-    name = o.get("name") or None
-    if kind == "oci":
-        target = sys.stdout.buffer if dest == "-" else (Path(dest) if o.get("tar") == "false" else open(dest, "wb"))
-        try:
-            write_oci_layout(target, store.blobs, [(name, res.manifest)])
-        finally:
-            if hasattr(target, "close") and target is not sys.stdout.buffer:
-                target.close()
-    elif kind == "docker":
-        from builder.oci.archive import save_docker_archive
-
-        if name:
-            store.tag(name, res.manifest)  # docker-archive carries the name in its manifest
-        ref = name or (tags[0] if tags else str(res.manifest.digest))
-        out = sys.stdout.buffer if dest == "-" else open(dest, "wb")
-        try:
-            save_docker_archive(store, [ref], out)
-        finally:
-            if out is not sys.stdout.buffer:
-                out.close()
-    elif kind in ("local", "tar"):
-        _export_rootfs(kind, dest, res, st)
-
-
-def _export_rootfs(kind: str, dest: str, res, st) -> None:
-    """The final filesystem: a directory (local) or a tar of it (tar)."""
-    from builder.layers.unpack import apply_layer
-    from builder.oci.store import DirStore
-
-    blobs = DirStore(st.store_dir)
-    st.tmp_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(dest) if kind == "local" else Path(tempfile.mkdtemp(dir=st.tmp_dir, prefix="export-"))
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        for layer in res.image.layers:
-            apply_layer(blobs.path(layer.digest), root, media_type=layer.media_type)
-        if kind == "tar":
-            from builder.layers.tarball import write_tar
-
-            out = sys.stdout.buffer if dest == "-" else open(dest, "wb")
-            try:
-                write_tar(root, out)
-            finally:
-                if out is not sys.stdout.buffer:
-                    out.close()
-    finally:
-        if kind == "tar":
-            shutil.rmtree(root, ignore_errors=True)

@@ -92,7 +92,17 @@ def after_build(args, res, outputs: list[dict]) -> None:
 
             raise UsageError("--push needs a name: -t REGISTRY/REPO:TAG")
         if names:
-            desc = push(ImageStore(st.store_dir), str(res.manifest.digest), list(dict.fromkeys(names)),
+            from builder.commands.outputs import converted
+            from builder.commands.registry import for_push
+
+            store = ImageStore(st.store_dir)
+            pushed = [o for o in outputs if o.get("type") == "registry" or o.get("push") == "true"]
+            if pushed and any(k.startswith(("compression", "force-compression", "oci-mediatypes", "annotation"))
+                              for k in pushed[0]):
+                src = converted(pushed[0], res, st, default_oci=None)  # as that -o asks
+            else:
+                src = for_push(store, res.manifest)
+            desc = push(store, src, list(dict.fromkeys(names)),
                         options=_options(argparse.Namespace(ca_cert=None, jobs=3)))
             for n in dict.fromkeys(names):
                 sys.stderr.write(f"pushed {parse_reference(n).familiar()}@{desc.digest}\n")
