@@ -43,8 +43,9 @@ def add_build_flags(p) -> None:
     p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET]")
     p.add_argument("--network", choices=["default", "none", "host"], default="default")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
-    p.add_argument("--cache-from", action="append", default=[], metavar="type=local,src=DIR|type=registry,ref=REF")
-    p.add_argument("--cache-to", metavar="type=local,dest=DIR|type=registry,ref=REF[,mode=min|max][,mounts=true]")
+    p.add_argument("--cache-from", action="append", default=[],
+                   metavar="IMAGE|type=local,src=DIR|type=registry,ref=REF")
+    p.add_argument("--cache-to", metavar="type=inline|type=local,dest=DIR|type=registry,ref=REF[,mode=min|max][,mounts=true]")
     p.add_argument("--push", action="store_true", help="push the image to its -t names after the build")
     p.add_argument("--check", action="store_true", help="lint the Dockerfile and stop")
     p.add_argument("--jobs", type=int, default=4, help="stages built at once")
@@ -96,6 +97,23 @@ def _ssh(specs: list[str]) -> dict[str, str]:
             raise UsageError(f"--ssh {s!r}: no agent socket (set SSH_AUTH_SOCK or give ID=PATH)")
         out[sid or "default"] = os.path.abspath(path)
     return out
+
+
+def _cache_from_spec(spec: str) -> str:
+    """buildx's shorthand: `--cache-from IMAGE` (no `=`) is `type=registry,ref=IMAGE`."""
+    return spec if "=" in spec else f"type=registry,ref={spec}"
+
+
+def _inline(args) -> bool:
+    """`--cache-to type=inline`: the cache goes into the image config (no other key allowed)."""
+    from builder.errors import UsageError
+
+    if not args.cache_to or _kv(args.cache_to).get("type") != "inline":
+        return False
+    extra = set(_kv(args.cache_to)) - {"type", "mode"}
+    if extra or _kv(args.cache_to).get("mode", "min") != "min":
+        raise UsageError(f"--cache-to {args.cache_to}: type=inline takes no other option (mode=min only)")
+    return True
 
 
 def _cache_dir(spec: str, key: str, flag: str) -> Path:
@@ -325,8 +343,10 @@ def _request(args, ctx_dir: Path, text: str, name: str, df_path: Path | None):
         dockerfile_path=df_path.resolve() if df_path else None, tags=tuple(args.tag), build_args=build_args,
         target=args.target, no_cache=args.no_cache, no_cache_filter=tuple(args.no_cache_filter), pull=args.pull,
         platform=args.platform, labels=labels, secrets=_secrets(args.secret), ssh=_ssh(args.ssh),
-        network=args.network, cache_from=tuple(_cache_dir(c, "src", "--cache-from") for c in args.cache_from),
-        cache_to=_cache_dir(args.cache_to, "dest", "--cache-to") if args.cache_to else None,
+        network=args.network, cache_from=tuple(_cache_dir(_cache_from_spec(c), "src", "--cache-from")
+                                               for c in args.cache_from),
+        cache_to=_cache_dir(args.cache_to, "dest", "--cache-to") if args.cache_to and not _inline(args) else None,
+        inline_cache=_inline(args),
         source_date_epoch=sde, max_workers=max(1, args.jobs), pids_limit=_pids_limit(args.pids_limit))
     return req
 

@@ -54,17 +54,40 @@ def registry_cache_dir(spec: str, key: str, flag: str):
         return d
     store = ImageStore(st.store_dir).ensure()
     opts = _options(argparse.Namespace(ca_cert=kv.get("ca-cert"), jobs=3))
+    from builder.errors import CacheError
+    from builder.oci.model import Index, layout_header
+
     try:
         pull_layout(kv["ref"], d, options=opts, skip_blob=store.blobs.has)
+    except CacheError as e:
+        if "not a cache index" not in e.message:
+            raise
+        # an image, maybe with an inline cache (--cache-to type=inline): its records, on its layers
+        n = _import_inline(kv["ref"], store, st, opts)
+        if n == 0:
+            sys.stderr.write(f"WARNING: {flag} {kv['ref']}: an image without an inline cache; building without it\n")
+        (d / "index.json").write_bytes(Index().to_json())
+        (d / "oci-layout").write_bytes(layout_header())
+        return d
     except NotFound:
         sys.stderr.write(f"WARNING: {flag} {kv['ref']}: no cache there yet; building without it\n")
-        from builder.oci.model import Index, layout_header
-
         (d / "index.json").write_bytes(Index().to_json())
         (d / "oci-layout").write_bytes(layout_header())
         return d
     _import_mounts(d, st, store.blobs)
     return d
+
+
+def _import_inline(ref: str, store, st, opts) -> int:
+    """Pull the image `ref` (untagged) and put its inline cache records into the build cache."""
+    from builder.engine.cache import CacheStore, import_inline
+    from builder.oci.model import Manifest
+    from builder.registry.transfer import pull
+
+    desc = pull(ref, store, options=opts, tag=False)
+    man = Manifest.from_json(store.blobs.read_bytes(desc.digest), allow_empty_layers=True)
+    return import_inline(CacheStore(st.cache_dir, st.tmp_dir), store.blobs.read_bytes(man.config.digest),
+                         man.layers)
 
 
 def after_build(args, res, outputs: list[dict]) -> None:

@@ -51,6 +51,7 @@ class BuildRequest(Record, frozen=False):
     network: str = "default"
     cache_from: tuple[Path, ...] = ()
     cache_to: Path | None = None
+    inline_cache: bool = False  # --cache-to type=inline: records of the image's layers in its config
     source_date_epoch: int | None = None
     max_workers: int = 4
     pids_limit: int | None = None  # per RUN; None: ops.DEFAULT_RUN_PIDS_LIMIT, -1: none
@@ -294,7 +295,12 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
     from runtime.record import replace
 
     cfg = replace(cfg, created=created, architecture=req.platform.split("/")[1], os=req.platform.split("/")[0])
-    desc = write_image(store.blobs, cfg, list(sol.state.layers))
+    extra = None
+    if req.inline_cache:
+        from builder.engine.cache import inline_config
+
+        extra = inline_config(cache, [k.key.key for k in sol.keys], sol.state.layers)
+    desc = write_image(store.blobs, cfg, list(sol.state.layers), config_extra=extra)
     for t in req.tags:
         _tag_if_changed(store, t, desc)
     if req.cache_to is not None:

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.fixtures.registry import registry  # noqa: F401  (fixture)
-from tests.integration.buildlib import build, validate_layout, write_ctx
+from tests.integration.buildlib import build, steps, validate_layout, write_ctx
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
 
@@ -184,3 +184,35 @@ def test_push_converts_to_gzip_and_docker_pulls_it(registry, root: Path, ctx: Pa
         assert r.returncode == 0 and r.stdout == b"hi\n", r.stderr.decode()
     finally:
         subprocess.run([env["DOCKER"], "rmi", "-f", ref], capture_output=True, env=env, timeout=120)
+
+
+@pytest.mark.registry
+def test_inline_cache_round_trip_through_a_registry(registry, root: Path, tmp_path: Path) -> None:  # noqa: F811
+    ctx = write_ctx(tmp_path / "ictx", {"Dockerfile": "FROM busybox\nCOPY a /a\nRUN cat /a > /b\nCMD [\"sh\"]\n",
+                                        "a": "inline\n"})
+    ref = registry.ref("t/inline", "1")
+    r = build(root, ctx, "-t", ref, "--cache-to", "type=inline", "--push")
+    assert r.returncode == 0, r.stderr.decode()
+    img = validate_layout(root, ref)
+    assert "dev.pybuild.cache.inline.v1" in img["config"]  # in the config, as BuildKit's inline cache
+    # a fresh machine: same base image, empty cache; --cache-from IMAGE (the shorthand) hits
+    fresh = tmp_path / "fresh"
+    from tests.integration.buildlib import make_busybox_image
+
+    make_busybox_image(fresh, tmp_path / "fb")
+    r = build(fresh, ctx, "--cache-from", ref, "-t", "again")
+    assert r.returncode == 0, r.stderr.decode()
+    res = dict(steps(r.stderr))
+    assert res["COPY a /a"] == "CACHED" and res["RUN cat /a > /b"] == "CACHED", res
+    again = validate_layout(fresh, "again")
+    assert again["config"]["rootfs"] == img["config"]["rootfs"]
+    # an image without an inline cache is a warning, not an error
+    plain = registry.ref("t/plain", "1")
+    assert run_cli("push", "busybox", plain, env={"PYBUILD_ROOT": str(root)}).returncode == 0
+    r = build(tmp_path / "fresh", ctx, "--cache-from", plain, "--no-cache")
+    assert r.returncode == 0 and b"without an inline cache" in r.stderr, r.stderr.decode()
+
+
+def test_inline_cache_to_takes_no_options(root: Path, ctx: Path) -> None:
+    r = build(root, ctx, "--cache-to", "type=inline,mode=max")
+    assert r.returncode == 2 and b"type=inline takes no other option" in r.stderr, r.stderr.decode()
