@@ -180,7 +180,15 @@ def write_output(o: dict, res, st, tags=()) -> None:
 
     kind = o["type"]
     if kind in ("image", "registry"):
-        return  # tags: engine; push: commands.registry_build.after_build
+        # tags: the engine; push: commands.registry_build.after_build. Asked to re-encode, the
+        # names point at the re-encoded image (what a push of them then sends).
+        if kind == "image" and any(k.startswith(("compression", "force-compression", "oci-mediatypes",
+                                                 "annotation")) for k in o):
+            desc = converted(o, res, st, default_oci=None)
+            store = ImageStore(st.store_dir)
+            for n in image_names(o, tags):
+                store.tag(n, desc)
+        return
     dest = o["dest"]
     store = ImageStore(st.store_dir)
     if kind in ("local", "tar"):

@@ -109,7 +109,7 @@ def after_build(args, res, outputs: list[dict]) -> None:
         names: list[str] = list(args.tag) if getattr(args, "push", False) else []
         for o in outputs:
             if o.get("type") == "registry" or (o.get("type") == "image" and o.get("push") == "true"):
-                names += [n for n in (o.get("name") or "").split(",") if n]
+                names += [n for n in (o.get("name") or "").split(",") if n] or list(args.tag)  # as buildx: -t
         if getattr(args, "push", False) and not names:
             from builder.errors import UsageError
 

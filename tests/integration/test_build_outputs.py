@@ -216,3 +216,11 @@ def test_inline_cache_round_trip_through_a_registry(registry, root: Path, tmp_pa
 def test_inline_cache_to_takes_no_options(root: Path, ctx: Path) -> None:
     r = build(root, ctx, "--cache-to", "type=inline,mode=max")
     assert r.returncode == 2 and b"type=inline takes no other option" in r.stderr, r.stderr.decode()
+
+
+def test_image_output_with_compression_tags_the_converted_image(root: Path, ctx: Path) -> None:
+    r = build(root, ctx, "-o", "type=image,name=conv:1,compression=zstd,annotation.a=b")
+    assert r.returncode == 0, r.stderr.decode()
+    img = validate_layout(root, "conv:1")
+    assert {x["mediaType"] for x in img["manifest"]["layers"]} == {ZSTD}
+    assert img["manifest"]["annotations"] == {"a": "b"}
