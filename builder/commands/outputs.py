@@ -83,12 +83,12 @@ def parse_output(spec: str) -> dict[str, str]:
     if out.get("tar") == "false" and out.get("dest") == "-":
         raise _fail(spec, "tar=false writes a directory: dest=- is not one")
     if "compression" in out:
-        from builder.oci.convert import COMPRESSIONS
+        from builder.layers.convert import COMPRESSIONS
 
         if out["compression"] not in COMPRESSIONS or out["compression"] == "none":
             raise _fail(spec, f"compression must be gzip, zstd or uncompressed, not {out['compression']!r}")
     if "compression-level" in out:
-        from builder.oci.convert import COMPRESSIONS, LEVELS
+        from builder.layers.convert import COMPRESSIONS, LEVELS
 
         comp = COMPRESSIONS.get(out.get("compression", "gzip"), "gzip")
         lo, hi = LEVELS[comp]
@@ -122,7 +122,7 @@ def annotations(o: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
 
 def converted(o: dict[str, str], res, st, *, default_oci: bool | None):
     """The built image re-encoded as `o` asks (the built manifest itself when nothing changes)."""
-    from builder.oci.convert import COMPRESSIONS, convert_image
+    from builder.layers.convert import COMPRESSIONS, convert_image
     from builder.oci.store import DirStore
 
     comp = COMPRESSIONS[o["compression"]] if "compression" in o else None

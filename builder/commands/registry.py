@@ -203,7 +203,7 @@ def for_push(store, desc, compression: str | None = None, force: bool = False):
     multi-platform image) goes as it is."""
     from builder import settings
     from builder.oci import mediatypes as mt
-    from builder.oci.convert import COMPRESSIONS, convert_image
+    from builder.layers.convert import COMPRESSIONS, convert_image
 
     if not mt.is_manifest(desc.media_type):
         return desc

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from builder.errors import StoreError
 from builder.oci import mediatypes as mt
-from builder.oci.compression import CHUNK, compressor, open_decompressed
+from builder.layers.tarball import layer_compressor as compressor
+from builder.oci.compression import CHUNK, open_decompressed
 from builder.oci.digest import Digest
 from builder.oci.model import Descriptor, Manifest
 from builder.oci.store import DirStore, atomic_write
