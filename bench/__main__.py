@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.harness import (NotAvailable, Row, ScenarioResult, format_result, machine_info,
                            to_json, to_markdown)
-from bench.peers import Buildah, Docker, Pybuild, install_peers, remove_tree
+from bench.peers import Buildah, BuildkitRef, Docker, Pybuild, install_peers, remove_tree
 from bench.scenarios import MODES, SCENARIOS, Env, scenario_module
 from bench.scenarios.data import make_busybox_rootfs, tar_tree
 
@@ -33,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--smoke", dest="mode", action="store_const", const="smoke")
     p.add_argument("--only", default="", help=f"comma list of scenarios: {','.join(SCENARIOS)}")
     p.add_argument("--peers", default="auto",
-                   help="comma list of docker,buildah; 'auto' = those installed; 'none'")
+                   help="comma list of docker,buildkit-ref,buildah; 'auto' = those installed; 'none'")
     p.add_argument("--install-peers", action="store_true",
                    help="apt-get install Debian's docker.io and buildah first")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
@@ -43,15 +43,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+PEERS = {"docker": Docker, "buildkit-ref": BuildkitRef, "buildah": Buildah}
+
+
 def choose_peers(spec: str) -> list[str]:
     if spec == "none":
         return []
     if spec == "auto":
-        return [n for n, cls in (("docker", Docker), ("buildah", Buildah)) if cls.installed()]
+        return [n for n, cls in PEERS.items() if cls.installed()]
     names = [s.strip() for s in spec.split(",") if s.strip()]
-    bad = [n for n in names if n not in ("docker", "buildah")]
+    bad = [n for n in names if n not in PEERS]
     if bad:
-        raise SystemExit(f"bench: unknown peer {bad[0]!r} (docker, buildah)")
+        raise SystemExit(f"bench: unknown peer {bad[0]!r} ({', '.join(PEERS)})")
     return names
 
 
@@ -62,6 +65,7 @@ def log(msg: str) -> None:
 def versions(peers: list[str]) -> dict[str, str]:
     out = {}
     probes = {"docker": ["/usr/sbin/dockerd", "--version"], "buildah": ["buildah", "--version"],
+              "buildkit-ref": [BuildkitRef.dockerd_bin, "--version"],
               "runc": ["runc", "--version"], "crun": ["crun", "--version"],
               "zstd": ["zstd", "--version"], "busybox": ["busybox"]}
     for name, cmd in probes.items():
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.install_peers:
         log("installing docker.io and buildah (apt-get)")
         install_peers()
+        BuildkitRef.install()
     peer_names = choose_peers(args.peers)
 
     state = Path(tempfile.mkdtemp(prefix="pybuild-bench-", dir=args.state_dir))
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"pybuild base: {pyb.base_error}")
         env = Env(args.mode, state, shm, short, base_tar, rootfs, pyb)
         for name in peer_names:
-            peer = Docker(state, short) if name == "docker" else Buildah(state, short)
+            peer = PEERS[name](state, short)
             log(f"starting {name}")
             try:
                 peer.start()

@@ -30,6 +30,9 @@ BASE_REF = "busybox:bench"
 DOCKER = "/usr/bin/docker"  # Debian's client; /usr/local/bin/docker may be some other build
 DOCKERD = "/usr/sbin/dockerd"
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
+# the current BuildKit: docker 28.5 + buildx from ../shared/tools/buildkit-reference (unpacked there)
+REF_OPT = Path("/opt/buildkit-reference")
+REF_TOOL = REPO.parent / "shared" / "tools" / "buildkit-reference"
 
 
 def install_peers() -> None:
@@ -154,38 +157,39 @@ class Docker(Builder):
     """A private dockerd (BuildKit built in) for the length of the bench run."""
 
     name = "docker"
+    docker_bin, dockerd_bin = DOCKER, DOCKERD
 
     def __init__(self, state: Path, short: Path) -> None:
         # unix socket paths are limited to 108 bytes: socket and exec-root go in a short dir
-        self.data_root = state / "docker"
-        self.exec_root = short / "dx"
-        self.sock = short / "docker.sock"
-        self.log = state / "dockerd.log"
+        self.data_root = state / self.name
+        self.exec_root = short / f"{self.name[:2]}x"
+        self.sock = short / f"{self.name}.sock"
+        self.log = state / f"{self.name}d.log"
         self.pid: int | None = None
         # a private client config too, so the bench neither reads nor writes ~/.docker
         self.env = dict(os.environ, DOCKER_HOST=f"unix://{self.sock}", DOCKER_BUILDKIT="1",
-                        DOCKER_CONFIG=str(short / "dcfg"))
+                        DOCKER_CONFIG=str(short / f"{self.name}-cfg"))
 
-    @staticmethod
-    def installed() -> bool:
-        return os.path.exists(DOCKER) and os.path.exists(DOCKERD)
+    @classmethod
+    def installed(cls) -> bool:
+        return os.path.exists(cls.docker_bin) and os.path.exists(cls.dockerd_bin)
 
     def start(self) -> None:
         self.data_root.mkdir(parents=True, exist_ok=True)
         self.exec_root.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as log:
             proc = subprocess.Popen(
-                [DOCKERD, "--iptables=false", "--ip-masq=false", "--bridge=none",
+                [self.dockerd_bin, "--iptables=false", "--ip-masq=false", "--bridge=none",
                  "--host", f"unix://{self.sock}", "--data-root", str(self.data_root),
                  "--exec-root", str(self.exec_root), "--pidfile", str(self.exec_root / "dockerd.pid"),
-                 "--storage-driver", "overlay2"],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                 "--storage-driver", "overlay2", *self.daemon_args()],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=self.daemon_env())
         self.pid = proc.pid
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise NotAvailable(f"dockerd exited ({proc.returncode}); see {self.log}")
-            if self.sock.exists() and subprocess.run([DOCKER, "version"], env=self.env,
+            if self.sock.exists() and subprocess.run([self.docker_bin, "version"], env=self.env,
                                                      capture_output=True).returncode == 0:
                 return
             time.sleep(0.2)
@@ -218,13 +222,19 @@ class Docker(Builder):
         remove_tree(self.data_root)
 
     def docker(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
-        return check([DOCKER, *args], what=f"docker {args[0]}", env=self.env, timeout=timeout)
+        return check([self.docker_bin, *args], what=f"{self.name} {args[0]}", env=self.env, timeout=timeout)
+
+    def daemon_args(self) -> list[str]:
+        return []
+
+    def daemon_env(self) -> dict:
+        return dict(os.environ)
 
     def import_base(self, tar: Path) -> None:
         self.docker("import", str(tar), BASE_REF)
 
     def build_argv(self, ctx, tag, *, no_cache=False, dockerfile=None, parallel=True):
-        argv = [DOCKER, "build", "--network", "host", "--progress", "plain", "-t", tag]
+        argv = [self.docker_bin, "build", "--network", "host", "--progress", "plain", "-t", tag]
         if no_cache:
             argv.append("--no-cache")
         if dockerfile is not None:
@@ -238,6 +248,35 @@ class Docker(Builder):
     def before_cold(self) -> None:
         # --no-cache still reuses BuildKit's copy of the context; prune it for a real cold build
         self.docker("builder", "prune", "-af")
+
+
+class BuildkitRef(Docker):
+    """The current BuildKit: a private dockerd 28.5 from the binaries that
+    ../shared/tools/buildkit-reference unpacks under /opt (its own containerd, buildx plugin)."""
+
+    name = "buildkit-ref"
+    docker_bin = str(REF_OPT / "usr/bin/docker")
+    dockerd_bin = str(REF_OPT / "usr/sbin/dockerd")
+
+    @classmethod
+    def install(cls) -> None:
+        if not cls.installed() and REF_TOOL.exists():
+            subprocess.run(["bash", str(REF_TOOL), "install"], check=True, stdout=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        plugins = Path(self.env["DOCKER_CONFIG"]) / "cli-plugins"
+        plugins.mkdir(parents=True, exist_ok=True)
+        link = plugins / "docker-buildx"
+        if not link.exists():
+            link.symlink_to(REF_OPT / "usr/libexec/docker/cli-plugins/docker-buildx")
+        super().start()
+
+    def daemon_args(self) -> list[str]:
+        # its own containerd namespaces, so it never meets the reference the tests use
+        return ["--containerd-namespace", "pybuild-bench", "--containerd-plugins-namespace", "pybuild-bench-p"]
+
+    def daemon_env(self) -> dict:
+        return dict(os.environ, PATH=f"{REF_OPT}/usr/bin:{REF_OPT}/usr/sbin:{os.environ.get('PATH', '')}")
 
 
 class Buildah(Builder):

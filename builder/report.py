@@ -54,7 +54,7 @@ class StepFinished(Record):
     error: str | None = None
 
 
-class Warning(Record):  # noqa: A001 - the event name DESIGN.md gives
+class Warning(Record):  # noqa: A001 - the event name docs/design.md gives
     message: str
 
 

@@ -24,7 +24,7 @@ class Settings(Record):
     mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)
     config_file: Path | None = None
 
-    # layout of the state directory (DESIGN.md "On disk")
+    # layout of the state directory (docs/design.md "On disk")
     @property
     def store_dir(self) -> Path:
         """The OCI layout (blobs/, index.json, oci-layout) that is the local image store."""

@@ -41,6 +41,13 @@ class MountSpec(Record):
     workdir: str | None = None
 
 
+# Identical copies that commit() set aside are reclaimed together once there are more than
+# this many of them or they hold more than this many layer bytes (and at every prune).
+DEFER_MAX_DIRS = 64
+DEFER_MAX_BYTES = 1 << 30
+_DEFERRED = "reclaim-"
+
+
 class Active(Record):
     """A prepared snapshot: write into `upper` (overlay needs `work` on the same filesystem)."""
 
@@ -115,8 +122,14 @@ class Snapshotter:
         except OSError:
             shutil.rmtree(trash, ignore_errors=True)
 
-    def commit(self, active: Active, chain: str) -> Path:
-        """Move a finished upper into place as snapshot `chain` (first writer wins), leased."""
+    def commit(self, active: Active, chain: str, size: int = 0) -> Path:
+        """Move a finished upper into place as snapshot `chain` (first writer wins), leased.
+
+        When the store holds `chain` already (a `--no-cache` rebuild, or another builder that
+        finished first), the new upper is an identical copy: it is set aside for a batched
+        reclaim (`reclaim()`) instead of being deleted now, since deleting thousands of files on
+        a discard-mounted disk slows the file creation of the builds that follow it. `size` (the
+        layer's bytes) counts against the batch budget."""
         self.use((chain,))
         dest = self.path(chain)
         try:
@@ -124,8 +137,53 @@ class Snapshotter:
         except OSError:
             if not dest.is_dir():
                 raise StoreError(f"cannot commit snapshot {chain[:19]}: {dest} unwritable") from None
+            self._defer(active.base, size)
+            return dest
         self._drop_leftover(active)
         return dest
+
+    def _defer(self, path: str | Path, size: int) -> None:
+        name = f"{_DEFERRED}{max(int(size), 0)}-{os.urandom(6).hex()}"
+        try:
+            os.rename(path, self.tmp / name)
+        except FileNotFoundError:
+            return
+        entries = self._deferred()
+        if len(entries) > DEFER_MAX_DIRS or sum(n for _, n in entries) > DEFER_MAX_BYTES:
+            self.reclaim()
+
+    def _deferred(self) -> list[tuple[str, int]]:
+        out = []
+        try:
+            with os.scandir(self.tmp) as it:
+                for e in it:
+                    if e.name.startswith(_DEFERRED):
+                        try:
+                            out.append((e.name, int(e.name[len(_DEFERRED):].split("-", 1)[0])))
+                        except ValueError:
+                            out.append((e.name, 0))
+        except FileNotFoundError:
+            pass
+        return out
+
+    def reclaim(self) -> int:
+        """Delete every copy set aside by commit(), in one background batch; returns how many."""
+        entries = self._deferred()
+        if not entries:
+            return 0
+        trash = Path(tempfile.mkdtemp(dir=self.tmp, prefix="trash-"))
+        n = 0
+        for name, _ in entries:
+            try:
+                os.rename(self.tmp / name, trash / name)
+                n += 1
+            except FileNotFoundError:  # another process reclaimed it first
+                continue
+        if n:
+            self._delete_later(trash)
+        else:
+            os.rmdir(trash)
+        return n
 
     def _drop_leftover(self, active: Active) -> None:
         """After a commit only overlay's (empty) work dir is left: rmdir it here, a few
@@ -271,6 +329,7 @@ class Snapshotter:
         out = [(c, sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink()))
                for c, p in doomed]
         if trash is not None:
+            self.reclaim()
             if doomed:
                 self._delete_later(trash)
             else:

@@ -1,4 +1,4 @@
-"""The seven scenarios of issue 9 and the environment they share.
+"""The scenarios (issue 9's seven, and issue 18's repeated --no-cache build) and the environment they share.
 
 Owns: `Env` (mode, bench directories, the imported base, the pybuild driver and the started
 peers) and `SCENARIOS`, the ordered table key -> module. Each scenario module exposes `KEY`,
@@ -24,6 +24,7 @@ SCENARIOS: dict[str, str] = {
     "parse": "parse",
     "stages": "stages",
     "rss": "peak_rss",
+    "repeat": "repeat_nocache",
 }
 
 MODES = ("full", "quick", "smoke")

@@ -1,1 +1,1 @@
-"""builder.commands (see DESIGN.md module map)."""
+"""builder.commands (see docs/design.md module map)."""

@@ -1,4 +1,4 @@
-"""The Dockerfile front end: text → typed instructions → stages (DESIGN.md module map).
+"""The Dockerfile front end: text → typed instructions → stages (docs/design.md module map).
 
 Public API (what the planner/engine call):
 - `parse_dockerfile(text, filename="Dockerfile") -> Dockerfile` — raises DockerfileSyntaxError

@@ -1,1 +1,1 @@
-"""builder.engine (see DESIGN.md module map)."""
+"""builder.engine (see docs/design.md module map)."""

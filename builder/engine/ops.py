@@ -120,7 +120,7 @@ def commit(sv: Services, active: Active, state: State) -> LayerResult | None:
         sv.snaps.discard(active)
         raise
     chain = chain_id(state.chains[-1] if state.chains else None, str(info.diff_id))
-    sv.snaps.commit(active, chain)
+    sv.snaps.commit(active, chain, info.descriptor.size)
     return LayerResult(info.descriptor, str(info.diff_id), chain)
 
 

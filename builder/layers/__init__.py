@@ -1,1 +1,1 @@
-"""builder.layers (see DESIGN.md module map)."""
+"""builder.layers (see docs/design.md module map)."""

@@ -1,1 +1,1 @@
-"""builder.oci (see DESIGN.md module map)."""
+"""builder.oci (see docs/design.md module map)."""

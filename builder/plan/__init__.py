@@ -1,1 +1,1 @@
-"""builder.plan (see DESIGN.md module map)."""
+"""builder.plan (see docs/design.md module map)."""

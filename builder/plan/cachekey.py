@@ -1,6 +1,6 @@
 """Cache keys: what a step's output depends on, hashed; and how two keys differ.
 
-Owns: the `pybuild.cache.v2` recipe (DESIGN.md "Cache key"): sha256 of the canonical JSON of
+Owns: the `pybuild.cache.v2` recipe (docs/design.md "Cache key"): sha256 of the canonical JSON of
 `{"v", "kind", "parent", "op", "inputs"}`, where `op` is the normalized operation (argv, env
 and ARGs in scope sorted, workdir, user, platform, network, mounts without secret values) and
 `inputs` the content digests the step reads (context sources; for `COPY --from=<stage>` and

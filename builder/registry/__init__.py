@@ -1,1 +1,1 @@
-"""builder.registry (see DESIGN.md module map)."""
+"""builder.registry (see docs/design.md module map)."""

@@ -19,6 +19,7 @@ import pytest
 
 from bench.harness import (NotAvailable, ScenarioResult, Variant, interleaved_order,
                            run_interleaved, to_json)
+from bench.peers import BuildkitRef
 from bench.scenarios.parse import dockerfile_text, split_floor
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,7 +135,7 @@ def test_parse_scenario_runs_once(tmp_path):
 
 
 @pytest.mark.needs_root
-@pytest.mark.parametrize("key", ["stages", "rss"])
+@pytest.mark.parametrize("key", ["stages", "rss", "repeat"])
 def test_builder_only_scenarios_run_once(tmp_path, key):
     sc = bench_once(tmp_path, key)
     check_rows(sc, set())
@@ -142,10 +143,12 @@ def test_builder_only_scenarios_run_once(tmp_path, key):
 
 
 @pytest.mark.needs_root
-@pytest.mark.skipif(not (os.path.exists("/usr/bin/docker") or shutil.which("buildah")),
-                    reason="neither docker.io nor buildah installed (the suite never installs them)")
+@pytest.mark.skipif(not (os.path.exists("/usr/bin/docker") or shutil.which("buildah")
+                         or BuildkitRef.installed()),
+                    reason="neither docker.io, buildah nor the reference BuildKit installed")
 def test_installed_peers_build_side_by_side(tmp_path):
     sc = bench_once(tmp_path, "copy2k", peers="auto")
     peers = [p for p, ok in (("docker", os.path.exists("/usr/bin/docker")),
+                             ("buildkit-ref", BuildkitRef.installed()),
                              ("buildah", shutil.which("buildah"))) if ok]
     check_rows(sc, {f"{p} {kind}" for p in peers for kind in ("no-op", "cold")})

@@ -1,4 +1,4 @@
-"""Every module's imports held to DESIGN.md's boundary table (read with `ast`, not executed)."""
+"""Every module's imports held to docs/design.md's boundary table (read with `ast`, not executed)."""
 from __future__ import annotations
 
 import ast
@@ -22,7 +22,7 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "builder.engine": ({"builder", "runtime"}, {"zstandard"}),
 }
 FORBIDDEN_EVERYWHERE_BUT_UI = {"rich"}
-# Leaf modules every part may use, like the standard library (DESIGN.md, principle 2).
+# Leaf modules every part may use, like the standard library (docs/design.md, principle 2).
 UNIVERSAL = {"runtime.record"}
 UI = ("builder.report", "builder.cli", "builder.commands")
 

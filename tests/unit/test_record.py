@@ -1,4 +1,4 @@
-"""runtime.record: the value classes every module uses instead of dataclasses (DESIGN.md, principle 2)."""
+"""runtime.record: the value classes every module uses instead of dataclasses (docs/design.md, principle 2)."""
 from __future__ import annotations
 
 import copy
