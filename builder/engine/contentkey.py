@@ -1,8 +1,8 @@
 """Content digests of what a step reads from another stage: the cut-off in the cache keys.
 
-Owns: `stage_inputs(...)`, the cache-key inputs of a `COPY --from=<stage>` or a
-`RUN --mount=from=<stage>` bind: one `content:<source>=<digest>` per source, where the digest
-covers the paths the source names in that stage's final filesystem (wildcards matched as the
+Owns: `stage_inputs(...)`, the cache-key inputs of a `COPY --from=<stage|image>` or a
+`RUN --mount=from=<stage|image>` bind: one `content:<source>=<digest>` per source, where the
+digest covers the paths the source names in that stage's (image's) filesystem (wildcards matched as the
 copy matches them, a top-level symlink followed as the copy follows it) — not the key of the
 step that produced them. So an edit that changes a builder stage's steps but not its output
 (a comment in a compiled file) leaves the COPY --from, and every step after it, CACHED, as

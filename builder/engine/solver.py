@@ -199,7 +199,7 @@ class Solver:
                                                           user=c.user, platform=self.g.platform),
                                self._mount_inputs(op))
         if isinstance(op, CopyOp):
-            inputs = copy_inputs(self.sv, step, state, self.stage_content)
+            inputs = copy_inputs(self.sv, step, state, self.source_content)
             k = ck.make_key("copy", None if op.link else state.key,
                             ck.copy_op(op, dest=op.dest if op.dest.startswith("/") else
                                        os.path.join(c.working_dir or "/", op.dest), platform=self.g.platform),
@@ -209,7 +209,7 @@ class Solver:
         return ck.make_key("workdir", state.key, ck.workdir_op(op, path=c.working_dir, user=c.user))
 
     def _mount_inputs(self, op: RunOp) -> list[str]:
-        """What bind mounts read: context content, or the source stage's / image's key."""
+        """What bind mounts read: context content, or the content read from a stage / an image."""
         out = []
         for m in op.mounts:
             if m.type != "bind":
@@ -219,21 +219,23 @@ class Solver:
                 if ctx is None:
                     continue
                 out.extend(f"{s.rel}:{ctx.digest(s)}" for s in ctx.select(m.source or "."))
-            elif m.source_from.stage is not None:
-                out.extend(self.stage_content(m.source_from.stage, [m.source or "/"]))
             else:
-                out.append(f"image:{self.image_state(m.source_from.image).key}")
+                out.extend(self.source_content(m.source_from, [m.source or "/"]))
         return out
 
-    def stage_content(self, si: int, sources) -> list[str]:
-        """Inputs for reading `sources` from stage `si`: their content digests (the cut-off:
-        engine/contentkey.py). Under `keys_only`, a stage with a step that would miss has no
-        known output yet: its key stands in (what would run decides)."""
+    def source_content(self, src, sources) -> list[str]:
+        """Inputs for reading `sources` from a stage or an image (a CopyFrom): their content
+        digests (the cut-off: engine/contentkey.py; BuildKit keys these by content too, so a
+        re-tagged image with the same files still hits). Under `keys_only`, a stage with a step
+        that would miss has no known output yet: its key stands in (what would run decides)."""
         from builder.engine.contentkey import stage_inputs
 
-        st = self.finals[si]
-        if si in self.unknown:
-            return [f"stage:{st.key}"]
+        if src.stage is not None:
+            st = self.finals[src.stage]
+            if src.stage in self.unknown:
+                return [f"stage:{st.key}"]
+        else:
+            st = self.image_state(src.image)
 
         def view():
             ensure_snapshots(self.sv, st)

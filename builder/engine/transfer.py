@@ -51,18 +51,15 @@ def _dest(op: CopyOp, workdir: str) -> tuple[str, bool]:
     return d, trailing
 
 
-def copy_inputs(sv: Services, step: Step, state: State, stage_content) -> list[str]:
+def copy_inputs(sv: Services, step: Step, state: State, source_content) -> list[str]:
     """The digests a COPY/ADD reads (cheap on a rebuild: the context uses the stat cache).
 
-    From a stage: `stage_content(stage, sources)`, the content digests of the paths read
-    (engine/contentkey.py), so an unchanged stage output keeps this step cached."""
+    From a stage or an image: `source_content(source_from, sources)`, the content digests of the
+    paths read (engine/contentkey.py), so an unchanged output keeps this step cached."""
     op: CopyOp = step.op  # type: ignore[assignment]
     out: list[str] = []
     if op.source_from is not None:
-        if op.source_from.stage is not None:
-            out.extend(stage_content(op.source_from.stage, op.sources))
-        else:
-            out.append(f"image:{_from_state(sv, op.source_from).key}")
+        out.extend(source_content(op.source_from, op.sources))
         return out
     for src in op.sources:
         if _is_git(src):

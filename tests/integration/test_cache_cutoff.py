@@ -135,3 +135,32 @@ def test_cutoff_matches_reference_buildkit(root: Path, tmp_path: Path) -> None:
     mine = _pybuild_reruns(root, mine_ctx)
     assert sorted(mine) == theirs == sorted(RECORDED_RERUN)
     shutil.rmtree(ctx, ignore_errors=True)
+
+
+def test_copy_from_a_retagged_image_with_the_same_files_stays_cached(root: Path, tmp_path: Path) -> None:
+    """BuildKit (docker 28.5, checked by hand with `docker import` re-tagging the source image to a
+    rootfs with one more file) keeps `COPY --from=<image> /etc/passwd /p` and the RUN after it CACHED."""
+    from tests.fixtures.busybox_rootfs import make_busybox_rootfs
+
+    rootfs = make_busybox_rootfs(tmp_path / "rootfs")
+    env = {"PYBUILD_ROOT": str(root)}
+
+    def imp(name: str) -> None:
+        tar = tmp_path / f"{name}.tar"
+        with tarfile.open(tar, "w") as t:
+            for p in sorted(rootfs.iterdir()):
+                t.add(p, arcname=p.name)
+        r = run_cli("import", str(tar), "src:latest", env=env)
+        assert r.returncode == 0, r.stderr.decode()
+
+    imp("one")
+    ctx = tmp_path / "img"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY --from=src /etc/passwd /p\nRUN cat /p > /q\n")
+    assert len(_pybuild_reruns(root, ctx)) == 2
+    (rootfs / "extra").write_text("another image\n")
+    imp("two")  # src:latest is now another image, with the same /etc/passwd
+    assert _pybuild_reruns(root, ctx) == []
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/sh\n")
+    imp("three")
+    assert len(_pybuild_reruns(root, ctx)) == 2
