@@ -372,6 +372,8 @@ def _build(args, st, req) -> int:
     for o in outputs:
         if o["type"] == "image" and o.get("name"):
             req.tags = req.tags + tuple(n for n in o["name"].split(",") if n)
+        if (o["type"] == "registry" or o.get("push") == "true") and not (o.get("name") or args.tag):
+            raise UsageError(f"--output type={o['type']}: pushing needs a name (name=REGISTRY/REPO:TAG or -t)")
     reporter = make_reporter("quiet" if args.quiet else args.progress, sys.stderr)
     from builder.commands.registry import configure_from_settings  # FROM pulls honour insecure/mirrors
 

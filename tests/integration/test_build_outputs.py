@@ -224,3 +224,8 @@ def test_image_output_with_compression_tags_the_converted_image(root: Path, ctx:
     img = validate_layout(root, "conv:1")
     assert {x["mediaType"] for x in img["manifest"]["layers"]} == {ZSTD}
     assert img["manifest"]["annotations"] == {"a": "b"}
+
+
+def test_registry_output_without_a_name_is_refused_before_the_build(root: Path, ctx: Path) -> None:
+    r = build(root, ctx, "-o", "type=registry")
+    assert r.returncode == 2 and b"pushing needs a name" in r.stderr and b"RUN" not in r.stderr, r.stderr.decode()
