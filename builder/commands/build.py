@@ -34,7 +34,8 @@ def add_build_flags(p) -> None:
                    help="do not use the cache for this stage (repeatable)")
     p.add_argument("--pull", action="store_true", help="always pull base images")
     p.add_argument("--progress", choices=["auto", "tty", "plain", "json", "quiet"], default="auto")
-    p.add_argument("-o", "--output", action="append", default=[], metavar="type=…[,dest=…]")
+    p.add_argument("-o", "--output", action="append", default=[], metavar="DIR|-|type=…[,key=value…]",
+                   help="as buildx: DIR (type=local), - (type=tar to stdout), or type=oci|docker|image|registry|local|tar,…")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--platform", default="linux/amd64")
     p.add_argument("--iidfile", help="write the image id here")
