@@ -91,6 +91,7 @@ def _prune(args) -> int:
         shutil.rmtree(st.cache_dir / "stat", ignore_errors=True)
         shutil.rmtree(st.cache_dir / "memo", ignore_errors=True)
         shutil.rmtree(st.cache_dir / "content", ignore_errors=True)
+        shutil.rmtree(st.cache_dir / "convert", ignore_errors=True)
     else:
         # snapshots stay while a record or a tagged image still names them
         keep = {r.chain for r in cache.all() if r.chain}
