@@ -43,28 +43,35 @@ def _file_sha256(host: str) -> str:
 
 def _entry(view: LayeredFS, path: str, rel: str, host: str, st: os.stat_result,
            links: dict[tuple[int, int], str], h) -> None:
-    mode = st.st_mode
-    rec: list[object] = [rel, mode, st.st_uid, st.st_gid]
-    if stat.S_ISREG(mode):
-        ino = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and ino in links:
-            rec += ["link", links[ino]]
-        else:
-            if st.st_nlink > 1:
-                links[ino] = rel
-            rec += [st.st_size, _file_sha256(host)]
-    elif stat.S_ISLNK(mode):
-        rec += [os.readlink(host)]
-    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        rec += [os.major(st.st_rdev), os.minor(st.st_rdev)]
-    rec += [[k, v.hex()] for k, v in read_xattrs(host)]
-    h.update(canonical_json(rec) + b"\n")
-    if stat.S_ISDIR(mode):
-        for name in view.listdir(path):
-            sub = f"{path.rstrip('/')}/{name}"
-            hit = view.find(sub)
-            if hit is not None:
-                _entry(view, sub, f"{rel}/{name}" if rel else name, hit[0], hit[1], links, h)
+    """Hash the entry at `path` and, depth first in name order, everything under it (iterative:
+    a tree deeper than Python's recursion limit is hashed all the same)."""
+    todo = [(path, rel, host, st)]
+    while todo:
+        path, rel, host, st = todo.pop()
+        mode = st.st_mode
+        rec: list[object] = [rel, mode, st.st_uid, st.st_gid]
+        if stat.S_ISREG(mode):
+            ino = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and ino in links:
+                rec += ["link", links[ino]]
+            else:
+                if st.st_nlink > 1:
+                    links[ino] = rel
+                rec += [st.st_size, _file_sha256(host)]
+        elif stat.S_ISLNK(mode):
+            rec += [os.readlink(host)]
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            rec += [os.major(st.st_rdev), os.minor(st.st_rdev)]
+        rec += [[k, v.hex()] for k, v in read_xattrs(host)]
+        h.update(canonical_json(rec) + b"\n")
+        if stat.S_ISDIR(mode):
+            children = []
+            for name in view.listdir(path):
+                sub = f"{path.rstrip('/')}/{name}"
+                hit = view.find(sub)
+                if hit is not None:
+                    children.append((sub, f"{rel}/{name}" if rel else name, hit[0], hit[1]))
+            todo.extend(reversed(children))  # popped in name order
 
 
 def tree_digest(view: LayeredFS, path: str) -> str:

@@ -4,6 +4,7 @@ that key `COPY --from` (item 3) ignoring mtimes but nothing else."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,22 @@ def test_stage_inputs_memoized_by_chain(tmp_path: Path) -> None:
     first = stage_inputs(("sha256:" + "1" * 64,), ["/pkg"], memo, view)
     again = stage_inputs(("sha256:" + "1" * 64,), ["/pkg"], memo, view)
     assert first == again and first[0].startswith("content:/pkg=sha256:") and len(calls) == 1
+
+
+def test_content_digest_of_a_tree_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
+    import sys
+
+    root = tmp_path / "deep"
+    d = root / "pkg"
+    p = d
+    for _ in range(300):
+        p = p / "d"
+    p.mkdir(parents=True)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(150)  # a tree deeper than the limit (as 1000+ levels would be normally)
+    try:
+        got = tree_digest(LayeredFS([root]), "/pkg")
+    finally:
+        sys.setrecursionlimit(limit)
+    assert got.startswith("sha256:")
+    shutil.rmtree(d)
