@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -122,9 +123,10 @@ def test_cutoff_matches_reference_buildkit(root: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr.decode()
     try:
         ctx = tmp_path / "ref"
-        _write(ctx, base, "comment 1")
+        # comments never seen before: the reference's cache outlives this test
+        _write(ctx, base, f"comment {uuid.uuid4().hex}")
         _reference_reruns(env, ctx)
-        _write(ctx, base, "comment 2")
+        _write(ctx, base, f"comment {uuid.uuid4().hex}")
         theirs = _reference_reruns(env, ctx)
     finally:
         subprocess.run([env["DOCKER"], "rmi", "-f", f"{base}:latest"], capture_output=True, env=env, timeout=120)
