@@ -90,6 +90,8 @@ def _prune(args) -> int:
         shutil.rmtree(st.cache_dir / "mounts", ignore_errors=True)
         shutil.rmtree(st.cache_dir / "stat", ignore_errors=True)
         shutil.rmtree(st.cache_dir / "memo", ignore_errors=True)
+        shutil.rmtree(st.cache_dir / "content", ignore_errors=True)
+        shutil.rmtree(st.cache_dir / "convert", ignore_errors=True)
     else:
         # snapshots stay while a record or a tagged image still names them
         keep = {r.chain for r in cache.all() if r.chain}
@@ -127,7 +129,8 @@ def _explain(args) -> int:
         cleanup()
     if args.format == "json":
         print(json.dumps([{"step": r.step, "line": r.span_line, "hit": r.hit, "key": r.key,
-                           "nearest": r.nearest_key, "field": r.field, "before": r.before, "after": r.after}
+                           "nearest": r.nearest_key, "field": r.field, "before": r.before, "after": r.after,
+                           "reads": list(r.reads)}
                           for r in rows], indent=2, default=str))
         return 0
     for r in rows:
@@ -138,6 +141,13 @@ def _explain(args) -> int:
             print(f"miss  {where}{r.step}  (no earlier record of this step)")
         else:
             print(f"miss  {where}{r.step}  first difference: {r.field}: {_show(r.before)} -> {_show(r.after)}")
+        for i in r.reads:  # COPY --from / RUN --mount=from=: keyed by the content read, not the stage's key
+            kind, _, rest = i.partition(":")
+            src, _, d = rest.rpartition("=") if kind == "content" else ("", "", rest)
+            if kind == "content":
+                print(f"      reads {src}: content {d[:19]}")
+            else:
+                print("      reads a stage not built yet: hits after all if what it reads is unchanged")
     sys.stdout.flush()
     return 0
 

@@ -35,6 +35,11 @@ def add_parser(sub) -> None:
     p.add_argument("--chunk-size", metavar="BYTES", type=_size, default=None,
                    help="upload in PATCH chunks of this size (e.g. 16M) instead of one PUT")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+    p.add_argument("--compression", choices=["gzip", "zstd", "uncompressed"], default=None,
+                   help="layer compression to push (default: the configured one, gzip); layers stored "
+                        "otherwise are converted")
+    p.add_argument("--force-compression", action="store_true",
+                   help="re-compress layers even when they already use that compression")
     p.set_defaults(registry_verb="push")
 
     p = sub.add_parser("login", help="save credentials for a registry (in docker's config.json format)")
@@ -173,10 +178,12 @@ def _push(args) -> int:
     dests = args.destinations or [args.image]
     for d in dests:
         parse_reference(d)  # fail on a bad name before any upload
+    store = _store()
+    src = for_push(store, store.resolve(args.image), args.compression, args.force_compression)
     reporter = _reporter(args)
     t0 = time.monotonic()
     try:
-        desc = push(_store(), args.image, dests, progress=progress_adapter(reporter, "push"),
+        desc = push(store, src, dests, progress=progress_adapter(reporter, "push"),
                     options=_options(args, chunk_size=args.chunk_size))
     except BaseException as e:
         _finish(reporter, t0, None, str(e) or type(e).__name__)
@@ -188,6 +195,22 @@ def _push(args) -> int:
         for d in dests:
             print(f"{parse_reference(d).familiar()}: digest: {desc.digest} size: {desc.size}")
     return 0
+
+
+def for_push(store, desc, compression: str | None = None, force: bool = False):
+    """The image to push: its layers in `compression` (default: the configured one, gzip — what
+    BuildKit pushes and every client pulls), converted where stored otherwise. An index (a pulled
+    multi-platform image) goes as it is."""
+    from builder import settings
+    from builder.oci import mediatypes as mt
+    from builder.layers.convert import COMPRESSIONS, convert_image
+
+    if not mt.is_manifest(desc.media_type):
+        return desc
+    st = settings.load()
+    comp = COMPRESSIONS[compression] if compression else st.compression
+    return convert_image(store.blobs, desc, compression=comp, force=force, oci_mediatypes=True if comp == "zstd" else None,
+                         memo_dir=st.cache_dir / "convert", tmp_dir=st.tmp_dir)
 
 
 def _server(text: str) -> str:

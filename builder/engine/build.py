@@ -51,6 +51,7 @@ class BuildRequest(Record, frozen=False):
     network: str = "default"
     cache_from: tuple[Path, ...] = ()
     cache_to: Path | None = None
+    inline_cache: bool = False  # --cache-to type=inline: records of the image's layers in its config
     source_date_epoch: int | None = None
     max_workers: int = 4
     pids_limit: int | None = None  # per RUN; None: ops.DEFAULT_RUN_PIDS_LIMIT, -1: none
@@ -314,7 +315,12 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
     from runtime.record import replace
 
     cfg = replace(cfg, created=created, architecture=req.platform.split("/")[1], os=req.platform.split("/")[0])
-    desc = write_image(store.blobs, cfg, list(sol.state.layers))
+    extra = None
+    if req.inline_cache:
+        from builder.engine.cache import inline_config
+
+        extra = inline_config(cache, [k.key.key for k in sol.keys], sol.state.layers)
+    desc = write_image(store.blobs, cfg, list(sol.state.layers), config_extra=extra)
     for t in req.tags:
         _tag_if_changed(store, t, desc)
     if req.cache_to is not None:
@@ -349,6 +355,7 @@ class Explanation(Record):
     field: str | None
     before: object
     after: object
+    reads: tuple[str, ...] = ()  # `content:<src>=<digest>` inputs read from other stages
 
 
 def explain(req: BuildRequest, settings: Settings) -> list[Explanation]:
@@ -365,16 +372,17 @@ def _explain(solver, cache) -> list[Explanation]:
     out: list[Explanation] = []
     for sk in solver.keys_only():
         line = sk.step.span.line if sk.step.span else None
+        reads = tuple(i for i in sk.key.pre_image.get("inputs", ()) if i.startswith(("content:", "stage:")))
         if sk.hit:
-            out.append(Explanation(sk.step.text, line, True, sk.key.key, None, None, None, None))
+            out.append(Explanation(sk.step.text, line, True, sk.key.key, None, None, None, None, reads))
             continue
         near = cache.nearest(sk.slot, exclude=sk.key.key)
         if near is None:
-            out.append(Explanation(sk.step.text, line, False, sk.key.key, None, None, None, None))
+            out.append(Explanation(sk.step.text, line, False, sk.key.key, None, None, None, None, reads))
             continue
         f = ck.first_difference(near.pre_image, sk.key.pre_image)
         out.append(Explanation(sk.step.text, line, False, sk.key.key, near.key, f,
-                               ck.lookup(near.pre_image, f or ""), ck.lookup(sk.key.pre_image, f or "")))
+                               ck.lookup(near.pre_image, f or ""), ck.lookup(sk.key.pre_image, f or ""), reads))
     return out
 
 

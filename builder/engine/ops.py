@@ -44,7 +44,7 @@ class Services(Record, frozen=False):
     tmp: Path
     cache_mounts: Path
     context: BuildContext | None
-    compression: str = "zstd"
+    compression: str = "gzip"  # as BuildKit: every registry client (docker 20.10 too) pulls it
     source_date_epoch: int | None = None
     secrets: dict[str, Secret] = field(default_factory=dict)
     ssh: dict[str, str] = field(default_factory=dict)

@@ -135,6 +135,10 @@ class Solver:
         self.lock = threading.Lock()
         self.cancel = threading.Event()
         self.keys: list[StepKey] = []
+        self.unknown: set[int] = set()  # keys_only: stages whose output needs a step that misses
+        from builder.engine.contentkey import ContentMemo
+
+        self.content_memo = ContentMemo(cache.dir.parent, cache.tmp)
         self.ids: dict[tuple[int, int], int] = {}
         n = 0
         for si in graph.needed():
@@ -195,7 +199,7 @@ class Solver:
                                                           user=c.user, platform=self.g.platform),
                                self._mount_inputs(op))
         if isinstance(op, CopyOp):
-            inputs = copy_inputs(self.sv, step, state, lambda i: self.finals[i].key)
+            inputs = copy_inputs(self.sv, step, state, self.source_content)
             k = ck.make_key("copy", None if op.link else state.key,
                             ck.copy_op(op, dest=op.dest if op.dest.startswith("/") else
                                        os.path.join(c.working_dir or "/", op.dest), platform=self.g.platform),
@@ -205,7 +209,7 @@ class Solver:
         return ck.make_key("workdir", state.key, ck.workdir_op(op, path=c.working_dir, user=c.user))
 
     def _mount_inputs(self, op: RunOp) -> list[str]:
-        """What bind mounts read: context content, or the source stage's / image's key."""
+        """What bind mounts read: context content, or the content read from a stage / an image."""
         out = []
         for m in op.mounts:
             if m.type != "bind":
@@ -215,11 +219,28 @@ class Solver:
                 if ctx is None:
                     continue
                 out.extend(f"{s.rel}:{ctx.digest(s)}" for s in ctx.select(m.source or "."))
-            elif m.source_from.stage is not None:
-                out.append(f"stage:{self.finals[m.source_from.stage].key}")
             else:
-                out.append(f"image:{self.image_state(m.source_from.image).key}")
+                out.extend(self.source_content(m.source_from, [m.source or "/"]))
         return out
+
+    def source_content(self, src, sources) -> list[str]:
+        """Inputs for reading `sources` from a stage or an image (a CopyFrom): their content
+        digests (the cut-off: engine/contentkey.py; BuildKit keys these by content too, so a
+        re-tagged image with the same files still hits). Under `keys_only`, a stage with a step
+        that would miss has no known output yet: its key stands in (what would run decides)."""
+        from builder.engine.contentkey import stage_inputs
+
+        if src.stage is not None:
+            st = self.finals[src.stage]
+            if src.stage in self.unknown:
+                return [f"stage:{st.key}"]
+        else:
+            st = self.image_state(src.image)
+
+        def view():
+            ensure_snapshots(self.sv, st)
+            return view_of(self.sv, st)
+        return stage_inputs(st.chains, list(sources), self.content_memo, view)
 
     def _slot(self, step: Step) -> str:
         return f"{self.opt.dockerfile}#{self.g.stages[step.stage].label}#{step.index}"
@@ -367,11 +388,15 @@ class Solver:
         return Solution(self.finals[self.g.target], dict(self.finals), list(self.keys))
 
     def keys_only(self) -> list[StepKey]:
-        """All step keys without executing anything (misses stop nothing): for `cache explain`."""
+        """All step keys without executing anything (misses stop nothing): for `cache explain`.
+        Hits are applied as a build would (so a later `COPY --from` can hash that stage's
+        content); after a miss, the stage's output is unknown."""
         for wave in self.g.waves():
             for si in wave:
                 stage = self.g.stages[si]
                 state = self.base_state(stage.steps[0])
+                if getattr(stage.steps[0].op, "stage", None) in self.unknown:
+                    self.unknown.add(si)
                 cmd_set = False
                 for step in stage.steps[1:]:
                     op = step.op
@@ -382,7 +407,12 @@ class Solver:
                             continue
                     key = self.step_key(step, state)
                     rec = self.cache.get(key.key)
+                    usable = rec is not None and (rec.layer is None or self.sv.blobs.has(rec.layer["digest"]))
                     self.keys.append(StepKey(step, key, self._slot(step), rec is not None))
+                    if usable and si not in self.unknown:
+                        state = self._apply(state, step, rec, key.key)  # its layers: content stays known
+                        continue
+                    self.unknown.add(si)
                     next_key = key.key
                     if isinstance(op, CopyOp) and op.link:
                         next_key = ck.make_key("chain", state.key, {}, [key.key]).key

@@ -51,15 +51,15 @@ def _dest(op: CopyOp, workdir: str) -> tuple[str, bool]:
     return d, trailing
 
 
-def copy_inputs(sv: Services, step: Step, state: State, stage_key) -> list[str]:
-    """The digests a COPY/ADD reads (cheap on a rebuild: the context uses the stat cache)."""
+def copy_inputs(sv: Services, step: Step, state: State, source_content) -> list[str]:
+    """The digests a COPY/ADD reads (cheap on a rebuild: the context uses the stat cache).
+
+    From a stage or an image: `source_content(source_from, sources)`, the content digests of the
+    paths read (engine/contentkey.py), so an unchanged output keeps this step cached."""
     op: CopyOp = step.op  # type: ignore[assignment]
     out: list[str] = []
     if op.source_from is not None:
-        if op.source_from.stage is not None:
-            out.append(f"stage:{stage_key(op.source_from.stage)}")
-        else:
-            out.append(f"image:{_from_state(sv, op.source_from).key}")
+        out.extend(source_content(op.source_from, op.sources))
         return out
     for src in op.sources:
         if _is_git(src):

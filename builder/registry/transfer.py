@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Callable, Iterable
 
-from builder.errors import DigestMismatch, ImageNotFound, PybuildError, RegistryError, StoreError
+from builder.errors import DigestMismatch, PybuildError, RegistryError, StoreError
 from builder.oci import mediatypes as mt
 from builder.oci.digest import Digest, digest_bytes
 from builder.oci.image import select_platform
@@ -254,7 +254,7 @@ def _run_parallel(jobs: int, tasks: list[Callable[[], object]], cancel: threadin
 
 # --- push --------------------------------------------------------------------------------------
 
-def push(image_store: ImageStore, source: str, destinations: str | Iterable[str], *,
+def push(image_store: ImageStore, source: "str | Descriptor", destinations: str | Iterable[str], *,
          progress: Progress | None = None, options: Options | None = None,
          mount_from: Iterable[str] = ()) -> Descriptor:
     """Upload the local image `source` (ref, digest or id) under every destination reference.
@@ -267,10 +267,8 @@ def push(image_store: ImageStore, source: str, destinations: str | Iterable[str]
     if not dests:
         raise RegistryError("push: no destination given")
     refs = [parse_reference(d) for d in dests]
-    try:
-        desc = image_store.resolve(source)
-    except ImageNotFound:
-        raise
+    # a Descriptor: an image in the store's blobs that no tag names (e.g. re-compressed for the push)
+    desc = source if isinstance(source, Descriptor) else image_store.resolve(source)
     opts = options or default_options()
     progress = progress or _noop
     done_repos: dict[str, list[str]] = {}  # registry -> repositories that already hold the blobs

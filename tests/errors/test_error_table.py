@@ -132,7 +132,7 @@ BUILD_ROWS = [
     Row("dockerfile-missing", "FROM busybox\n", ("-f", "/nonexistent-pybuild/Dockerfile"),
         first_line="error: Dockerfile not found: /nonexistent-pybuild/Dockerfile"),
     Row("bad-output-type", "FROM busybox\n", ("-o", "type=bogus"),
-        first_line="error: --output {'type': 'bogus'}: type must be oci, docker, local, tar or image", code=2),
+        first_line="error: --output type=bogus: unknown type 'bogus' (oci, docker, image, registry, local or tar)", code=2),
     Row("bad-network-flag", "FROM busybox\n", ("--network=bogus",),
         first_line="pybuild: error: argument --network: invalid choice: 'bogus' (choose from 'default', 'none', 'host')",
         code=2),
