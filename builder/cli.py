@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("registry", "upload a local image to a registry"),
     "login": ("registry", "save credentials for a registry (in docker's config.json format)"),
     "logout": ("registry", "forget the credentials for a registry"),
+    "setup": ("setup", "host set-up: register QEMU emulation for foreign platforms"),
     "version": ("version", "show version information"),
 }
 
