@@ -36,6 +36,7 @@ _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armh
 _ELF = {"amd64": ("x86_64", 2, 1, 62), "arm64": ("aarch64", 2, 1, 183), "arm": ("arm", 1, 1, 40),
         "386": ("i386", 1, 1, 3), "ppc64le": ("ppc64le", 2, 1, 21), "s390x": ("s390x", 2, 2, 22),
         "riscv64": ("riscv64", 2, 1, 243), "mips64le": ("mips64el", 2, 1, 8), "loong64": ("loongarch64", 2, 1, 258)}
+_OTHER_ARCHES = ("mips", "mipsle", "mips64", "ppc64", "sparc64", "wasm")
 
 
 def normalize(spec: str) -> str:
@@ -43,8 +44,10 @@ def normalize(spec: str) -> str:
     s = spec.strip().lower()
     parts = s.split("/")
     if len(parts) == 1 and parts[0]:
+        if parts[0] not in _ELF and parts[0] not in _ARCH_ALIASES and parts[0] not in _OTHER_ARCHES:
+            raise UsageError(f"invalid platform {spec!r}: unknown operating system or architecture")
         parts = ["linux", parts[0]]
-    if len(parts) not in (2, 3) or not all(parts):
+    if len(parts) not in (2, 3) or not all(p and all(c.isalnum() or c in "_-" for c in p) for p in parts):
         raise UsageError(f"invalid platform {spec!r}: expected os/arch[/variant]")
     os_, arch = parts[0], _ARCH_ALIASES.get(parts[1], parts[1])
     variant = parts[2] if len(parts) == 3 else ""

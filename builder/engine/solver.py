@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from datetime import datetime, timezone
 
 from builder.engine.cache import CacheRecord, CacheStore
@@ -39,6 +40,7 @@ class SolveOptions(Record, frozen=False):
     no_cache: bool = False
     no_cache_filter: frozenset[str] = frozenset()
     max_workers: int = 4
+    shared: object | None = None  # a KeyLocks shared by concurrent builds (multi-platform): one executes a key
 
 
 class StepKey(Record, frozen=False):
@@ -52,6 +54,12 @@ class Solution(Record, frozen=False):
     state: State  # the target stage's final state
     stages: dict[int, State] = field(default_factory=dict)
     keys: list[StepKey] = field(default_factory=list)
+
+
+def base_ref(ref: str, platform: str, target: str) -> str:
+    """The key of a base image's state in `Solver.bases`: the ref for the target platform,
+    `ref|platform` for a stage pinned to another one (`|` never appears in a reference)."""
+    return ref if platform == target else f"{ref}|{platform}"
 
 
 def _is_fs(op) -> bool:
@@ -170,14 +178,15 @@ class Solver:
                 st = replace(st, config=st.config.with_config(on_build=()))
             return st
         assert op.image is not None
+        plat = self.g.platform_of(step.stage)
         if op.image == "scratch":
-            os_, _, arch = self.g.platform.partition("/")
+            os_, _, arch = plat.partition("/")
             from builder.oci.config import ContainerConfig
             from builder.plan.planner import DEFAULT_PATH
 
             cfg = ImageConfig(architecture=arch.split("/")[0], os=os_, config=ContainerConfig(env=(DEFAULT_PATH,)))
-            return State(cfg, key=ck.make_key("from", None, {"image": "scratch", "platform": self.g.platform}).key)
-        st = self.bases[op.image]
+            return State(cfg, key=ck.make_key("from", None, {"image": "scratch", "platform": plat}).key)
+        st = self.bases[base_ref(op.image, plat, self.g.platform)]
         if st.config.config.on_build:  # triggers ran in this stage: the result does not inherit them
             st = replace(st, config=st.config.with_config(on_build=()))
         if not any(e.startswith("PATH=") for e in st.config.config.env):
@@ -192,13 +201,14 @@ class Solver:
         c = state.config.config
         if isinstance(op, RunOp):
             return ck.make_key("run", state.key, ck.run_op(op, env=c.env, args=step.args, workdir=c.working_dir,
-                                                          user=c.user, platform=self.g.platform),
+                                                          user=c.user, platform=self.g.platform_of(step.stage)),
                                self._mount_inputs(op))
         if isinstance(op, CopyOp):
             inputs = copy_inputs(self.sv, step, state, lambda i: self.finals[i].key)
             k = ck.make_key("copy", None if op.link else state.key,
                             ck.copy_op(op, dest=op.dest if op.dest.startswith("/") else
-                                       os.path.join(c.working_dir or "/", op.dest), platform=self.g.platform),
+                                       os.path.join(c.working_dir or "/", op.dest),
+                                       platform=self.g.platform_of(step.stage)),
                             inputs)
             return k
         assert isinstance(op, ConfigOp)
@@ -306,25 +316,28 @@ class Solver:
             sk = StepKey(step, key, self._slot(step))
             with self.lock:
                 self.keys.append(sk)
-            rec = None if self._no_cache(step) else self.cache.get(key.key)
-            if rec is not None and (rec.layer is None or self.sv.blobs.has(rec.layer["digest"])):
-                sk.hit = True
-                self.rep.emit(StepCached(sid, name))
+            # builds of several platforms at once share work: the one that misses first executes,
+            # the others wait for its record (see engine/multiplatform.py)
+            with self.opt.shared.hold(key.key) if self.opt.shared is not None else nullcontext():
+                rec = None if self._no_cache(step) else self.cache.get(key.key)
+                if rec is not None and (rec.layer is None or self.sv.blobs.has(rec.layer["digest"])):
+                    sk.hit = True
+                    self.rep.emit(StepCached(sid, name))
+                    return self._apply(state, step, rec, key.key)
+                self.rep.emit(StepStarted(sid, name))
+                self._prewarm()
+                t0 = time.monotonic()
+                try:
+                    res = self._execute(step, state, sid)
+                except BaseException as e:
+                    self.rep.emit(StepFinished(sid, time.monotonic() - t0, error=_short(e)))
+                    raise
+                rec = CacheRecord(key=key.key, layer=res.descriptor.to_dict() if res else None,
+                             diff_id=res.diff_id if res else None, created=self._now(), slot=sk.slot,
+                             pre_image=key.pre_image, text=step.text, chain=res.chain if res else None)
+                self.cache.put(rec)
+                self.rep.emit(StepFinished(sid, time.monotonic() - t0))
                 return self._apply(state, step, rec, key.key)
-            self.rep.emit(StepStarted(sid, name))
-            self._prewarm()
-            t0 = time.monotonic()
-            try:
-                res = self._execute(step, state, sid)
-            except BaseException as e:
-                self.rep.emit(StepFinished(sid, time.monotonic() - t0, error=_short(e)))
-                raise
-            rec = CacheRecord(key=key.key, layer=res.descriptor.to_dict() if res else None,
-                         diff_id=res.diff_id if res else None, created=self._now(), slot=sk.slot,
-                         pre_image=key.pre_image, text=step.text, chain=res.chain if res else None)
-            self.cache.put(rec)
-            self.rep.emit(StepFinished(sid, time.monotonic() - t0))
-            return self._apply(state, step, rec, key.key)
         except ContextError as e:
             raise BuildStepError(e.message, step.span, hint=e.hint) from None
         except SandboxError as e:  # the process could not even start (no shell, bad mount…)
