@@ -34,12 +34,14 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("inspect", help="show image details as JSON (like docker image inspect)")
     p.add_argument("-f", "--format", help="print only this field path, e.g. .Config.Cmd")
+    p.add_argument("--platform", help="the image of this platform from a multi-platform image")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("history", help="show the history of an image")
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="only show layer ids")
+    p.add_argument("--platform", help="the image of this platform from a multi-platform image")
     p.add_argument("image", metavar="IMAGE")
     p.set_defaults(func=cmd_history)
 
@@ -55,11 +57,16 @@ def _store():
     return ImageStore(settings.load().store_dir)
 
 
-def _load(store, ref: str):
-    from builder.oci.image import Image
+def _load(store, ref: str, platform: str | None = None):
+    """(descriptor, image): an index gives its `platform` entry (default: this machine's, else the first stored)."""
+    from builder.engine.multiplatform import load_for
 
     desc = store.resolve(ref)
-    return desc, Image.load(store.blobs, desc)
+    if platform:
+        from builder import platforms
+
+        platform = platforms.normalize(platform)
+    return desc, load_for(store, desc, platform)
 
 
 def human_size(n: float) -> str:
@@ -114,24 +121,37 @@ def cmd_images(args) -> int:
     want = None
     if args.reference:
         want = _split_ref(args.reference)[0]
+    from builder.engine.multiplatform import index_platforms, load_for
+    from builder.oci import mediatypes as mt
+
     for ref, desc in store.list():
         try:
-            img = Image.load(store.blobs, desc)
+            img = load_for(store, desc)
+            plats = index_platforms(store, desc)
         except PybuildError as e:
             sys.stderr.write(f"warning: {ref}: {e}\n")
             continue
         repo, tag = _split_ref(ref)
         if want and repo != want:
             continue
-        iid = img.id if args.no_trunc else img.id.hex[:12]
+        multi = mt.is_index(desc.media_type)  # one row per name; its id is the index digest (as docker's containerd store)
+        the_id = desc.digest if multi else img.id
+        iid = the_id if args.no_trunc else the_id.hex[:12]
         size = sum(layer.size for layer in img.layers) + img.manifest.config.size
+        if multi:
+            size = 0
+            for _p, d, present in plats:
+                if present:
+                    i = Image.load(store.blobs, d)
+                    size += sum(layer.size for layer in i.layers) + i.manifest.config.size
         if args.quiet:
             if iid not in seen_ids:
                 seen_ids.add(iid)
                 print(iid)
             continue
-        js.append({"Repository": repo, "Tag": tag, "ID": str(img.id), "Digest": str(desc.digest),
-                   "Created": img.config.created, "Size": size})
+        js.append({"Repository": repo, "Tag": tag, "ID": str(the_id), "Digest": str(desc.digest),
+                   "Created": img.config.created, "Size": size,
+                   "Platforms": [p for p, _d, present in plats if present]})
         row = [repo, tag] + ([desc.digest] if args.digests else []) + [iid, human_ago(img.config.created),
                                                                        human_size(size)]
         rows.append(row)
@@ -192,9 +212,12 @@ def _familiar(ref: str) -> str:
     return parse_reference(ref).familiar()
 
 
-def inspect_dict(store, ref: str) -> dict:
-    """docker image inspect's JSON for one image."""
-    desc, img = _load(store, ref)
+def inspect_dict(store, ref: str, platform: str | None = None) -> dict:
+    """docker image inspect's JSON for one image (plus Platforms: every platform an index names,
+    with whether its image is stored here)."""
+    from builder.engine.multiplatform import index_platforms
+
+    desc, img = _load(store, ref, platform)
     tags = [_familiar(r) for r, d in store.list() if d.digest == desc.digest]
     repo_digests = sorted({f"{_split_ref(t)[0]}@{desc.digest}" for t in tags})
     cfg = img.config
@@ -214,6 +237,8 @@ def inspect_dict(store, ref: str) -> dict:
         "RootFS": {"Type": "layers", "Layers": [str(d) for d in cfg.diff_ids]},
         "Metadata": {"LastTagTime": ""},
         "Descriptor": desc.to_dict(),
+        "Platforms": [{"Platform": p, "Digest": str(d.digest), "Stored": present}
+                      for p, d, present in index_platforms(store, desc)],
     }
 
 
@@ -236,7 +261,7 @@ def cmd_inspect(args) -> int:
     out, failed = [], False
     for ref in args.images:
         try:
-            out.append(inspect_dict(store, ref))
+            out.append(inspect_dict(store, ref, args.platform))
         except ImageNotFound as e:
             sys.stderr.write(f"error: {e}\n")
             failed = True
@@ -251,7 +276,7 @@ def cmd_inspect(args) -> int:
 
 def cmd_history(args) -> int:
     store = _store()
-    desc, img = _load(store, args.image)
+    desc, img = _load(store, args.image, args.platform)
     layers = list(img.layers)
     rows = []
     li = 0

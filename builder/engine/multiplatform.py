@@ -154,3 +154,39 @@ def build_multi(req, platforms_: tuple[str, ...], settings, reporter: Reporter |
     rep.emit(BuildFinished(secs, image=str(desc.digest)))
     first = results[platforms_[0]]
     return MultiResult(desc, str(desc.digest), first.image, results, secs)
+
+
+def index_platforms(store: ImageStore, desc: Descriptor) -> list[tuple[str, Descriptor, bool]]:
+    """(platform, manifest descriptor, stored here?) per entry of an index; one row for a manifest."""
+    if not mt.is_index(desc.media_type):
+        img = Image.load(store.blobs, desc)
+        c = img.config
+        return [(str(Platform(c.architecture, c.os, variant=c.variant)), desc, True)]
+    idx = Index.from_json(store.blobs.read_bytes(desc.digest))
+    out = []
+    for d in idx.manifests:
+        if d.platform is None or not mt.is_manifest(d.media_type):
+            continue  # attestations and nested indexes name no runnable platform
+        if d.platform.os == "unknown":
+            continue
+        out.append((str(d.platform), d, store.blobs.has(d.digest)))
+    return out
+
+
+def load_for(store: ImageStore, desc: Descriptor, platform: str | None = None) -> Image:
+    """The image of `platform` in `desc`; without one: this machine's, else the first stored entry."""
+    from builder.oci.image import host_platform
+
+    if not mt.is_index(desc.media_type):
+        return Image.load(store.blobs, desc)
+    rows = index_platforms(store, desc)
+    if platform is not None:
+        return Image.load(store.blobs, desc, to_platform(platform))
+    host = str(host_platform())
+    for p, d, present in rows:
+        if present and p.split("/")[:2] == host.split("/")[:2]:
+            return Image.load(store.blobs, d)
+    for _p, d, present in rows:
+        if present:
+            return Image.load(store.blobs, d)
+    raise ImageNotFound(f"{desc.digest}: the index names no platform stored here")

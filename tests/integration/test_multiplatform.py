@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.fixtures.multiarch import elf_machine, emulation_ready, import_busybox
+from tests.fixtures.registry import docker_config, registry  # noqa: F401  (fixtures)
 from tests.integration.buildlib import steps, write_ctx
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
@@ -198,3 +199,94 @@ def test_cross_compile_shape_runs_its_build_stage_once(root: Path, tmp_path: Pat
     assert outs["linux/amd64"][0] == outs["linux/arm64"][0] and outs["linux/amd64"][0].startswith("built on x86_64")
     assert outs["linux/amd64"][1] == "amd64" and outs["linux/arm64"][1] == "arm64"
     assert plats["linux/arm64"]["config"]["architecture"] == "arm64"
+
+
+# -- the local store and registries -----------------------------------------------------------
+
+@pytest.fixture
+def app(root: Path, tmp_path: Path, emulation) -> Path:
+    """`app`: a two-platform image in `root`."""
+    ctx = write_ctx(tmp_path / "app-ctx", {"Dockerfile": APP_DF})
+    ok(build(root, ctx, "--platform", "linux/amd64,linux/arm64", "-t", "app"))
+    return root
+
+
+def test_images_shows_an_index_once_and_inspect_lists_platforms(app: Path) -> None:
+    rows = [ln for ln in ok(cli(app, "images")).splitlines() if ln.startswith("app ")]
+    assert len(rows) == 1
+    digest = stored(app, "app")["digest"]
+    assert digest.split(":")[1][:12] in rows[0]  # the id of a multi-platform image is its index digest
+    js = [x for x in json.loads(ok(cli(app, "images", "--format", "json"))) if x["Repository"] == "app"]
+    assert js[0]["Platforms"] == ["linux/amd64", "linux/arm64"]
+    info = json.loads(ok(cli(app, "inspect", "app")))[0]
+    assert [p["Platform"] for p in info["Platforms"]] == ["linux/amd64", "linux/arm64"]
+    assert info["Architecture"] == "amd64"
+    assert ok(cli(app, "inspect", "--platform", "linux/arm64", "-f", ".Architecture", "app")).strip() == "arm64"
+
+
+def test_tag_and_rmi_act_on_the_index(app: Path) -> None:
+    ok(cli(app, "tag", "app", "app2:v1"))
+    assert stored(app, "app2:v1")["digest"] == stored(app, "app")["digest"]
+    ok(cli(app, "rmi", "app"))
+    with pytest.raises(AssertionError):
+        stored(app, "app")
+    assert ok(cli(app, "run", "--rm", "--platform", "linux/arm64", "app2:v1")).strip() == "linux/arm64 aarch64"
+
+
+def test_save_load_oci_and_output_oci_carry_the_index(app: Path, tmp_path: Path) -> None:
+    tar = tmp_path / "app.tar"
+    ok(cli(app, "save", "--format", "oci", "-o", str(tar), "app"))
+    other = tmp_path / "other"
+    ok(cli(other, "load", "-i", str(tar)))
+    entries = json.loads((other / "index.json").read_text())["manifests"]
+    assert len(entries) == 1
+    entry = entries[0]
+    assert entry["digest"] == stored(app, "app")["digest"]  # the same index, named
+    assert entry["annotations"]["org.opencontainers.image.ref.name"]
+    assert entry["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert sorted(platforms_of(other, entry["digest"])) == ["linux/amd64", "linux/arm64"]
+    assert ok(cli(other, "run", "--rm", "--platform", "linux/arm64", entry["digest"])).strip() == "linux/arm64 aarch64"
+    # -o type=oci of a multi-platform build writes the index
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": APP_DF})
+    lay = tmp_path / "layout"
+    ok(build(app, ctx, "--platform", "linux/amd64,linux/arm64", "-o", f"type=oci,dest={lay},tar=false"))
+    top = json.loads((lay / "index.json").read_text())["manifests"]
+    assert len(top) == 1 and top[0]["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert sorted(platforms_of(lay, top[0]["digest"])) == ["linux/amd64", "linux/arm64"]
+    if shutil.which("skopeo"):
+        r = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{lay}"], capture_output=True)
+        assert r.returncode == 0 and len(json.loads(r.stdout)["manifests"]) == 2
+
+
+
+@pytest.mark.registry
+def test_build_push_two_platforms_then_pull_per_platform(root: Path, tmp_path: Path, emulation, registry,
+                                                          docker_config) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": APP_DF})
+    name = registry.ref("mp/app", "1")
+    r = build(root, ctx, "--platform", "linux/amd64,linux/arm64", "-t", name, "--push")
+    ok(r)
+    assert f"pushed {name}@sha256:" in r.stderr.decode()
+    if shutil.which("skopeo"):
+        raw = subprocess.run(["skopeo", "inspect", "--raw", *registry.skopeo_args(), f"docker://{name}"],
+                             capture_output=True)
+        assert raw.returncode == 0, raw.stderr
+        idx = json.loads(raw.stdout)
+        assert idx["mediaType"] == "application/vnd.oci.image.index.v1+json"
+        assert sorted((m["platform"]["os"], m["platform"]["architecture"]) for m in idx["manifests"]) == \
+            [("linux", "amd64"), ("linux", "arm64")]
+    # pull --platform keeps the index and that platform only
+    one = tmp_path / "one"
+    ok(cli(one, "pull", "--platform", "linux/arm64", name))
+    info = json.loads(ok(cli(one, "inspect", "--platform", "linux/arm64", name)))[0]
+    assert {p["Platform"]: p["Stored"] for p in info["Platforms"]} == {"linux/amd64": False, "linux/arm64": True}
+    assert ok(cli(one, "run", "--rm", "--platform", "linux/arm64", name, "uname", "-m")).strip() == "aarch64"
+    # --all-platforms: both, and a build for either platform then finds the base locally
+    every = tmp_path / "every"
+    ok(cli(every, "pull", "--all-platforms", name))
+    assert ok(cli(every, "run", "--rm", "--platform", "linux/amd64", name, "uname", "-m")).strip() == "x86_64"
+    ctx2 = write_ctx(tmp_path / "ctx2", {"Dockerfile": f"FROM {name}\nRUN uname -m > /m\n"})
+    r = build(every, ctx2, "--platform", "linux/arm64,linux/amd64", "-t", "derived")
+    ok(r)
+    assert "pulling" not in r.stderr.decode()
+    assert ok(cli(every, "run", "--rm", "--platform", "linux/arm64", "derived", "cat", "/m")).strip() == "aarch64"
