@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("registry", "save credentials for a registry (in docker's config.json format)"),
     "logout": ("registry", "forget the credentials for a registry"),
     "setup": ("setup", "host set-up: register QEMU emulation for foreign platforms"),
+    "manifest": ("manifest", "create, add to, inspect and push multi-platform image indexes"),
     "version": ("version", "show version information"),
 }
 

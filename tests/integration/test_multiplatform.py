@@ -55,6 +55,7 @@ def bases(tmp_path_factory) -> Path:
             import_busybox(root, arch, f"bb-{arch}", tmp)
     except (OSError, subprocess.CalledProcessError, RuntimeError) as e:
         pytest.fail(f"cannot make the busybox bases: {e}") if ON_CI else pytest.skip(f"no busybox-static debs: {e}")
+    ok(cli(root, "manifest", "create", "busybox", "bb-amd64", "bb-arm64"))
     return root
 
 
@@ -290,3 +291,38 @@ def test_build_push_two_platforms_then_pull_per_platform(root: Path, tmp_path: P
     ok(r)
     assert "pulling" not in r.stderr.decode()
     assert ok(cli(every, "run", "--rm", "--platform", "linux/arm64", "derived", "cat", "/m")).strip() == "aarch64"
+
+
+# -- manifest create | add | inspect | push --------------------------------------------------
+
+def test_manifest_create_makes_a_multi_platform_base(root: Path, tmp_path: Path, emulation) -> None:
+    idx = json.loads(ok(cli(root, "manifest", "inspect", "busybox")))
+    assert [(m["platform"]["architecture"]) for m in idx["manifests"]] == ["amd64", "arm64"]
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN uname -m > /m\n"})
+    ok(build(root, ctx, "--platform", "linux/arm64,linux/amd64", "-t", "x"))
+    assert ok(cli(root, "run", "--rm", "--platform", "linux/arm64", "x", "cat", "/m")).strip() == "aarch64"
+    assert ok(cli(root, "run", "--rm", "x", "cat", "/m")).strip() == "x86_64"
+
+
+def test_manifest_add_replaces_the_same_platform_and_create_refuses_two(root: Path) -> None:
+    ok(cli(root, "manifest", "create", "only-amd", "bb-amd64"))
+    ok(cli(root, "manifest", "add", "only-amd", "bb-arm64"))
+    idx = json.loads(ok(cli(root, "manifest", "inspect", "only-amd")))
+    assert sorted(m["platform"]["architecture"] for m in idx["manifests"]) == ["amd64", "arm64"]
+    ok(cli(root, "manifest", "add", "only-amd", "bb-arm64"))  # again: still one arm64 entry
+    assert len(json.loads(ok(cli(root, "manifest", "inspect", "only-amd")))["manifests"]) == 2
+    r = cli(root, "manifest", "create", "dup", "bb-amd64", "busybox")
+    assert r.returncode == 1 and r.stderr.decode().startswith("error: two images for linux/amd64")
+    r = cli(root, "manifest", "add", "bb-amd64", "bb-arm64")
+    assert r.returncode == 1 and "not an index" in r.stderr.decode()
+
+
+@pytest.mark.registry
+def test_manifest_push(root: Path, registry, docker_config) -> None:
+    name = registry.ref("mp/busybox", "multi")
+    out = ok(cli(root, "manifest", "push", "busybox", name))
+    assert out.startswith(f"pushed {name}@{stored(root, 'busybox')['digest']}")
+    if shutil.which("skopeo"):
+        raw = subprocess.run(["skopeo", "inspect", "--raw", *registry.skopeo_args(), f"docker://{name}"],
+                             capture_output=True)
+        assert raw.returncode == 0 and len(json.loads(raw.stdout)["manifests"]) == 2
