@@ -325,7 +325,9 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
         max((h.created for h in cfg.history if h.created), default=None)
     from runtime.record import replace
 
-    tos, _, trest = graph.platform_of(graph.target).partition("/")
+    # BuildKit labels the image with the target platform even when the target stage is pinned
+    # elsewhere (FROM --platform=$BUILDPLATFORM …): checked against the reference
+    tos, _, trest = graph.platform.partition("/")
     tarch, _, tvariant = trest.partition("/")
     cfg = replace(cfg, created=created, architecture=tarch, os=tos, variant=tvariant or None)
     desc = write_image(store.blobs, cfg, list(sol.state.layers))

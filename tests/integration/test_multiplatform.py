@@ -326,3 +326,96 @@ def test_manifest_push(root: Path, registry, docker_config) -> None:
         raw = subprocess.run(["skopeo", "inspect", "--raw", *registry.skopeo_args(), f"docker://{name}"],
                              capture_output=True)
         assert raw.returncode == 0 and len(json.loads(raw.stdout)["manifests"]) == 2
+
+
+# -- differential: the platform ARGs against the reference BuildKit ---------------------------
+
+TOOL = Path(__file__).resolve().parents[3] / "shared" / "tools" / "buildkit-reference"
+DIFF_DF = """ARG TARGETARCH
+ARG BUILDARCH=bogus
+FROM --platform=$BUILDPLATFORM scratch AS build
+ARG TARGETARCH
+LABEL inbuild="$TARGETARCH|$BUILDARCH"
+FROM scratch AS all
+ARG TARGETPLATFORM TARGETOS TARGETARCH TARGETVARIANT BUILDPLATFORM BUILDOS BUILDARCH BUILDVARIANT
+LABEL t="$TARGETPLATFORM|$TARGETOS|$TARGETARCH|$TARGETVARIANT" b="$BUILDPLATFORM|$BUILDOS|$BUILDARCH|$BUILDVARIANT"
+FROM scratch AS undeclared
+LABEL u="[$TARGETARCH][$BUILDPLATFORM][$TARGETPLATFORM]"
+FROM scratch AS defaulted
+ARG TARGETARCH=bogus
+ARG BUILDARCH
+LABEL d="$TARGETARCH|$BUILDARCH"
+FROM scratch AS final
+ARG TARGETVARIANT
+COPY --from=build / /
+LABEL v="[$TARGETVARIANT]"
+"""
+DIFF_TARGETS = ("build", "all", "undeclared", "defaulted", "final")
+DIFF_PLATFORMS = ("linux/amd64", "linux/arm64/v8", "linux/arm/v7")
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    """The reference docker (BuildKit) environment: {"DOCKER": path, "DOCKER_HOST": socket}."""
+    if os.geteuid() != 0 or not TOOL.exists():
+        pytest.skip("the reference BuildKit needs root and ../shared/tools/buildkit-reference")
+    r = subprocess.run([str(TOOL), "start"], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        pytest.skip(f"the reference BuildKit did not start: {r.stderr.strip()[-300:]}")
+    env = subprocess.run([str(TOOL), "env"], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"(\w+)=(\S+)", env))
+
+
+def docker(ref: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([ref["DOCKER"], *args], env={**os.environ, "DOCKER_HOST": ref["DOCKER_HOST"]},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _verdict(labels, os_: str, arch: str, variant) -> dict:
+    return {"labels": labels or {}, "platform": f"{os_}/{arch}" + (f"/{variant}" if variant else "")}
+
+
+def test_platform_args_match_the_reference(root: Path, tmp_path: Path, reference: dict) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": DIFF_DF})
+    theirs, ours_single, ours_multi = {}, {}, {}
+    try:
+        for t in DIFF_TARGETS:
+            for p in DIFF_PLATFORMS:
+                r = docker(reference, "buildx", "build", "-q", "--network", "host", "--platform", p, "--target", t,
+                           "--load", "-t", "pbmp-diff", str(ctx))
+                assert r.returncode == 0, r.stderr[-2000:]
+                info = json.loads(docker(reference, "image", "inspect", "pbmp-diff").stdout)[0]
+                theirs[t, p] = _verdict(info["Config"]["Labels"], info["Os"], info["Architecture"], info.get("Variant"))
+    finally:
+        docker(reference, "rmi", "-f", "pbmp-diff")
+    for t in DIFF_TARGETS:
+        # multi-platform: one build, an index entry per platform
+        ok(build(root, ctx, "--platform", ",".join(DIFF_PLATFORMS), "--target", t, "-t", f"m-{t}"))
+        for p in DIFF_PLATFORMS:
+            info = json.loads(ok(cli(root, "inspect", "--platform", p, f"m-{t}")))[0]
+            ours_multi[t, p] = _verdict(info["Config"].get("Labels"), info["Os"], info["Architecture"], info["Variant"])
+            ok(build(root, ctx, "--platform", p, "--target", t, "-t", f"s-{t}"))
+            info = json.loads(ok(cli(root, "inspect", f"s-{t}")))[0]
+            ours_single[t, p] = _verdict(info["Config"].get("Labels"), info["Os"], info["Architecture"], info["Variant"])
+    assert ours_single == theirs
+    assert ours_multi == theirs
+    assert theirs["all", "linux/arm/v7"]["labels"]["t"] == "linux/arm/v7|linux|arm|v7"  # the suite tests something
+
+
+@pytest.mark.registry
+def test_reference_docker_pulls_our_index_and_runs_arm64(root: Path, tmp_path: Path, emulation, registry,
+                                                         docker_config, reference: dict) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": APP_DF})
+    name = registry.ref("mp/refapp", "1")
+    ok(build(root, ctx, "--platform", "linux/amd64,linux/arm64", "-t", name, "--push"))
+    try:
+        for p, want in (("linux/arm64", "aarch64"), ("linux/amd64", "x86_64")):
+            r = docker(reference, "pull", "--platform", p, name)
+            assert r.returncode == 0, r.stderr
+            r = docker(reference, "run", "--rm", "--network", "host", "--platform", p, name, "uname", "-m")
+            assert r.returncode == 0, r.stderr
+            assert r.stdout.strip() == want
+            r = docker(reference, "run", "--rm", "--network", "host", "--platform", p, name)
+            assert r.stdout.strip() == f"{p} {want}"
+    finally:
+        docker(reference, "rmi", "-f", name)
