@@ -15,7 +15,6 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from datetime import datetime, timezone
 
 from builder.engine.cache import CacheRecord, CacheStore
@@ -305,8 +304,18 @@ class Solver:
                     state = replace(state, config=state.config.with_history(
                         History(created=state.created, created_by=_created_by(step))))
                     continue
-            state = self._fs_step(step, state)
+            state = self._shared_step(step, state) if self.opt.shared is not None else self._fs_step(step, state)
         return state
+
+    def _shared_step(self, step: Step, state: State) -> State:
+        """Builds of several platforms at once share work: the first to reach a key executes it,
+        the others wait for its record, then hit (see engine/multiplatform.py)."""
+        try:
+            key = self.step_key(step, state).key
+        except PybuildError:
+            return self._fs_step(step, state)  # _fs_step raises it again, placed on the step
+        with self.opt.shared.hold(key):  # type: ignore[union-attr]
+            return self._fs_step(step, state)
 
     def _fs_step(self, step: Step, state: State) -> State:
         sid = self.ids[(step.stage, step.index)]
@@ -316,28 +325,25 @@ class Solver:
             sk = StepKey(step, key, self._slot(step))
             with self.lock:
                 self.keys.append(sk)
-            # builds of several platforms at once share work: the one that misses first executes,
-            # the others wait for its record (see engine/multiplatform.py)
-            with self.opt.shared.hold(key.key) if self.opt.shared is not None else nullcontext():
-                rec = None if self._no_cache(step) else self.cache.get(key.key)
-                if rec is not None and (rec.layer is None or self.sv.blobs.has(rec.layer["digest"])):
-                    sk.hit = True
-                    self.rep.emit(StepCached(sid, name))
-                    return self._apply(state, step, rec, key.key)
-                self.rep.emit(StepStarted(sid, name))
-                self._prewarm()
-                t0 = time.monotonic()
-                try:
-                    res = self._execute(step, state, sid)
-                except BaseException as e:
-                    self.rep.emit(StepFinished(sid, time.monotonic() - t0, error=_short(e)))
-                    raise
-                rec = CacheRecord(key=key.key, layer=res.descriptor.to_dict() if res else None,
-                             diff_id=res.diff_id if res else None, created=self._now(), slot=sk.slot,
-                             pre_image=key.pre_image, text=step.text, chain=res.chain if res else None)
-                self.cache.put(rec)
-                self.rep.emit(StepFinished(sid, time.monotonic() - t0))
+            rec = None if self._no_cache(step) else self.cache.get(key.key)
+            if rec is not None and (rec.layer is None or self.sv.blobs.has(rec.layer["digest"])):
+                sk.hit = True
+                self.rep.emit(StepCached(sid, name))
                 return self._apply(state, step, rec, key.key)
+            self.rep.emit(StepStarted(sid, name))
+            self._prewarm()
+            t0 = time.monotonic()
+            try:
+                res = self._execute(step, state, sid)
+            except BaseException as e:
+                self.rep.emit(StepFinished(sid, time.monotonic() - t0, error=_short(e)))
+                raise
+            rec = CacheRecord(key=key.key, layer=res.descriptor.to_dict() if res else None,
+                         diff_id=res.diff_id if res else None, created=self._now(), slot=sk.slot,
+                         pre_image=key.pre_image, text=step.text, chain=res.chain if res else None)
+            self.cache.put(rec)
+            self.rep.emit(StepFinished(sid, time.monotonic() - t0))
+            return self._apply(state, step, rec, key.key)
         except ContextError as e:
             raise BuildStepError(e.message, step.span, hint=e.hint) from None
         except SandboxError as e:  # the process could not even start (no shell, bad mount…)

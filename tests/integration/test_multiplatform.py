@@ -419,3 +419,19 @@ def test_reference_docker_pulls_our_index_and_runs_arm64(root: Path, tmp_path: P
             assert r.stdout.strip() == f"{p} {want}"
     finally:
         docker(reference, "rmi", "-f", name)
+
+
+@pytest.mark.registry
+def test_registry_cache_keeps_each_platforms_records(bases: Path, tmp_path: Path, emulation, registry,
+                                                     docker_config) -> None:
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": APP_DF})
+    cache = registry.ref("mp/cache", "c")
+    a = tmp_path / "a"
+    shutil.copytree(bases, a, symlinks=True)
+    ok(build(a, ctx, "--platform", "linux/amd64,linux/arm64", "--cache-to", f"type=registry,ref={cache}"))
+    b = tmp_path / "b"
+    shutil.copytree(bases, b, symlinks=True)
+    r = build(b, ctx, "--platform", "linux/amd64,linux/arm64", "--cache-from", f"type=registry,ref={cache}")
+    ok(r)
+    runs = [res for name, res in steps(r.stderr) if "RUN echo" in name]
+    assert runs == ["CACHED", "CACHED"], r.stderr.decode()
