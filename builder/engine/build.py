@@ -200,7 +200,9 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     df = _parse(req, settings)
     stat_cache = None
     ctx = None
-    if req.context_dir is not None:
+    if req.context_dir is not None and getattr(req.shared, "context", None) is not None:
+        ctx = req.shared.context  # type: ignore[union-attr]  # one context hashed for every platform; its owner saves the stat cache
+    elif req.context_dir is not None:
         stat_cache = StatCache.load(stat_cache_path(settings.cache_dir, req.context_dir))
         ign = BuildContext.ignore_file_for(req.context_dir, req.dockerfile_path)
         patterns = read_ignore_patterns(ign.read_text()) if ign else []

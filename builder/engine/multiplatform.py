@@ -31,11 +31,13 @@ from runtime.record import Record, replace
 
 
 class KeyLocks:
-    """One lock per cache key, shared by concurrent builds: the first to miss a key executes it."""
+    """One lock per cache key, shared by concurrent builds: the first to miss a key executes it.
+    Also carries the one BuildContext the builds share (`context`), so the context is hashed once."""
 
-    def __init__(self) -> None:
+    def __init__(self, context=None) -> None:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.context = context
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
@@ -113,9 +115,17 @@ def build_multi(req, platforms_: tuple[str, ...], settings, reporter: Reporter |
 
     from builder.engine.build import build, _tag_if_changed
 
+    from builder.context import BuildContext, StatCache, read_ignore_patterns, stat_cache_path
+
     rep = reporter or NullReporter()
     t0 = time.monotonic()
-    locks = KeyLocks()
+    stat_cache = None
+    ctx = None
+    if req.context_dir is not None:
+        stat_cache = StatCache.load(stat_cache_path(settings.cache_dir, req.context_dir))
+        ign = BuildContext.ignore_file_for(req.context_dir, req.dockerfile_path)
+        ctx = BuildContext(req.context_dir, read_ignore_patterns(ign.read_text()) if ign else [], stat_cache)
+    locks = KeyLocks(ctx)
     rep.emit(BuildStarted(0, str(req.context_dir or "")))
 
     def one(i: int, plat: str):
@@ -138,6 +148,9 @@ def build_multi(req, platforms_: tuple[str, ...], settings, reporter: Reporter |
     except BaseException as e:
         rep.emit(BuildFinished(time.monotonic() - t0, error=getattr(e, "message", None) or type(e).__name__))
         raise
+    finally:
+        if stat_cache is not None:
+            stat_cache.save()  # once, after every build has stopped hashing
     store = ImageStore(settings.store_dir)
     entries = tuple(replace(results[p].manifest, platform=to_platform(p), annotations=None) for p in platforms_)
     index = Index(manifests=entries)

@@ -435,3 +435,13 @@ def test_registry_cache_keeps_each_platforms_records(bases: Path, tmp_path: Path
     ok(r)
     runs = [res for name, res in steps(r.stderr) if "RUN echo" in name]
     assert runs == ["CACHED", "CACHED"], r.stderr.decode()
+
+
+def test_bundle_platform_picks_that_image_and_a_mismatch_is_one_line(app: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "bundle"
+    ok(cli(app, "bundle", "--platform", "linux/arm64", "--dest", str(dest), "app"))
+    assert elf_machine(dest / "rootfs" / "bin" / "busybox") == 183
+    r = cli(app, "run", "--rm", "--platform", "linux/arm64", "bb-amd64", "true")
+    assert r.returncode == 1 and r.stderr.decode() == "error: image bb-amd64 is linux/amd64, not linux/arm64\n"
+    r = cli(app, "run", "--rm", "--platform", "linux/s390x", "app", "true")
+    assert r.returncode == 1 and "no image for platform linux/s390x in the index" in r.stderr.decode()
