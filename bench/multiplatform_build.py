@@ -8,12 +8,14 @@ Context: `FROM busybox` (an index of Debian's busybox-static amd64 and arm64, im
 file, ENV/LABEL/CMD. Each sample is a fresh `python -m builder.cli build` process on a fresh
 copy of a store holding only the bases (a cold build cache: every COPY executes); the copy is
 not timed. Variants alternate so neither always runs first. Prints min / median / max and the
-ratio of the medians.
+ratio of the medians, for wall-clock time and for CPU time (user + sys of the build process,
+which a loaded shared machine disturbs less).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,18 +57,21 @@ def make_bases(root: Path, tmp: Path) -> None:
         raise SystemExit(r.stderr.decode())
 
 
-def sample(template: Path, work: Path, ctx: Path, platform: str) -> float:
+def sample(template: Path, work: Path, ctx: Path, platform: str) -> tuple[float, float]:
     root = work / "root"
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(template, root, symlinks=True)
     env = dict(os.environ, PYBUILD_ROOT=str(root))
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "builder.cli", "build", "--progress=quiet", "--platform", platform,
                         "-t", "bench", str(ctx)], env=env, cwd=REPO, capture_output=True)
     dt = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"pybuild build --platform {platform} failed:\n{r.stderr.decode()}")
-    return dt
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    return dt, cpu
 
 
 def main() -> None:
@@ -82,14 +87,20 @@ def main() -> None:
         variants = {"one platform (linux/amd64)": "linux/amd64",
                     "two platforms (linux/amd64,linux/arm64)": "linux/amd64,linux/arm64"}
         times: dict[str, list[float]] = {k: [] for k in variants}
+        cpus: dict[str, list[float]] = {k: [] for k in variants}
         names = list(variants)
         for i in range(a.runs):
             for name in (names if i % 2 == 0 else names[::-1]):
-                times[name].append(sample(template, tmp, ctx, variants[name]))
+                wall, cpu = sample(template, tmp, ctx, variants[name])
+                times[name].append(wall)
+                cpus[name].append(cpu)
         for name, ts in times.items():
-            print(f"{name:42s} min {min(ts):.3f}s  median {statistics.median(ts):.3f}s  max {max(ts):.3f}s")
+            print(f"{name:42s} wall min {min(ts):.3f}s  median {statistics.median(ts):.3f}s  max {max(ts):.3f}s"
+                  f"  | cpu median {statistics.median(cpus[name]):.3f}s")
         one, two = (statistics.median(times[n]) for n in names)
-        print(f"ratio of medians (two / one): {two / one:.2f}  (budget ≤ 1.30)")
+        c1, c2 = (statistics.median(cpus[n]) for n in names)
+        print(f"ratio of medians (two / one): wall {two / one:.2f}, cpu {c2 / c1:.2f}  (budget ≤ 1.30; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":
