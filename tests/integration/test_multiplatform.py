@@ -282,6 +282,7 @@ def test_build_push_two_platforms_then_pull_per_platform(root: Path, tmp_path: P
     info = json.loads(ok(cli(one, "inspect", "--platform", "linux/arm64", name)))[0]
     assert {p["Platform"]: p["Stored"] for p in info["Platforms"]} == {"linux/amd64": False, "linux/arm64": True}
     assert ok(cli(one, "run", "--rm", "--platform", "linux/arm64", name, "uname", "-m")).strip() == "aarch64"
+    ok(cli(one, "store", "verify"))  # an index whose other platforms are not stored is a valid store
     # --all-platforms: both, and a build for either platform then finds the base locally
     every = tmp_path / "every"
     ok(cli(every, "pull", "--all-platforms", name))
@@ -445,3 +446,17 @@ def test_bundle_platform_picks_that_image_and_a_mismatch_is_one_line(app: Path, 
     assert r.returncode == 1 and r.stderr.decode() == "error: image bb-amd64 is linux/amd64, not linux/arm64\n"
     r = cli(app, "run", "--rm", "--platform", "linux/s390x", "app", "true")
     assert r.returncode == 1 and "no image for platform linux/s390x in the index" in r.stderr.decode()
+
+
+def test_prune_keeps_every_stored_platforms_snapshots(app: Path) -> None:
+    ok(cli(app, "run", "--rm", "--platform", "linux/arm64", "app", "true"))
+    ok(cli(app, "run", "--rm", "--platform", "linux/amd64", "app", "true"))
+    snaps = lambda: sorted(p.name for p in (app / "snapshots").iterdir() if not p.name.startswith("."))  # noqa: E731
+    before = snaps()
+    ok(cli(app, "prune", "--grace", "0"))
+    from builder.oci.image import chain_ids
+
+    for p in ("linux/amd64", "linux/arm64"):
+        info = json.loads(ok(cli(app, "inspect", "--platform", p, "app")))[0]
+        top = str(chain_ids(info["RootFS"]["Layers"])[-1]).split(":")[1]
+        assert top in before and top in snaps(), p
