@@ -263,6 +263,7 @@ def _finish(args, config_digest: str, manifest: dict, tags: list[str]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    _platforms(args)  # a bad --platform is a usage error before anything is read
     if args.check:
         from builder import settings as settings_mod
 

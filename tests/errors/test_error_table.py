@@ -88,6 +88,8 @@ BUILD_ROWS = [
                    "emulation` as root (needs Debian's qemu-user-static)"),
     Row("unparsable-platform", "FROM busybox\n", ("--platform", "notaplatform"),
         first_line="error: invalid platform 'notaplatform': unknown operating system or architecture", code=2),
+    Row("bad-platform-in-list", "FROM busybox\n", ("--platform", "linux/amd64,linux/"),
+        first_line="error: invalid platform 'linux/': expected os/arch[/variant]", code=2),
     Row("unsupported-mount-type", "FROM busybox\nRUN --mount=type=bogus true\n",
         first_line="Dockerfile:2:1: error: unsupported mount type 'bogus'"),
     Row("bad-run-network", "FROM busybox\nRUN --network=bogus true\n",
