@@ -246,6 +246,8 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
                                          no_cache=req.no_cache,
                                          no_cache_filter=frozenset(x.lower() for x in req.no_cache_filter),
                                          max_workers=req.max_workers, shared=req.shared))
+    if getattr(req.shared, "cancel", None) is not None:
+        solver.cancel = req.shared.cancel  # type: ignore[union-attr]  # one platform failing stops the others
     return store, graph, solver, stat_cache, cache, bases
 
 

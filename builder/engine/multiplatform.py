@@ -38,6 +38,7 @@ class KeyLocks:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.context = context
+        self.cancel = threading.Event()  # every platform's solver stops when it is set
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
@@ -137,14 +138,19 @@ def build_multi(req, platforms_: tuple[str, ...], settings, reporter: Reporter |
         with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(platforms_))),
                                 thread_name_prefix="platform") as pool:
             futs = {p: pool.submit(one, i, p) for i, p in enumerate(platforms_)}
-            err: BaseException | None = None
-            for p, f in futs.items():
-                try:
-                    results[p] = f.result()
-                except BaseException as e:  # noqa: BLE001 - first error wins
-                    err = err or e
-            if err is not None:
-                raise err
+            errors: list[BaseException] = []
+            try:
+                for p, f in futs.items():
+                    try:
+                        results[p] = f.result()
+                    except BaseException as e:  # noqa: BLE001 - the others are stopped, the cause reported
+                        locks.cancel.set()
+                        errors.append(e)
+            except BaseException:  # Ctrl-C while waiting: stop every platform's build (sandboxes killed)
+                locks.cancel.set()
+                raise
+            if errors:  # the failure that caused the stop, not another platform's "interrupted"
+                raise next((e for e in errors if not isinstance(e, KeyboardInterrupt)), errors[0])
     except BaseException as e:
         rep.emit(BuildFinished(time.monotonic() - t0, error=getattr(e, "message", None) or type(e).__name__))
         raise

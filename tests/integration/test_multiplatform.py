@@ -460,3 +460,17 @@ def test_prune_keeps_every_stored_platforms_snapshots(app: Path) -> None:
         info = json.loads(ok(cli(app, "inspect", "--platform", p, "app")))[0]
         top = str(chain_ids(info["RootFS"]["Layers"])[-1]).split(":")[1]
         assert top in before and top in snaps(), p
+
+
+def test_one_platform_failing_stops_the_build_with_its_own_error(root: Path, tmp_path: Path, emulation) -> None:
+    df = 'FROM bb-$TARGETARCH\nARG TARGETARCH\nRUN if [ "$TARGETARCH" = arm64 ]; then exit 7; fi; sleep 30\n'
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": df})
+    import time
+
+    t0 = time.monotonic()
+    r = build(root, ctx, "--platform", "linux/amd64,linux/arm64", "-t", "fails")
+    assert time.monotonic() - t0 < 20  # the amd64 RUN (sleep 30) was stopped, not waited for
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert "exited with status 7" in err and "Traceback" not in err
+    assert b"fails" not in (root / "index.json").read_bytes()
