@@ -16,11 +16,11 @@ write outputs other than the local store, or register emulators (builder.platfor
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from typing import Iterator
 
-from builder.errors import ImageNotFound, StoreError
+from builder.errors import ImageNotFound, PybuildError, StoreError
 from builder.oci import mediatypes as mt
 from builder.oci.image import Image, select_platform
 from builder.oci.layout import ImageStore
@@ -131,18 +131,23 @@ def build_multi(req, platforms_: tuple[str, ...], settings, reporter: Reporter |
 
     def one(i: int, plat: str):
         r = replace(req, platform=plat, tags=(), memo_fields=None, shared=locks, cache_to=None)
-        return build(r, settings, _Tagged(rep, plat, 1000 * i))
+        try:
+            return build(r, settings, _Tagged(rep, plat, 1000 * i))
+        except PybuildError as e:  # say which platform failed (a RUN may fail on one architecture only)
+            if plat not in e.message:
+                e.message = f"[{plat}] {e.message}"
+            raise
 
     results: dict[str, object] = {}
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(platforms_))),
                                 thread_name_prefix="platform") as pool:
-            futs = {p: pool.submit(one, i, p) for i, p in enumerate(platforms_)}
-            errors: list[BaseException] = []
+            futs = {pool.submit(one, i, p): p for i, p in enumerate(platforms_)}
+            errors: list[BaseException] = []  # in the order they happened: the first is the cause
             try:
-                for p, f in futs.items():
+                for f in as_completed(futs):
                     try:
-                        results[p] = f.result()
+                        results[futs[f]] = f.result()
                     except BaseException as e:  # noqa: BLE001 - the others are stopped, the cause reported
                         locks.cancel.set()
                         errors.append(e)

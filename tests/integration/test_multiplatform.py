@@ -472,5 +472,21 @@ def test_one_platform_failing_stops_the_build_with_its_own_error(root: Path, tmp
     assert time.monotonic() - t0 < 20  # the amd64 RUN (sleep 30) was stopped, not waited for
     err = r.stderr.decode()
     assert r.returncode == 1, err
-    assert "exited with status 7" in err and "Traceback" not in err
+    assert "error: [linux/arm64] RUN " in err and "exited with status 7" in err and "Traceback" not in err
     assert b"fails" not in (root / "index.json").read_bytes()
+
+
+def test_missing_emulation_in_a_multi_platform_build(root: Path, tmp_path: Path) -> None:
+    from builder.platforms import emulation_status
+
+    arch = next((a for a in ("riscv64", "s390x", "ppc64le", "mips64le", "loong64") if not emulation_status(a).ready), None)
+    if arch is None:
+        pytest.skip("every emulator is registered here")
+    # amd64 alone would build: the foreign platform's missing emulator is the error
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nCOPY --from=bb-amd64 / /\nRUN true\n"})
+    r = build(root, ctx, "--platform", f"linux/amd64,linux/{arch}", "-t", "nope")
+    err = r.stderr.decode()
+    assert r.returncode == 1
+    line = next(ln for ln in err.splitlines() if ln.startswith("error: "))
+    assert line.startswith(f"error: cannot run linux/{arch} binaries: ") and "`pybuild setup emulation`" in line
+    assert b"nope" not in (root / "index.json").read_bytes()
