@@ -167,6 +167,12 @@ def _pull(args) -> int:
     if args.quiet:
         print(ref.familiar())
     else:
+        from builder.errors import PybuildError
+
+        try:  # an index is kept under the name: report its digest (what `docker pull` prints)
+            desc = _store().resolve(str(ref))
+        except PybuildError:
+            pass  # the manifest digest is still right to print
         print(f"{ref.familiar()}: pulled {desc.digest}")
     return 0
 

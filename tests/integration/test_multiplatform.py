@@ -278,7 +278,8 @@ def test_build_push_two_platforms_then_pull_per_platform(root: Path, tmp_path: P
             [("linux", "amd64"), ("linux", "arm64")]
     # pull --platform keeps the index and that platform only
     one = tmp_path / "one"
-    ok(cli(one, "pull", "--platform", "linux/arm64", name))
+    out = ok(cli(one, "pull", "--platform", "linux/arm64", name))
+    assert out.strip().endswith(f"pulled {stored(root, name)['digest']}")  # the index's digest
     info = json.loads(ok(cli(one, "inspect", "--platform", "linux/arm64", name)))[0]
     assert {p["Platform"]: p["Stored"] for p in info["Platforms"]} == {"linux/amd64": False, "linux/arm64": True}
     assert ok(cli(one, "run", "--rm", "--platform", "linux/arm64", name, "uname", "-m")).strip() == "aarch64"
