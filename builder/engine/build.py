@@ -76,6 +76,7 @@ class Bases:
         self.rep = reporter
         self.states: dict[str, State] = {}
         self.digests: dict[str, str] = {}  # ref -> manifest digest (for the no-op memo)
+        self.named: dict[str, str] = {}  # ref -> the digest its local name resolved to (manifest or index)
         self.lock = threading.Lock()
 
     def _load(self, ref: str, platform: str) -> Image:
@@ -90,6 +91,7 @@ class Bases:
 
                 img = local_image(self.store, ref, desc, platform)
                 if img is not None:
+                    self.named[ref] = str(desc.digest)  # what the name points at (an index, maybe): the memo checks it
                     return img
                 desc = None  # a local name without this platform: pull it (pull keeps the index)
                 elsewhere = f" for {platform}"
@@ -152,7 +154,8 @@ class Bases:
                            ck.make_key("from", None, {"image": str(img.descriptor.digest),
                                                       "platform": plat}).key, cfg.created)
                 self.states[name] = st
-                self.digests[name] = str(img.descriptor.digest)
+                self.digests[name] = self.named.get(ref, str(img.descriptor.digest)) if name == ref \
+                    else str(img.descriptor.digest)
             return st
 
     def config(self, ref: str, platform: str | None = None):

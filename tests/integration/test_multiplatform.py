@@ -491,3 +491,19 @@ def test_missing_emulation_in_a_multi_platform_build(root: Path, tmp_path: Path)
     line = next(ln for ln in err.splitlines() if ln.startswith("error: "))
     assert line.startswith(f"error: cannot run linux/{arch} binaries: ") and "`pybuild setup emulation`" in line
     assert b"nope" not in (root / "index.json").read_bytes()
+
+
+def test_noop_rebuild_from_an_index_base_takes_the_fast_path(root: Path, tmp_path: Path) -> None:
+    """The no-op memo checks what the base's name points at (here an index), so a rebuild from a
+    multi-platform base, for a foreign platform too, never loads the solver."""
+    import sys
+
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY f /f\n", "f": "x"})
+    env = {**os.environ, "PYBUILD_ROOT": str(root)}
+    for plat in ("linux/arm64", "linux/amd64"):
+        runs = [subprocess.run([sys.executable, "-X", "importtime", "-m", "builder.cli", "build", "--progress=plain",
+                                "--platform", plat, "-t", f"m-{plat[6:]}", str(ctx)], env=env, capture_output=True)
+                for _ in range(2)]
+        assert all(r.returncode == 0 for r in runs), runs[-1].stderr.decode()
+        assert b"builder.engine.solver" in runs[0].stderr, plat  # the first build solves
+        assert b"builder.engine.solver" not in runs[1].stderr, plat  # the rebuild is answered by the memo
