@@ -507,3 +507,16 @@ def test_noop_rebuild_from_an_index_base_takes_the_fast_path(root: Path, tmp_pat
         assert all(r.returncode == 0 for r in runs), runs[-1].stderr.decode()
         assert b"builder.engine.solver" in runs[0].stderr, plat  # the first build solves
         assert b"builder.engine.solver" not in runs[1].stderr, plat  # the rebuild is answered by the memo
+
+
+def test_save_docker_archive_picks_one_platform(app: Path, tmp_path: Path) -> None:
+    import tarfile
+
+    for plat, arch in (("linux/arm64", "arm64"), (None, "amd64")):
+        out = tmp_path / f"{arch}.tar"
+        ok(cli(app, "save", "-o", str(out), *(["--platform", plat] if plat else []), "app"))
+        with tarfile.open(out) as t:
+            man = json.loads(t.extractfile("manifest.json").read())
+            assert len(man) == 1
+            cfg = json.loads(t.extractfile(man[0]["Config"]).read())
+        assert cfg["architecture"] == arch
