@@ -114,9 +114,8 @@ def build_multi(req, platforms_: tuple[str, ...], settings, reporter: Reporter |
     """One image per platform, concurrently, and an index of them tagged under `req.tags`."""
     import time
 
-    from builder.engine.build import build, _tag_if_changed
-
     from builder.context import BuildContext, StatCache, read_ignore_patterns, stat_cache_path
+    from builder.engine.build import _tag_if_changed, build
 
     rep = reporter or NullReporter()
     t0 = time.monotonic()
