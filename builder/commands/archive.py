@@ -20,6 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", help="write to this file (or directory for --format oci-dir); default stdout")
     p.add_argument("--format", choices=["docker-archive", "oci", "oci-dir"], default="docker-archive",
                    help="docker-archive (docker load), oci (OCI layout tar) or oci-dir (OCI layout directory)")
+    p.add_argument("--platform", help="docker-archive: the image of this platform from a multi-platform image "
+                                      "(default: this machine's; oci formats keep every platform)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_save)
 
@@ -94,7 +96,14 @@ def cmd_save(args) -> int:
     if args.format == "oci":
         def write(f): save_oci(store, args.images, f)
     else:
-        def write(f): save_docker_archive(store, args.images, f)
+        plat = None
+        if args.platform:
+            from builder import platforms
+            from builder.engine.multiplatform import to_platform
+
+            plat = to_platform(platforms.normalize(args.platform))
+
+        def write(f): save_docker_archive(store, args.images, f, plat)
     if args.output and args.output != "-":
         _write_file(args.output, write)
     else:

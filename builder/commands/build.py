@@ -37,7 +37,8 @@ def add_build_flags(p) -> None:
     p.add_argument("-o", "--output", action="append", default=[], metavar="DIR|-|type=…[,key=value…]",
                    help="as buildx: DIR (type=local), - (type=tar to stdout), or type=oci|docker|image|registry|local|tar,…")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--platform", default="linux/amd64")
+    p.add_argument("--platform", default=None, metavar="OS/ARCH[/VARIANT][,…]",
+                   help="target platform(s) (default: this machine's); several build one image index")
     p.add_argument("--iidfile", help="write the image id here")
     p.add_argument("--metadata-file", help="write build metadata (JSON) here")
     p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR")
@@ -360,6 +361,7 @@ def _finish(args, config_digest: str, manifest: dict, tags: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _build_args(args.build_arg)  # malformed --build-arg: a usage error before any work
+    _platforms(args)  # a bad --platform is a usage error before anything is read
     if args.check:
         from builder import settings as settings_mod
 
@@ -422,7 +424,7 @@ def _request(args, ctx_dir: Path, text: str, name: str, df_path: Path | None):
         context_dir=ctx_dir, dockerfile_text=text, dockerfile_name=name,
         dockerfile_path=df_path.resolve() if df_path else None, tags=tuple(args.tag), build_args=build_args,
         target=args.target, no_cache=args.no_cache, no_cache_filter=tuple(args.no_cache_filter), pull=args.pull,
-        platform=args.platform, labels=labels, secrets=_secrets(args.secret), ssh=_ssh(args.ssh),
+        platform=_platforms(args)[0], labels=labels, secrets=_secrets(args.secret), ssh=_ssh(args.ssh),
         network=args.network, cache_from=tuple(_cache_dir(_cache_from_spec(c), "src", "--cache-from")
                                                for c in args.cache_from),
         cache_to=_cache_dir(args.cache_to, "dest", "--cache-to") if args.cache_to and not _inline(args) else None,
@@ -446,6 +448,12 @@ def _allow(values: list[str]) -> tuple[str, ...]:
                 raise UsageError(f"invalid --allow {e!r}: the entitlements are {', '.join(ENTITLEMENTS)}")
             out.append(e)
     return tuple(sorted(set(out)))
+
+
+def _platforms(args) -> tuple[str, ...]:
+    from builder import platforms
+
+    return platforms.parse_list(args.platform) if args.platform else (platforms.host(),)
 
 
 def _pids_limit(n: int | None) -> int | None:
@@ -475,7 +483,17 @@ def _build(args, st, req) -> int:
     from builder.commands.registry import configure_from_settings  # FROM pulls honour insecure/mirrors
 
     configure_from_settings()
-    res = build(req, st, reporter)
+    plats = _platforms(args)
+    if len(plats) > 1:
+        for o in outputs:
+            if o.get("type") in ("docker", "local", "tar"):
+                raise UsageError(f"--output type={o.get('type')} takes one platform; "
+                                 f"use type=oci or type=image for {len(plats)} platforms")
+        from builder.engine.multiplatform import build_multi
+
+        res = build_multi(req, plats, st, reporter, max_parallel=max(1, min(args.jobs, os.cpu_count() or 1)))
+    else:
+        res = build(req, st, reporter)
     for o in outputs:
         write_output(o, res, st, req.tags)
     if args.push or args.cache_to or any(o.get("type") in ("registry", "image") for o in outputs):

@@ -24,7 +24,9 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("pull", parents=[common], help="download an image from a registry")
     p.add_argument("image", help="reference, e.g. alpine:3.19 or localhost:5000/app@sha256:…")
-    p.add_argument("--platform", default="linux/amd64", help="os/arch[/variant] to pick from an index")
+    p.add_argument("--platform", default=None,
+                   help="os/arch[/variant][,…] to keep from an index (default: this machine's)")
+    p.add_argument("-a", "--all-platforms", action="store_true", help="keep every platform of an index")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the reference")
     p.set_defaults(registry_verb="pull")
 
@@ -158,8 +160,11 @@ def _pull(args) -> int:
     reporter = _reporter(args)
     t0 = time.monotonic()
     try:
-        desc = pull(str(ref), _store(), progress=progress_adapter(reporter, "pull"), platform=args.platform,
-                    options=_options(args))
+        from builder import platforms
+
+        plats = platforms.parse_list(args.platform) if args.platform else (platforms.host(),)
+        desc = pull(str(ref), _store(), progress=progress_adapter(reporter, "pull"), platform=",".join(plats),
+                    options=_options(args), all_platforms=args.all_platforms)
     except BaseException as e:
         _finish(reporter, t0, None, str(e) or type(e).__name__)
         raise
@@ -167,6 +172,12 @@ def _pull(args) -> int:
     if args.quiet:
         print(ref.familiar())
     else:
+        from builder.errors import PybuildError
+
+        try:  # an index is kept under the name: report its digest (what `docker pull` prints)
+            desc = _store().resolve(str(ref))
+        except PybuildError:
+            pass  # the manifest digest is still right to print
         print(f"{ref.familiar()}: pulled {desc.digest}")
     return 0
 

@@ -142,7 +142,8 @@ def _trim_to_mode(d, mode: str, res) -> None:
 
     if mode != "min":
         return
-    keep_layers = {str(layer.digest) for layer in res.image.layers}
+    images = [r.image for r in getattr(res, "results", {}).values()] or [res.image]  # every platform's
+    keep_layers = {str(layer.digest) for img in images for layer in img.layers}
     index = json.loads((d / "index.json").read_bytes())
     store = DirStore(d, d / ".tmp")
     kept = []

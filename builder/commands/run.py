@@ -34,6 +34,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", action="store_true", help="run a minimal init as pid 1 that reaps zombies")
     p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined|PROFILE.json",
                    help="seccomp=unconfined (no filter) or seccomp=FILE (a docker JSON profile)")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="the image of this platform from a multi-platform image (default: this machine's)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments")
 
@@ -46,13 +48,13 @@ def add_parser(sub) -> None:
     _add_run_flags(p)
     # cmd_run removes what it made and holds no buffered files when it returns: cli.main may
     # skip the interpreter's teardown.
-    p.set_defaults(func=cmd_run, fast_exit=True)
+    p.set_defaults(func=cmd_run, fast_exit=True, command_name="run")
 
     p = sub.add_parser("bundle", help="write an image as an OCI runtime bundle (config.json + rootfs) for runc/crun")
     p.add_argument("-t", "--tty", action="store_true", help="set process.terminal in config.json")
     p.add_argument("--dest", "-o", required=True, metavar="DIR", help="bundle directory to create")
     _add_run_flags(p)
-    p.set_defaults(func=cmd_bundle)
+    p.set_defaults(func=cmd_bundle, command_name="bundle")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -158,7 +160,7 @@ def _prepare(args, *, for_bundle: bool, hostname: str | None = None):  # noqa: A
     st = settings_mod.load()
     store = ImageStore(st.store_dir)
     desc = store.resolve(args.image)
-    img = Image.load(store.blobs, desc)
+    img = _image_for(store, desc, args)
     snaps = Snapshotter(st.snapshots_dir, st.tmp_dir)
     chains = chain_ids([str(d) for d in img.diff_ids])
     snaps.use(chains)  # leased until the caller releases it: prune leaves these layers alone
@@ -183,6 +185,33 @@ def _prepare(args, *, for_bundle: bool, hostname: str | None = None):  # noqa: A
         snaps.release()
         raise
     return st, img, snaps, lowers, spec
+
+
+def _image_for(store, desc, args):
+    """The image to run: an index's entry for --platform (default: this machine's); a foreign
+    one needs emulation (`run` only: a bundle is just files)."""
+    from builder.oci.image import Image, host_platform
+
+    if not getattr(args, "platform", None):
+        img = Image.load(store.blobs, desc)
+        want = None
+    else:
+        from builder import platforms
+        from builder.engine.multiplatform import local_image, to_platform
+
+        want = platforms.normalize(args.platform)
+        img = Image.load(store.blobs, desc, to_platform(want))
+        if local_image(store, args.image, desc, want) is None:
+            from builder.errors import StoreError
+
+            c = img.config
+            raise StoreError(f"image {args.image} is {c.os}/{c.architecture}"
+                             f"{'/' + c.variant if c.variant else ''}, not {want}")
+    if args.command_name == "run" and img.config.architecture != host_platform().architecture:
+        from builder import platforms
+
+        platforms.require_emulation(want or f"{img.config.os}/{img.config.architecture}")
+    return img
 
 
 def _sandbox_config(args, spec, rootfs, *, tty: bool, cid: str):

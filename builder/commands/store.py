@@ -73,12 +73,15 @@ def _live_chains(store) -> set[str]:
     from builder.oci.image import Image, chain_ids
 
     live: set[str] = set()
+    from builder.engine.multiplatform import index_platforms
+
     for _, desc in store.list():
-        try:
-            img = Image.load(store.blobs, desc)
+        try:  # every stored platform of an index keeps its snapshots, not only this machine's
+            images = [Image.load(store.blobs, d) for _p, d, present in index_platforms(store, desc) if present]
         except StoreError:
             continue
-        live.update(chain_ids(img.diff_ids))
+        for img in images:
+            live.update(chain_ids(img.diff_ids))
     return live
 
 

@@ -30,9 +30,6 @@ from builder.settings import Settings
 from builder.snapshot import Snapshotter
 from runtime.record import Record, field
 
-SUPPORTED_PLATFORMS = ("linux/amd64",)
-
-
 class BuildRequest(Record, frozen=False):
     context_dir: Path | None  # None: no context (Dockerfile on stdin and context "-" as a Dockerfile)
     dockerfile_text: str
@@ -57,6 +54,7 @@ class BuildRequest(Record, frozen=False):
     pids_limit: int | None = None  # per RUN; None: ops.DEFAULT_RUN_PIDS_LIMIT, -1: none
     allow: tuple[str, ...] = ()  # entitlements granted with --allow (security.insecure)
     memo_fields: dict | None = None  # the request as the no-op memo fingerprints it (None: no memo)
+    shared: object | None = None  # multiplatform.KeyLocks when several platform builds run at once
 
 
 class BuildResult(Record):
@@ -80,15 +78,25 @@ class Bases:
         self.rep = reporter
         self.states: dict[str, State] = {}
         self.digests: dict[str, str] = {}  # ref -> manifest digest (for the no-op memo)
+        self.named: dict[str, str] = {}  # ref -> the digest its local name resolved to (manifest or index)
         self.lock = threading.Lock()
 
-    def _load(self, ref: str) -> Image:
+    def _load(self, ref: str, platform: str) -> Image:
         if ref.startswith("oci-layout://"):
-            return self._from_layout(ref[len("oci-layout://"):])
+            return self._from_layout(ref[len("oci-layout://"):], platform)
         desc = None
+        elsewhere = ""  # the local name exists, for other platforms only
         if not self.pull:
             try:
                 desc = self.store.resolve(ref)
+                from builder.engine.multiplatform import local_image
+
+                img = local_image(self.store, ref, desc, platform)
+                if img is not None:
+                    self.named[ref] = str(desc.digest)  # what the name points at (an index, maybe): the memo checks it
+                    return img
+                desc = None  # a local name without this platform: pull it (pull keeps the index)
+                elsewhere = f" for {platform}"
             except ImageNotFound:
                 desc = None
         if desc is None:
@@ -100,15 +108,15 @@ class Bases:
             opts = Options(insecure_registries=self.settings.insecure_registries,
                            mirrors=dict(self.settings.mirrors)) if self.settings else None
             try:
-                desc = pull(ref, self.store, platform=self.platform, options=opts)
+                desc = pull(ref, self.store, platform=platform, options=opts)
             except PybuildError as e:
                 if not self.pull:
-                    raise ImageNotFound(f"no image {ref!r} in the local store, and pulling it failed: {e.message}",
-                                        hint="pybuild images lists local images") from None
+                    raise ImageNotFound(f"no image {ref!r}{elsewhere} in the local store, and pulling it failed: "
+                                        f"{e.message}", hint="pybuild images lists local images") from None
                 raise
-        return Image.load(self.store.blobs, desc)
+        return _load_for(self.store.blobs, desc, platform)
 
-    def _from_layout(self, spec: str) -> Image:
+    def _from_layout(self, spec: str, platform: str) -> Image:
         path, ref = spec, None
         if "@" in spec:
             path, ref = spec.rsplit("@", 1)
@@ -125,7 +133,7 @@ class Bases:
             desc = ms[0]
         else:
             desc = theirs.resolve(ref)
-        img = Image.load(theirs.blobs, desc)
+        img = _load_for(theirs.blobs, desc, platform)
         from builder.oci.image import reachable
 
         for d in reachable(theirs.blobs, img.descriptor):
@@ -134,23 +142,45 @@ class Bases:
                     self.store.blobs.put(f, d.media_type, d.digest)
         return Image.load(self.store.blobs, img.descriptor)
 
-    def state(self, ref: str) -> State:
+    def state(self, ref: str, platform: str | None = None) -> State:
+        from builder.engine.solver import base_ref
+
+        plat = platform or self.platform
+        name = base_ref(ref, plat, self.platform)
         with self.lock:
-            st = self.states.get(ref)
+            st = self.states.get(name)
             if st is None:
-                img = self._load(ref)
+                img = self._load(ref, plat)
                 cfg = img.config
                 st = State(cfg, tuple(img.layers), tuple(str(c) for c in chain_ids(cfg.diff_ids)),
                            ck.make_key("from", None, {"image": str(img.descriptor.digest),
-                                                      "platform": self.platform}).key, cfg.created)
-                self.states[ref] = st
-                self.digests[ref] = str(img.descriptor.digest)
+                                                      "platform": plat}).key, cfg.created)
+                self.states[name] = st
+                self.digests[name] = self.named.get(ref, str(img.descriptor.digest)) if name == ref \
+                    else str(img.descriptor.digest)
             return st
 
-    def config(self, ref: str):
+    def config(self, ref: str, platform: str | None = None):
         if ref.lower() == "scratch":
             return None
-        return self.state(ref).config
+        return self.state(ref, platform).config
+
+
+def _load_for(blobs, desc: Descriptor, platform: str) -> Image:
+    from builder.oci.model import Platform
+
+    os_, _, rest = platform.partition("/")
+    arch, _, variant = rest.partition("/")
+    return Image.load(blobs, desc, Platform(arch, os_, variant=variant or None))
+
+
+def _normalize_platform(spec: str) -> str:
+    from builder import platforms
+
+    try:
+        return platforms.normalize(spec)
+    except UsageError as e:
+        raise ValueError(e.message) from None
 
 
 def _parse(req: BuildRequest, settings: Settings):
@@ -167,14 +197,17 @@ def _trigger_parser(text: str) -> tuple:
 
 
 def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
-    if req.platform not in SUPPORTED_PLATFORMS:
-        raise UsageError(f"platform {req.platform} is not supported (this builder builds {', '.join(SUPPORTED_PLATFORMS)})")
+    from builder import platforms
+
+    req.platform = platforms.normalize(req.platform)
     store = ImageStore(settings.store_dir).ensure()
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     df = _parse(req, settings)
     stat_cache = None
     ctx = None
-    if req.context_dir is not None:
+    if req.context_dir is not None and getattr(req.shared, "context", None) is not None:
+        ctx = req.shared.context  # type: ignore[union-attr]  # one context hashed for every platform; its owner saves the stat cache
+    elif req.context_dir is not None:
         stat_cache = StatCache.load(stat_cache_path(settings.cache_dir, req.context_dir))
         ign = BuildContext.ignore_file_for(req.context_dir, req.dockerfile_path)
         patterns = read_ignore_patterns(ign.read_text()) if ign else []
@@ -183,8 +216,12 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     from builder.plan.planner import plan
 
     graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
-                 base_config=bases.config, parse_trigger=_trigger_parser)
+                 base_config=bases.config, parse_trigger=_trigger_parser, build_platform=platforms.host(),
+                 normalize_platform=_normalize_platform)
     _check_entitlements(graph, req.allow)
+    from builder.engine.multiplatform import check_emulation
+
+    check_emulation(graph)  # before any work: a foreign RUN without a binfmt handler says what to do
     from builder.dockerfile.lint import enforce, lint
     from builder.report import Warning as W
 
@@ -217,7 +254,9 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
                     options=SolveOptions(dockerfile=str(req.dockerfile_path or req.dockerfile_name),
                                          no_cache=req.no_cache,
                                          no_cache_filter=frozenset(x.lower() for x in req.no_cache_filter),
-                                         max_workers=req.max_workers))
+                                         max_workers=req.max_workers, shared=req.shared))
+    if getattr(req.shared, "cancel", None) is not None:
+        solver.cancel = req.shared.cancel  # type: ignore[union-attr]  # one platform failing stops the others
     return store, graph, solver, stat_cache, cache, bases
 
 
@@ -314,7 +353,11 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
         max((h.created for h in cfg.history if h.created), default=None)
     from runtime.record import replace
 
-    cfg = replace(cfg, created=created, architecture=req.platform.split("/")[1], os=req.platform.split("/")[0])
+    # BuildKit labels the image with the target platform even when the target stage is pinned
+    # elsewhere (FROM --platform=$BUILDPLATFORM …): checked against the reference
+    tos, _, trest = graph.platform.partition("/")
+    tarch, _, tvariant = trest.partition("/")
+    cfg = replace(cfg, created=created, architecture=tarch, os=tos, variant=tvariant or None)
     extra = None
     if req.inline_cache:
         from builder.engine.cache import inline_config

@@ -39,6 +39,7 @@ class SolveOptions(Record, frozen=False):
     no_cache: bool = False
     no_cache_filter: frozenset[str] = frozenset()
     max_workers: int = 4
+    shared: object | None = None  # a KeyLocks shared by concurrent builds (multi-platform): one executes a key
 
 
 class StepKey(Record, frozen=False):
@@ -52,6 +53,12 @@ class Solution(Record, frozen=False):
     state: State  # the target stage's final state
     stages: dict[int, State] = field(default_factory=dict)
     keys: list[StepKey] = field(default_factory=list)
+
+
+def base_ref(ref: str, platform: str, target: str) -> str:
+    """The key of a base image's state in `Solver.bases`: the ref for the target platform,
+    `ref|platform` for a stage pinned to another one (`|` never appears in a reference)."""
+    return ref if platform == target else f"{ref}|{platform}"
 
 
 def _is_fs(op) -> bool:
@@ -174,14 +181,15 @@ class Solver:
                 st = replace(st, config=st.config.with_config(on_build=()))
             return st
         assert op.image is not None
+        plat = self.g.platform_of(step.stage)
         if op.image == "scratch":
-            os_, _, arch = self.g.platform.partition("/")
+            os_, _, arch = plat.partition("/")
             from builder.oci.config import ContainerConfig
             from builder.plan.planner import DEFAULT_PATH
 
             cfg = ImageConfig(architecture=arch.split("/")[0], os=os_, config=ContainerConfig(env=(DEFAULT_PATH,)))
-            return State(cfg, key=ck.make_key("from", None, {"image": "scratch", "platform": self.g.platform}).key)
-        st = self.bases[op.image]
+            return State(cfg, key=ck.make_key("from", None, {"image": "scratch", "platform": plat}).key)
+        st = self.bases[base_ref(op.image, plat, self.g.platform)]
         if st.config.config.on_build:  # triggers ran in this stage: the result does not inherit them
             st = replace(st, config=st.config.with_config(on_build=()))
         if not any(e.startswith("PATH=") for e in st.config.config.env):
@@ -196,13 +204,14 @@ class Solver:
         c = state.config.config
         if isinstance(op, RunOp):
             return ck.make_key("run", state.key, ck.run_op(op, env=c.env, args=step.args, workdir=c.working_dir,
-                                                          user=c.user, platform=self.g.platform),
+                                                          user=c.user, platform=self.g.platform_of(step.stage)),
                                self._mount_inputs(op))
         if isinstance(op, CopyOp):
             inputs = copy_inputs(self.sv, step, state, self.source_content)
             k = ck.make_key("copy", None if op.link else state.key,
                             ck.copy_op(op, dest=op.dest if op.dest.startswith("/") else
-                                       os.path.join(c.working_dir or "/", op.dest), platform=self.g.platform),
+                                       os.path.join(c.working_dir or "/", op.dest),
+                                       platform=self.g.platform_of(step.stage)),
                             inputs)
             return k
         assert isinstance(op, ConfigOp)
@@ -316,8 +325,18 @@ class Solver:
                     state = replace(state, config=state.config.with_history(
                         History(created=state.created, created_by=_created_by(step))))
                     continue
-            state = self._fs_step(step, state)
+            state = self._shared_step(step, state) if self.opt.shared is not None else self._fs_step(step, state)
         return state
+
+    def _shared_step(self, step: Step, state: State) -> State:
+        """Builds of several platforms at once share work: the first to reach a key executes it,
+        the others wait for its record, then hit (see engine/multiplatform.py)."""
+        try:
+            key = self.step_key(step, state).key
+        except PybuildError:
+            return self._fs_step(step, state)  # _fs_step raises it again, placed on the step
+        with self.opt.shared.hold(key):  # type: ignore[union-attr]
+            return self._fs_step(step, state)
 
     def _fs_step(self, step: Step, state: State) -> State:
         sid = self.ids[(step.stage, step.index)]
