@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
+
+from builder.layers import fstree
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -211,7 +212,7 @@ def cmd_run(args) -> int:
             return 126 if "permission denied" in str(e).lower() else 127
     finally:
         if args.rm:
-            shutil.rmtree(cdir, ignore_errors=True)
+            fstree.rmtree(cdir, ignore_errors=True)
         snaps.release()
     if res.oom_killed:
         sys.stderr.write("pybuild: the container was killed: out of memory\n")

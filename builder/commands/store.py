@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from builder.layers import fstree
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("store", help="local store maintenance")
@@ -92,7 +94,6 @@ def _prune_snapshots(s, store, grace: float, dry_run: bool) -> tuple[int, int]:
 
 def _prune_containers(s, dry_run: bool) -> int:
     """Writable layers `pybuild run` kept (no --rm) whose pybuild process has exited."""
-    import shutil
 
     from builder.commands.run import container_alive
 
@@ -104,7 +105,7 @@ def _prune_containers(s, dry_run: bool) -> int:
         if d.is_dir() and not container_alive(d):
             n += 1
             if not dry_run:
-                shutil.rmtree(d, ignore_errors=True)
+                fstree.rmtree(d, ignore_errors=True)
     return n
 
 

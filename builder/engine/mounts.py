@@ -12,13 +12,13 @@ rootfs (the sandbox mounts these over it, and the runtime removes its mount-poin
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from builder.engine.fsview import _copy_entry, export_tree
 from builder.errors import BuildStepError
 from builder.plan.graph import MountOp, Step
+from builder.layers import fstree
 from runtime.record import Record
 
 
@@ -134,7 +134,7 @@ class RunMounts:
                 try:
                     os.rename(seed, d)
                 except OSError:  # another build made it first: use theirs
-                    shutil.rmtree(seed, ignore_errors=True)
+                    fstree.rmtree(seed, ignore_errors=True)
             if m.sharing == "locked":
                 fd = os.open(base / "lock", os.O_RDWR | os.O_CREAT, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -169,4 +169,4 @@ class RunMounts:
     def close(self) -> None:
         for fd in self.locks:
             os.close(fd)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        fstree.rmtree(self.tmp, ignore_errors=True)

@@ -111,7 +111,11 @@ def default_pids_limit() -> int | None:
 
 def commit(sv: Services, active: Active, state: State) -> LayerResult | None:
     """The upper as a layer (None when nothing changed) and as the next snapshot."""
-    changes = changes_from_upper(active.upper)
+    try:
+        changes = changes_from_upper(active.upper)
+    except BaseException:
+        sv.snaps.discard(active)  # (e.g. a tree too deep to name: the upper must not leak)
+        raise
     if len(changes) == 0:
         sv.snaps.discard(active)
         return None
