@@ -190,3 +190,39 @@ def _apply(src: str, dst: str, links: dict[tuple[int, int], str]) -> Iterator:
         else:
             continue
         _meta(s, d, st)
+
+
+def walk(top: str, *, topdown: bool = True) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk(top, topdown) (symlinks listed, never entered; unreadable directories skipped)
+    without recursion: Python 3.11's os.walk recurses and a tree thousands of directories deep
+    would end in RecursionError."""
+    stack: list[tuple[str, bool]] = [(top, False)]
+    done: dict[str, tuple[list[str], list[str]]] = {}
+    while stack:
+        path, listed = stack.pop()
+        if listed:  # bottom-up: its subdirectories have been yielded
+            dirs, files = done.pop(path)
+            yield path, dirs, files
+            continue
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        dirs, files, descend = [], [], []
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(e.name)
+            if is_dir and not e.is_symlink():
+                descend.append(e.path)
+        if topdown:
+            yield path, dirs, files
+            entered = set(descend)  # the caller may have pruned dirs, as with os.walk
+            descend = [p for p in (os.path.join(path, d) for d in dirs) if p in entered]
+        else:
+            done[path] = (dirs, files)
+            stack.append((path, True))
+        stack.extend((p, False) for p in reversed(descend))

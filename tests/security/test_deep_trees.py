@@ -199,3 +199,7 @@ def test_runtime_copy_and_merge_deep_trees(tmp_path: Path) -> None:
     assert fstree.tree_size(tmp_path / "copy") == 5 == fstree.tree_size(tmp_path / "merged")
     merge_layers([str(src)], str(tmp_path / "copy"))  # replaces the deep tree in place
     assert fstree.tree_size(tmp_path / "copy") == 5
+    from runtime.copytree import walk
+    from runtime.fallback import manifest
+    assert len(list(walk(str(src)))) == 1501 == len(list(walk(str(src), topdown=False)))
+    assert len(manifest(str(src))) == 1501  # the no-overlayfs fallback's change detection
