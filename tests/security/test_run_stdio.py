@@ -111,3 +111,46 @@ def test_init_runs_as_the_containers_user(root: Path) -> None:
     s = _status(r.stdout.decode())
     assert s["Uid"].split() == ["65534"] * 4 and s["Gid"].split() == ["65534"] * 4
     assert int(s["CapEff"], 16) == 0 and s["NoNewPrivs"].strip() == "1"
+
+
+@pytest.mark.needs_userns
+def test_init_is_confined_rootless_too(tmp_path: Path) -> None:
+    """As an unprivileged user (user namespace, one mapped id) the init drops to the container's
+    capabilities and no_new_privs too; its command line names no host path (there it cannot be
+    shortened without CAP_SYS_RESOURCE, so it is NUL-padded)."""
+    import shutil
+    import tempfile
+
+    from tests.fixtures.busybox_rootfs import make_busybox_rootfs
+    from tests.runtime.test_rootless_and_signals import _python_for_nobody
+
+    if not shutil.which("setpriv"):
+        pytest.skip("setpriv (util-linux) missing")
+    py = _python_for_nobody()
+    base = Path(tempfile.mkdtemp(prefix="pybuild-rootless-init-"))
+    try:
+        os.chmod(base, 0o755)
+        lower = make_busybox_rootfs(base / "lower")
+        upper, work = base / "upper", base / "work"
+        upper.mkdir()
+        work.mkdir()
+        subprocess.run(["chown", "-R", "65534:65534", str(lower), str(upper), str(work)], check=True)
+        script = ("grep -E '^(NoNewPrivs|CapEff|CapBnd)' /proc/1/status; echo ====;"
+                  " grep -E '^(NoNewPrivs|CapEff|CapBnd)' /proc/self/status; echo ====; tr '\\0' ' ' < /proc/1/cmdline")
+        code = (f"import sys; sys.path.insert(0, {str(REPO)!r});"
+                "from runtime import sandbox; from runtime.config import *;"
+                f"cfg = SandboxConfig(rootfs=Rootfs(lowerdirs=({str(lower)!r},), upperdir={str(upper)!r}, workdir={str(work)!r}),"
+                f"  process=Process(argv=('sh', '-c', {script!r})), init=True);"
+                "r = sandbox.run(cfg, stdout=1, stderr=2); sys.exit(r.exit_code)")
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", py, "-I", "-c", code],
+                           capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr.decode()
+        init, me, cmdline = r.stdout.decode().split("====\n")
+        assert init == me, (init, me)
+        assert "NoNewPrivs:\t1" in init
+        # (the argv area is the interpreter's: a long command is cut to its size)
+        assert cmdline.startswith("pybuild-init -- sh -c grep -E"), cmdline
+        for bad in ("python", str(REPO), "sys.path", "/tmp"):
+            assert bad not in cmdline, (bad, cmdline)
+    finally:
+        subprocess.run(["rm", "-rf", str(base)])
