@@ -406,6 +406,8 @@ class _Run:
                                 sel.unregister(fd)
                                 del relays[fd]
                                 os.close(fd)
+                                if fd == master:
+                                    master = -1  # (the pty: the container gets SIGHUP)
                     elif what == "pump-in":
                         assert pump is not None
                         pump.read()
@@ -424,7 +426,7 @@ class _Run:
                             os.close(fd)
                     elif what == "stdin":
                         data = os.read(fd, 65536)
-                        if not data:
+                        if not data or master < 0:
                             sel.unregister(fd)
                         else:
                             stdio_.write_all(master, data)

@@ -71,12 +71,13 @@ def test_interactive_stdin_is_relayed(root: Path) -> None:
     assert r.stdout == data and r.stderr == b"done\n"
 
 
-def test_stdout_closed_by_the_reader_does_not_hang(root: Path) -> None:
-    p = subprocess.Popen(f"{sys.executable} -m builder.cli run --rm busybox yes | head -c 10",
+@pytest.mark.parametrize("tty", ["", "-t"])
+def test_stdout_closed_by_the_reader_does_not_hang(root: Path, tty: str) -> None:
+    p = subprocess.Popen(f"{sys.executable} -m builder.cli run --rm {tty} busybox yes | head -c 10",
                          shell=True, env={**os.environ, "PYBUILD_ROOT": str(root)}, cwd=REPO,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, _ = p.communicate(timeout=60)
-    assert out == b"y\ny\ny\ny\ny\n"
+    out, err = p.communicate(timeout=60)
+    assert out == (b"y\r\ny\r\ny\r\ny" if tty else b"y\ny\ny\ny\ny\n"), err
 
 
 def _status(text: str) -> dict[str, str]:
