@@ -30,6 +30,7 @@ from pathlib import Path
 
 from builder.errors import StoreError
 from builder.oci.image import chain_id, chain_ids  # noqa: F401  (re-exported: snapshot names)
+from builder.layers import fstree
 from runtime.record import Record
 
 
@@ -122,7 +123,7 @@ class Snapshotter:
             subprocess.Popen(prefix + ["rm", "-rf", "--one-file-system", trash], start_new_session=True,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
-            shutil.rmtree(trash, ignore_errors=True)
+            fstree.rmtree(trash, ignore_errors=True)
 
     def commit(self, active: Active, chain: str, size: int = 0) -> Path:
         """Move a finished upper into place as snapshot `chain` (first writer wins), leased.
@@ -328,8 +329,7 @@ class Snapshotter:
                 doomed.append((chain, p))
         finally:
             os.close(gate)
-        out = [(c, sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink()))
-               for c, p in doomed]
+        out = [(c, fstree.tree_size(p)) for c, p in doomed]
         if trash is not None:
             self.reclaim()
             if doomed:

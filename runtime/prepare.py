@@ -11,6 +11,7 @@ import os
 import stat
 
 from runtime.config import CAPABILITY_NUMBERS, RLIMITS, SandboxConfig
+from runtime.copytree import walk
 from runtime.errors import NamespaceError
 from runtime.seccomp import program_for
 
@@ -248,7 +249,7 @@ def mountpoint_layer(config: SandboxConfig, dest: str) -> str | None:
             os.close(os.open(dest + target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     if made:
         # directories made above had their mtime reset by later mkdirs: put them back
-        for dirpath, dirnames, _ in os.walk(dest, topdown=False):
+        for dirpath, dirnames, _ in walk(dest, topdown=False):  # (no recursion: see copytree.walk)
             rel = os.path.relpath(dirpath, dest)
             _copy_dir_meta(layers, "" if rel == "." else "/" + rel, dirpath, times_only=True)
     return dest if made else None

@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+from builder.layers import fstree
 
 
 def add_parser(sub) -> None:
@@ -212,7 +213,7 @@ def _read_inputs(args, st):
             name = df_path.name
     except BaseException:
         if tmp_ctx:
-            shutil.rmtree(tmp_ctx, ignore_errors=True)
+            fstree.rmtree(tmp_ctx, ignore_errors=True)
         raise
     return ctx_dir, text, name, df_path, tmp_ctx
 
@@ -304,7 +305,7 @@ def request_from_args(args):
 
     def cleanup() -> None:
         if tmp_ctx:
-            shutil.rmtree(tmp_ctx, ignore_errors=True)
+            fstree.rmtree(tmp_ctx, ignore_errors=True)
     try:
         req = _request(args, ctx_dir, text, name, df_path)
         req.memo_fields = _memo_fields(args, ctx_dir, text, name, df_path, tmp_ctx)
@@ -367,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
 
         ctx_dir, text, name, _p, tmp = _read_inputs(args, settings_mod.load())
         if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+            fstree.rmtree(tmp, ignore_errors=True)
         return _check(text, name)
     from builder.commands.outputs import parse_outputs
 

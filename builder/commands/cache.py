@@ -13,6 +13,8 @@ import json
 import sys
 import time
 
+from builder.layers import fstree
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("cache", help="inspect, prune or explain the build cache")
@@ -68,7 +70,6 @@ def _ls(args) -> int:
 
 
 def _prune(args) -> int:
-    import shutil
 
     from builder.oci.store import DirStore
 
@@ -87,11 +88,11 @@ def _prune(args) -> int:
     snaps = Snapshotter(st.snapshots_dir, st.tmp_dir)
     if args.all:
         keep: set[str] = set()
-        shutil.rmtree(st.cache_dir / "mounts", ignore_errors=True)
-        shutil.rmtree(st.cache_dir / "stat", ignore_errors=True)
-        shutil.rmtree(st.cache_dir / "memo", ignore_errors=True)
-        shutil.rmtree(st.cache_dir / "content", ignore_errors=True)
-        shutil.rmtree(st.cache_dir / "convert", ignore_errors=True)
+        fstree.rmtree(st.cache_dir / "mounts", ignore_errors=True)
+        fstree.rmtree(st.cache_dir / "stat", ignore_errors=True)
+        fstree.rmtree(st.cache_dir / "memo", ignore_errors=True)
+        fstree.rmtree(st.cache_dir / "content", ignore_errors=True)
+        fstree.rmtree(st.cache_dir / "convert", ignore_errors=True)
     else:
         # snapshots stay while a record or a tagged image still names them
         keep = {r.chain for r in cache.all() if r.chain}

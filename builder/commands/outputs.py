@@ -16,12 +16,12 @@ Must not: build, or push (commands/registry_build.py pushes `image,push=true` / 
 from __future__ import annotations
 
 import csv
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 from builder.errors import UsageError
+from builder.layers import fstree
 
 _IMAGE_KEYS = {"name", "compression", "compression-level", "force-compression", "oci-mediatypes"}
 KEYS = {
@@ -251,4 +251,4 @@ def _export_rootfs(kind: str, dest: str, res, st) -> None:
                     out.close()
     finally:
         if kind == "tar":
-            shutil.rmtree(root, ignore_errors=True)
+            fstree.rmtree(root, ignore_errors=True)

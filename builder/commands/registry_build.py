@@ -13,6 +13,7 @@ import os
 import sys
 
 from builder.commands.registry import _options
+from builder.layers import fstree
 
 
 MOUNT_ANNOTATION = "dev.pybuild.cache.mount"
@@ -22,10 +23,9 @@ _temps: list[object] = []
 
 
 def _cleanup_temps() -> None:
-    import shutil
 
     for d in _temps:
-        shutil.rmtree(d, ignore_errors=True)
+        fstree.rmtree(d, ignore_errors=True)
     _temps.clear()
 
 
@@ -188,7 +188,6 @@ def _import_mounts(d, st, local) -> None:
     """Unpack exported cache-mount directories that this machine does not have yet."""
     import json
     import re
-    import shutil
     import tempfile
 
     from builder.layers.unpack import apply_layer
@@ -215,5 +214,5 @@ def _import_mounts(d, st, local) -> None:
                 apply_layer(f, tmp, media_type=layer["mediaType"])
             os.rename(tmp, target)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            fstree.rmtree(tmp, ignore_errors=True)
             raise

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
+
+from builder.layers import fstree
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -270,14 +271,15 @@ def cmd_run(args) -> int:
             raise PybuildError("the input device is not a TTY (drop -t, or run from a terminal)")
         stdin = 0 if args.interactive else None
         try:
-            res = sandbox.run(config, stdin=stdin, stdout=1, stderr=2)
+            # relayed: the container never holds our stdio (it could re-open the files behind them)
+            res = sandbox.run(config, stdin=stdin, stdout=1, stderr=2, relay=True)
         except ExecError as e:
             # docker's convention: 127 command not found, 126 found but cannot be executed.
             sys.stderr.write(f"error: {e}\n")
             return 126 if "permission denied" in str(e).lower() else 127
     finally:
         if args.rm:
-            shutil.rmtree(cdir, ignore_errors=True)
+            fstree.rmtree(cdir, ignore_errors=True)
         snaps.release()
     if res.oom_killed:
         sys.stderr.write("pybuild: the container was killed: out of memory\n")

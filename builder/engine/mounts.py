@@ -13,13 +13,13 @@ rootfs (the sandbox mounts these over it, and the runtime removes its mount-poin
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 from builder.engine.fsview import LayeredFS, _copy_entry, export_tree
 from builder.errors import BuildStepError
 from builder.plan.graph import MountOp, Step
+from builder.layers import fstree
 from runtime.record import Record
 
 
@@ -145,7 +145,7 @@ class RunMounts:
                 try:
                     os.rename(seed, d)
                 except OSError:  # another build made it first: use theirs
-                    shutil.rmtree(seed, ignore_errors=True)
+                    fstree.rmtree(seed, ignore_errors=True)
             if m.sharing == "locked":
                 fd = os.open(base / "lock", os.O_RDWR | os.O_CREAT, 0o600)
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -185,8 +185,8 @@ class RunMounts:
         for fd in self.locks:
             os.close(fd)
         if self.secrets is not None:
-            shutil.rmtree(self.secrets, ignore_errors=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+            fstree.rmtree(self.secrets, ignore_errors=True)
+        fstree.rmtree(self.tmp, ignore_errors=True)
 
 
 SECRETS_PREFIX = "pybuild-secrets-"
@@ -228,7 +228,7 @@ def clear_secret_leftovers(state_tmp: Path) -> None:
             pass
         except PermissionError:
             continue  # alive, someone else's
-        shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        fstree.rmtree(os.path.join(parent, name), ignore_errors=True)
     try:
         olds = [e.path for e in os.scandir(state_tmp) if e.name.startswith("mnt-")]
     except OSError:

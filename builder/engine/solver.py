@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from builder.engine.cache import CacheRecord, CacheStore
 from builder.engine.ops import LayerResult, Services, State, ensure_snapshots, run_step, view_of
 from builder.engine.transfer import copy_inputs, copy_step
-from builder.errors import BuildStepError, ContextError, PybuildError
+from builder.errors import BuildStepError, ContextError, LayerError, PybuildError
 from builder.oci.config import History, ImageConfig
 from builder.plan import cachekey as ck
 from builder.plan.graph import BaseOp, BuildGraph, ConfigOp, CopyOp, RunOp, Step
@@ -365,7 +365,7 @@ class Solver:
             self.cache.put(rec)
             self.rep.emit(StepFinished(sid, time.monotonic() - t0))
             return self._apply(state, step, rec, key.key)
-        except ContextError as e:
+        except (ContextError, LayerError) as e:  # (a layer error: e.g. a tree too deep to name)
             raise BuildStepError(e.message, step.span, hint=e.hint) from None
         except SandboxError as e:  # the process could not even start (no shell, bad mount…)
             raise BuildStepError(f"{step.text.split()[0]} could not start: {e}", step.span) from None

@@ -22,6 +22,7 @@ from builder.engine.fsview import LayeredFS, export_tree
 from builder.engine.ops import LayerResult, Services, State, _from_state, commit, ensure_snapshots, view_of
 from builder.errors import BuildStepError, ContextError
 from builder.plan.graph import CopyOp, Step
+from builder.layers import fstree
 
 
 def _is_url(s: str) -> bool:
@@ -141,7 +142,7 @@ def _git_clone(sv: Services, src: str, keep_git_dir: bool, into: Path) -> Path:
         if r.returncode != 0:
             raise BuildStepError(f"ADD {src}: git checkout {ref} failed: {r.stderr.strip()}")
     if not keep_git_dir:
-        shutil.rmtree(dest / ".git", ignore_errors=True)
+        fstree.rmtree(dest / ".git", ignore_errors=True)
     return dest / subdir if subdir else dest
 
 
@@ -377,5 +378,5 @@ def copy_step(sv: Services, step: Step, state: State) -> LayerResult | None:
         sv.snaps.discard(active)
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        fstree.rmtree(work, ignore_errors=True)
     return commit(sv, active, state)

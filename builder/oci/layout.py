@@ -51,7 +51,7 @@ def stored_name(ref: str) -> str:
 # alone would do; the subdirectories are closed as well so that a copied or moved subtree
 # stays closed. A store an older version left open is repaired on the next write.
 STATE_DIR_MODE = 0o700
-PRIVATE_SUBDIRS = ("blobs", "snapshots", "containers", "cache", "tmp", "volumes")
+PRIVATE_SUBDIRS = ("blobs", "snapshots", "containers", "cache", "tmp", "volumes", "logs")
 
 
 def protect_state_dir(root: Path) -> None:
