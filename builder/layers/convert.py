@@ -21,7 +21,7 @@ from builder.oci import mediatypes as mt
 from builder.layers.tarball import layer_compressor as compressor
 from builder.oci.compression import CHUNK, open_decompressed
 from builder.oci.digest import Digest
-from builder.oci.model import Descriptor, Manifest
+from builder.oci.model import Descriptor, Index, Manifest
 from builder.oci.store import DirStore, atomic_write
 from runtime.record import replace
 
@@ -92,7 +92,12 @@ def convert_image(blobs: DirStore, manifest_desc: Descriptor, *, compression: st
                   level: int | None = None, force: bool = False, oci_mediatypes: bool | None = None,
                   annotations: dict[str, str] | None = None, memo_dir: Path | None = None,
                   tmp_dir: Path | None = None) -> Descriptor:
-    """The manifest descriptor of the converted image (the input when nothing changes)."""
+    """The manifest descriptor of the converted image (the input when nothing changes). An index
+    converts each image it holds here (entries whose manifest is not stored stay as they are)."""
+    if mt.is_index(manifest_desc.media_type):
+        return _convert_index(blobs, manifest_desc, compression=compression, level=level, force=force,
+                              oci_mediatypes=oci_mediatypes, annotations=annotations, memo_dir=memo_dir,
+                              tmp_dir=tmp_dir)
     if not mt.is_manifest(manifest_desc.media_type):
         raise StoreError(f"cannot convert {manifest_desc.media_type}: an image manifest is needed")
     man = Manifest.from_json(blobs.read_bytes(manifest_desc.digest), allow_empty_layers=True)
@@ -112,3 +117,20 @@ def convert_image(blobs: DirStore, manifest_desc: Descriptor, *, compression: st
         return manifest_desc
     d = blobs.put_bytes(data, new.media_type)
     return Descriptor(new.media_type, d.digest, d.size, platform=manifest_desc.platform)
+
+
+def _convert_index(blobs: DirStore, index_desc: Descriptor, **opts) -> Descriptor:
+    idx = Index.from_json(blobs.read_bytes(index_desc.digest))
+    entries = []
+    for d in idx.manifests:
+        if mt.is_manifest(d.media_type) and blobs.has(d.digest):
+            new = convert_image(blobs, d, **opts)
+            d = replace(new, platform=d.platform, annotations=d.annotations)
+        entries.append(d)
+    oci = opts.get("oci_mediatypes")
+    media_type = idx.media_type if oci is None else (mt.OCI_INDEX if oci else mt.DOCKER_MANIFEST_LIST)
+    new_idx = replace(idx, manifests=tuple(entries), media_type=media_type)
+    if new_idx.to_dict() == idx.to_dict():
+        return index_desc
+    d = blobs.put_bytes(new_idx.to_json(), media_type)
+    return Descriptor(media_type, d.digest, d.size, platform=index_desc.platform)

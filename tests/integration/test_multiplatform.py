@@ -217,7 +217,9 @@ def test_images_shows_an_index_once_and_inspect_lists_platforms(app: Path) -> No
     assert len(rows) == 1
     digest = stored(app, "app")["digest"]
     assert digest.split(":")[1][:12] in rows[0]  # the id of a multi-platform image is its index digest
-    js = [x for x in json.loads(ok(cli(app, "images", "--format", "json"))) if x["Repository"] == "app"]
+    # docker's `images --format json`: one JSON object a line
+    js = [x for x in map(json.loads, ok(cli(app, "images", "--format", "json")).splitlines())
+          if x["Repository"] == "app"]
     assert js[0]["Platforms"] == ["linux/amd64", "linux/arm64"]
     info = json.loads(ok(cli(app, "inspect", "app")))[0]
     assert [p["Platform"] for p in info["Platforms"]] == ["linux/amd64", "linux/arm64"]
