@@ -52,6 +52,7 @@ class StepFinished(Record):
     id: int
     seconds: float
     error: str | None = None
+    canceled: bool = False  # stopped because another step failed or the build was interrupted
 
 
 class Warning(Record):  # noqa: A001 - the event name docs/design.md gives
@@ -103,46 +104,76 @@ class JsonReporter:
 
 
 class PlainReporter:
-    """BuildKit's plain output: `#N [stage i/n] INSTR`, output lines `#N 0.123 text`, `#N DONE 0.4s`."""
+    """BuildKit's plain output: `#N [stage i/n] INSTR`, output lines `#N 0.123 text`, `#N DONE 0.4s`.
+
+    As BuildKit, when another step's lines come while a step runs, the running one is closed
+    with `#N ...` and its header is printed again when its lines (or its end) come back."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
         self.lock = threading.Lock()
         self.started: dict[int, float] = {}
         self.partial: dict[int, str] = {}
+        self.names: dict[int, str] = {}
+        self.last: int | None = None  # the step whose lines were written last, while it runs
 
     def _w(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
 
+    def _switch(self, sid: int | None) -> None:
+        """Lines of step `sid` follow: close the interleaved running step, re-head `sid`."""
+        if self.last == sid:
+            return
+        if self.last is not None:
+            self._w(f"#{self.last} ...\n\n")
+            self.last = None
+        if sid is not None and sid in self.names:
+            self._w(f"#{sid} {self.names[sid]}\n")
+            self.last = sid
+
     def emit(self, event: Event) -> None:
         with self.lock:
             if isinstance(event, StepStarted):
+                self._switch(None)
                 self.started[event.id] = time.monotonic()
+                self.names[event.id] = event.name
                 self._w(f"#{event.id} {event.name}\n")
+                self.last = event.id
             elif isinstance(event, StepCached):
+                self._switch(None)
                 self._w(f"#{event.id} {event.name}\n#{event.id} CACHED\n\n")
             elif isinstance(event, StepLog):
                 t = time.monotonic() - self.started.get(event.id, time.monotonic())
                 buf = self.partial.pop(event.id, "") + event.data
                 *lines, rest = buf.split("\n")
+                if lines:
+                    self._switch(event.id)
                 for ln in lines:
                     self._w(f"#{event.id} {t:.3f} {ln}\n")
                 if rest:
                     self.partial[event.id] = rest
             elif isinstance(event, StepProgress):
+                self._switch(event.id)
                 self._w(f"#{event.id} {event.message}\n")
             elif isinstance(event, StepFinished):
+                self._switch(event.id)
                 rest = self.partial.pop(event.id, "")
                 if rest:
                     self._w(f"#{event.id} {rest}\n")
-                if event.error:
+                if event.canceled:
+                    self._w(f"#{event.id} CANCELED\n\n")
+                elif event.error:
                     self._w(f"#{event.id} ERROR: {event.error}\n\n")
                 else:
                     self._w(f"#{event.id} DONE {event.seconds:.1f}s\n\n")
+                self.names.pop(event.id, None)
+                self.last = None
             elif isinstance(event, Warning):
+                self._switch(None)
                 self._w(f"WARNING: {event.message}\n")
             elif isinstance(event, BuildFinished) and event.image and not event.error:
+                self._switch(None)
                 self._w(f"#  writing image {event.image} done ({event.seconds:.1f}s)\n")
 
 

@@ -164,8 +164,11 @@ class Copier:
     """Writes items into `upper` as seen through `view` (the lower layers + upper, top first)."""
 
     def __init__(self, upper: Path, view: LayeredFS, *, owner: Owner | None, chmod=None,
-                 excludes: tuple[str, ...] = (), follow_dest: bool = True, context=None) -> None:
+                 excludes: tuple[str, ...] = (), follow_dest: bool = True, context=None, cancel=None) -> None:
         self.upper = Path(upper)
+        # a threading.Event: once set (another stage failed, Ctrl-C) the copy stops at the next
+        # file boundary with KeyboardInterrupt; the caller discards the upper
+        self.cancel = cancel
         self.view = view
         self.owner = owner
         self.chmod = chmod
@@ -240,6 +243,8 @@ class Copier:
     def _copy_path(self, src: str, in_root: str, rel: str = "", ctx_rel: str | None = None,
                    host_parent: str | None = None, fresh: bool = False) -> None:
         """`fresh`: nothing exists at the target yet (the caller listed its directory)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise KeyboardInterrupt
         if self.exclude is not None and rel and self.exclude.matches(rel):
             return
         st, xa = self._source(src, ctx_rel)
@@ -278,6 +283,8 @@ class Copier:
     def _copy_file(self, host: str, src: str, st: os.stat_result, xattrs: Xattrs = ()) -> None:
         """One regular file: create, copy, then owner/xattrs/mode/mtime on the open fd (no path walks).
         At most st_size bytes (what the walk saw): a file growing meanwhile is cut there."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise KeyboardInterrupt
         mode = stat.S_IMODE(st.st_mode)
         if self.chmod is not None:
             mode = self.chmod(mode, False)
