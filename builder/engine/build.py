@@ -324,8 +324,21 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
     except PybuildError:
         pass  # a reference we cannot name: no memo, the next build takes the full path
     secs = time.monotonic() - t0
-    rep.emit(BuildFinished(secs, image=str(img.id)))
+    rep.emit(BuildFinished(secs, image=str(img.id), tags=full_names(req.tags)))
     return BuildResult(desc, str(img.id), img, sol, graph, secs)
+
+
+def full_names(tags) -> tuple[str, ...]:
+    """Tags as BuildKit's `naming to` shows them: docker.io/library/name:tag."""
+    from builder.oci.reference import parse_reference
+
+    out = []
+    for t in tags:
+        try:
+            out.append(str(parse_reference(t)))
+        except PybuildError:
+            out.append(t)
+    return tuple(out)
 
 
 def _tag_if_changed(store: ImageStore, ref: str, desc: Descriptor) -> None:

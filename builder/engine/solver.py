@@ -157,7 +157,7 @@ class Solver:
         total = len(st.steps)
         multi = len(self.g.needed()) > 1
         label = f"{st.label} {step.index}/{total}" if multi else f"{step.index}/{total}"
-        return f"[{label}] {step.text}"
+        return f"[{label}] {_display_text(step)}"
 
     def image_state(self, ref: str) -> State:
         if ref not in self.bases:
@@ -429,6 +429,21 @@ class Solver:
                     state = replace(state, key=next_key)
                 self.finals[si] = state
         return self.keys
+
+
+def _display_text(step: Step) -> str:
+    """The step as progress shows it: `FROM image` with the image's full name, as BuildKit
+    (`FROM docker.io/library/busybox:latest`, no `AS name`); other steps as written."""
+    op = step.op
+    if isinstance(op, BaseOp) and op.image is not None and op.image != "scratch":
+        from builder.errors import InvalidReference
+        from builder.oci.reference import parse_reference
+
+        try:
+            return f"FROM {parse_reference(op.image)}"
+        except InvalidReference:
+            return f"FROM {op.image}"  # e.g. an oci-layout:// base: its own name
+    return step.text
 
 
 class Cancelled(KeyboardInterrupt):
