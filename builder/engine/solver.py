@@ -143,7 +143,7 @@ class Solver:
         for si in graph.needed():
             st = graph.stages[si]
             for s in st.steps:
-                if isinstance(s.op, BaseOp) or _is_fs(s.op):
+                if (isinstance(s.op, BaseOp) and not _hidden_base(s.op)) or _is_fs(s.op):
                     n += 1
                     self.ids[(si, s.index)] = n
         # a RUN may execute: start the sandbox fork server at the first miss (see _prewarm)
@@ -154,9 +154,11 @@ class Solver:
     # -- naming -----------------------------------------------------------------------
     def _name(self, step: Step) -> str:
         st = self.g.stages[step.stage]
-        total = len(st.steps)
+        total, index = len(st.steps), step.index
+        if _hidden_base(st.steps[0].op):  # BuildKit counts no FROM step for `FROM stage`/scratch
+            total, index = total - 1, index - 1
         multi = len(self.g.needed()) > 1
-        label = f"{st.label} {step.index}/{total}" if multi else f"{step.index}/{total}"
+        label = f"{st.label} {index}/{total}" if multi else f"{index}/{total}"
         return f"[{label}] {_display_text(step)}"
 
     def image_state(self, ref: str) -> State:
@@ -295,8 +297,8 @@ class Solver:
         stage = self.g.stages[si]
         first = stage.steps[0]
         state = self.base_state(first)
-        fid = self.ids[(si, 1)]
-        self.rep.emit(StepCached(fid, self._name(first)))  # bases are resolved before solving
+        if (si, 1) in self.ids:  # an image base (resolved before solving); BuildKit shows no other
+            self.rep.emit(StepCached(self.ids[(si, 1)], self._name(first)))
         cmd_set = False
         for step in stage.steps[1:]:
             if self.cancel.is_set():
@@ -429,6 +431,11 @@ class Solver:
                     state = replace(state, key=next_key)
                 self.finals[si] = state
         return self.keys
+
+
+def _hidden_base(op) -> bool:
+    """`FROM <stage>` and `FROM scratch`: no step of their own in progress (BuildKit's vertices)."""
+    return isinstance(op, BaseOp) and (op.stage is not None or op.image == "scratch")
 
 
 def _display_text(step: Step) -> str:

@@ -105,3 +105,19 @@ def test_json_events(setup) -> None:
     r = run_cli("build", "--progress=rawjson", str(ctx), env={"PYBUILD_ROOT": str(root)})
     assert r.returncode == 0, r.stderr.decode()
     assert json.loads(r.stderr.decode().splitlines()[-1])["event"] == "BuildFinished"
+
+
+def test_plain_stage_and_scratch_bases_have_no_step_as_in_buildkit(tmp_path: Path) -> None:
+    # checked against BuildKit (docker 28): `FROM a AS b` and `FROM scratch` show no step, and
+    # the stage's steps are numbered without it ([b 1/1])
+    root = tmp_path / "root"
+    make_busybox_image(root, tmp_path)
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox AS a\nRUN echo a > /a\nFROM a AS b\n"
+                                                     "RUN echo b > /b\nFROM scratch\nCOPY --from=b /b /b\n"})
+    r = run_cli("build", "--progress=plain", str(ctx), env={"PYBUILD_ROOT": str(root)})
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    heads = [ln.split(" ", 1)[1] for ln in err.splitlines() if re.match(r"#\d+ \[", ln)]
+    assert heads == ["[a 1/2] FROM docker.io/library/busybox:latest", "[a 2/2] RUN echo a > /a",
+                     "[b 1/1] RUN echo b > /b", "[stage-2 1/1] COPY --from=b /b /b"], heads
+    assert re.search(r"^#5 exporting to image$", err, re.M), err
