@@ -290,7 +290,7 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
            stat_cache, cache, bases) -> BuildResult:
     import time
 
-    rep.emit(BuildStarted(graph.step_count(), str(req.context_dir or "")))
+    rep.emit(BuildStarted(len(solver.ids), str(req.context_dir or "")))  # the steps progress shows
     for w in graph.unused_args:
         from builder.report import Warning as W
 

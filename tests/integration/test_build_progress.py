@@ -89,6 +89,7 @@ def test_json_events(setup) -> None:
     events = [json.loads(ln) for ln in r.stderr.decode().splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "BuildStarted" and kinds[-1] == "BuildFinished", kinds
+    assert events[0]["steps"] == len({e["id"] for e in events if e["event"] in ("StepStarted", "StepCached")}) == 3
     assert all(isinstance(e["time"], float | int) for e in events)
     started = [e for e in events if e["event"] == "StepStarted"]
     assert [e["name"] for e in started] == ["[2/3] RUN echo hello-log && echo hi > /x", "[3/3] COPY f /f"]
