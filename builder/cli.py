@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("registry", "upload a local image to a registry"),
     "login": ("registry", "save credentials for a registry (in docker's config.json format)"),
     "logout": ("registry", "forget the credentials for a registry"),
+    "setup": ("setup", "host set-up: register QEMU emulation for foreign platforms"),
+    "manifest": ("manifest", "create, add to, inspect and push multi-platform image indexes"),
     "version": ("version", "show version information"),
     "system": ("system", "show disk usage and information, or prune everything unused"),
     "builder": ("system", "manage the build cache (docker builder prune)"),

@@ -212,6 +212,19 @@ class PatternMatcher:
         return False
 
 
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
+
+
+def check_path_length(path: str) -> None:
+    """A context path the system cannot name (longer than PATH_MAX, as in a context thousands
+    of directories deep) is a clear error, as in BuildKit (`lstat …: file name too long`)."""
+    n = len(os.fsencode(path))
+    if n >= PATH_MAX:
+        short = path if len(path) <= 120 else f"{path[:60]}…{path[-40:]}"
+        raise ContextError(f"build context: a path is {n} bytes long, more than the system allows "
+                           f"(PATH_MAX {PATH_MAX}): {short}")
+
+
 # ---------------------------------------------------------------------------------------------
 # content digests with a stat cache
 
@@ -348,23 +361,37 @@ class BuildContext:
         return clean.lstrip("/")  # '..' cannot climb above '/'
 
     def walk(self, rel: str = "") -> Iterator[Source]:
-        """Every non-ignored path under `rel` (not `rel` itself), sorted, depth-first."""
+        """Every non-ignored path under `rel` (not `rel` itself), sorted, depth-first.
+
+        With an explicit stack, not recursion: a context may be thousands of directories deep."""
+        stack: list[Iterator[tuple[str, bool]]] = [self._entries(rel)]
+        while stack:
+            for child, is_dir in stack[-1]:
+                if self.ignored(child):
+                    if is_dir and self.matcher.could_include_below(child):
+                        stack.append(self._entries(child))  # an exception may bring a child back
+                        break
+                    continue
+                full = os.path.join(self.root, child)
+                if len(full) >= PATH_MAX // 4:  # (only long names can be too long in bytes)
+                    check_path_length(full)
+                yield Source(child, full, is_dir)
+                if is_dir:
+                    stack.append(self._entries(child))
+                    break
+            else:
+                stack.pop()
+
+    def _entries(self, rel: str) -> Iterator[tuple[str, bool]]:
+        """(child rel path, is a directory) of the directory `rel`, sorted by name."""
         base = os.path.join(self.root, rel) if rel else str(self.root)
         try:
             with os.scandir(base) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted(((e.name, e.is_dir(follow_symlinks=False)) for e in it))
         except NotADirectoryError:
             return
-        for e in entries:
-            child = f"{rel}/{e.name}" if rel else e.name
-            is_dir = e.is_dir(follow_symlinks=False)
-            if self.ignored(child):
-                if is_dir and self.matcher.could_include_below(child):
-                    yield from self.walk(child)  # an exception may bring a child back
-                continue
-            yield Source(child, e.path, is_dir)
-            if is_dir:
-                yield from self.walk(child)
+        for name, is_dir in entries:
+            yield (f"{rel}/{name}" if rel else name), is_dir
 
     def select(self, pattern: str) -> list[Source]:
         """Top-level sources named by a COPY/ADD source (a path or a wildcard), sorted.

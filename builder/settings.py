@@ -14,12 +14,12 @@ from pathlib import Path
 from builder.errors import PybuildError
 from runtime.record import Record, field
 
-COMPRESSIONS = ("zstd", "gzip", "none")
+COMPRESSIONS = ("gzip", "zstd", "none")
 
 
 class Settings(Record):
     root: Path
-    compression: str = "zstd"
+    compression: str = "gzip"  # as BuildKit: every registry client (docker 20.10 too) pulls it
     insecure_registries: tuple[str, ...] = ()
     mirrors: dict[str, tuple[str, ...]] = field(default_factory=dict)
     config_file: Path | None = None
@@ -91,7 +91,7 @@ def _parse(data: dict, path: Path) -> Settings:
     root = Path(os.path.expanduser(str(data["root"]))) if data.get("root") else None
     if os.environ.get("PYBUILD_ROOT") or root is None:
         root = default_root()
-    comp = os.environ.get("PYBUILD_COMPRESSION") or data.get("compression", "zstd")
+    comp = os.environ.get("PYBUILD_COMPRESSION") or data.get("compression", "gzip")
     if comp not in COMPRESSIONS:
         raise PybuildError(f"config file {path}: compression must be one of {', '.join(COMPRESSIONS)}, not {comp!r}")
     insecure = data.get("insecure_registries") or []

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from builder.errors import StoreError
 from builder.oci.image import chain_id, chain_ids  # noqa: F401  (re-exported: snapshot names)
+from builder.layers import fstree
 from runtime.record import Record
 
 
@@ -60,8 +61,10 @@ class Snapshotter:
     def __init__(self, snapshots_dir: Path, tmp_dir: Path) -> None:
         self.dir = Path(snapshots_dir)
         self.tmp = Path(tmp_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        for d in (self.dir, self.tmp):  # closed to others (layout.protect_state_dir)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if os.stat(d).st_mode & 0o077:
+                os.chmod(d, 0o700)
         self._empty: Path | None = None
         self._lease_fd = -1
         self._lease_path = ""
@@ -120,7 +123,7 @@ class Snapshotter:
             subprocess.Popen(prefix + ["rm", "-rf", "--one-file-system", trash], start_new_session=True,
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         except OSError:
-            shutil.rmtree(trash, ignore_errors=True)
+            fstree.rmtree(trash, ignore_errors=True)
 
     def commit(self, active: Active, chain: str, size: int = 0) -> Path:
         """Move a finished upper into place as snapshot `chain` (first writer wins), leased.
@@ -326,8 +329,7 @@ class Snapshotter:
                 doomed.append((chain, p))
         finally:
             os.close(gate)
-        out = [(c, sum(f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink()))
-               for c, p in doomed]
+        out = [(c, fstree.tree_size(p)) for c, p in doomed]
         if trash is not None:
             self.reclaim()
             if doomed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 
 _WHITEOUT_PREFIX = ".wh."
 _OPAQUE = ".wh..wh..opq"
@@ -21,11 +22,22 @@ def copy_tree(src: str, dst: str, *, hardlinks: dict[tuple[int, int], str] | Non
     st = os.lstat(src)
     if not os.path.isdir(dst):
         os.mkdir(dst, 0o700)
-    _copy_dir(src, dst, links)
+    _drive(_copy_dir(src, dst, links))
     _meta(src, dst, st)
 
 
-def _copy_dir(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
+def _drive(task: Iterator) -> None:
+    """Run a tree task and the sub-tasks (one per directory) it yields on an explicit stack:
+    a tree may be thousands of directories deep, past Python's recursion limit."""
+    stack = [task]
+    while stack:
+        try:
+            stack.append(next(stack[-1]))
+        except StopIteration:
+            stack.pop()
+
+
+def _copy_dir(src: str, dst: str, links: dict[tuple[int, int], str]) -> Iterator:
     with os.scandir(src) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
@@ -36,7 +48,7 @@ def _copy_dir(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
                 os.unlink(d)
             if not os.path.lexists(d):
                 os.mkdir(d, 0o700)
-            _copy_dir(s, d, links)
+            yield _copy_dir(s, d, links)
             _meta(s, d, st)
             continue
         if os.path.lexists(d):
@@ -109,15 +121,17 @@ def _remove(path: str) -> None:
 
 
 def _rmtree(path: str) -> None:
-    for root, dirs, files in os.walk(path, topdown=False):
-        for f in files:
-            os.unlink(os.path.join(root, f))
-        for d in dirs:
-            p = os.path.join(root, d)
-            if os.path.islink(p):
-                os.unlink(p)
-            else:
-                os.rmdir(p)
+    _drive(_rmtree_task(path))
+
+
+def _rmtree_task(path: str) -> Iterator:
+    with os.scandir(path) as it:
+        entries = [(e.path, e.is_dir(follow_symlinks=False)) for e in it]
+    for p, is_dir in entries:
+        if is_dir:
+            yield _rmtree_task(p)
+        else:
+            os.unlink(p)
     os.rmdir(path)
 
 
@@ -128,10 +142,10 @@ def merge_layers(lowerdirs: tuple[str, ...] | list[str], dst: str) -> None:
     os.makedirs(dst, exist_ok=True)
     links: dict[tuple[int, int], str] = {}
     for layer in reversed(list(lowerdirs)):  # bottom first, upper layers overwrite
-        _apply(layer, dst, links)
+        _drive(_apply(layer, dst, links))
 
 
-def _apply(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
+def _apply(src: str, dst: str, links: dict[tuple[int, int], str]) -> Iterator:
     with os.scandir(src) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
@@ -156,7 +170,7 @@ def _apply(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
                 _remove(d)
             if not os.path.lexists(d):
                 os.mkdir(d, 0o700)
-            _apply(s, d, links)
+            yield _apply(s, d, links)
             _meta(s, d, st)
             continue
         if os.path.lexists(d):
@@ -176,3 +190,39 @@ def _apply(src: str, dst: str, links: dict[tuple[int, int], str]) -> None:
         else:
             continue
         _meta(s, d, st)
+
+
+def walk(top: str, *, topdown: bool = True) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk(top, topdown) (symlinks listed, never entered; unreadable directories skipped)
+    without recursion: Python 3.11's os.walk recurses and a tree thousands of directories deep
+    would end in RecursionError."""
+    stack: list[tuple[str, bool]] = [(top, False)]
+    done: dict[str, tuple[list[str], list[str]]] = {}
+    while stack:
+        path, listed = stack.pop()
+        if listed:  # bottom-up: its subdirectories have been yielded
+            dirs, files = done.pop(path)
+            yield path, dirs, files
+            continue
+        try:
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        dirs, files, descend = [], [], []
+        for e in entries:
+            try:
+                is_dir = e.is_dir()
+            except OSError:
+                is_dir = False
+            (dirs if is_dir else files).append(e.name)
+            if is_dir and not e.is_symlink():
+                descend.append(e.path)
+        if topdown:
+            yield path, dirs, files
+            entered = set(descend)  # the caller may have pruned dirs, as with os.walk
+            descend = [p for p in (os.path.join(path, d) for d in dirs) if p in entered]
+        else:
+            done[path] = (dirs, files)
+            stack.append((path, True))
+        stack.extend((p, False) for p in reversed(descend))

@@ -14,7 +14,7 @@ import shutil
 import stat
 import tempfile
 
-from runtime.copytree import _copy_file, _meta, merge_layers
+from runtime.copytree import _copy_file, _meta, merge_layers, walk
 from runtime.errors import SandboxError
 
 _supported: bool | None = None
@@ -46,7 +46,7 @@ def _signature(st: os.stat_result, path: str) -> Signature:
 
 def manifest(root: str) -> dict[str, Signature]:
     out: dict[str, Signature] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in walk(root):
         for name in dirnames + filenames:
             p = os.path.join(dirpath, name)
             out[os.path.relpath(p, root)] = _signature(os.lstat(p), p)

@@ -20,6 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("-o", "--output", help="write to this file (or directory for --format oci-dir); default stdout")
     p.add_argument("--format", choices=["docker-archive", "oci", "oci-dir"], default="docker-archive",
                    help="docker-archive (docker load), oci (OCI layout tar) or oci-dir (OCI layout directory)")
+    p.add_argument("--platform", help="docker-archive: the image of this platform from a multi-platform image "
+                                      "(default: this machine's; oci formats keep every platform)")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_save)
 
@@ -34,6 +36,10 @@ def add_parser(sub) -> None:
     p.add_argument("reference", nargs="?", metavar="NAME[:TAG]")
     p.add_argument("-m", "--message", help="history comment")
     p.add_argument("--platform", help="os/arch[/variant] to record (default: this machine)")
+    p.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                   help="apply a Dockerfile instruction to the image config, as `docker import --change` "
+                        "(CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, "
+                        "VOLUME, WORKDIR; repeatable)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("export", help="write an image's flattened root filesystem as a tar (or a directory)")
@@ -90,7 +96,14 @@ def cmd_save(args) -> int:
     if args.format == "oci":
         def write(f): save_oci(store, args.images, f)
     else:
-        def write(f): save_docker_archive(store, args.images, f)
+        plat = None
+        if args.platform:
+            from builder import platforms
+            from builder.engine.multiplatform import to_platform
+
+            plat = to_platform(platforms.normalize(args.platform))
+
+        def write(f): save_docker_archive(store, args.images, f, plat)
     if args.output and args.output != "-":
         _write_file(args.output, write)
     else:
@@ -141,20 +154,53 @@ def _platform(s: str | None):
     return Platform(architecture=parts[1], os=parts[0], variant=parts[2] if len(parts) == 3 else None)
 
 
+CHANGE_COMMANDS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "STOPSIGNAL", "USER",
+                   "VOLUME", "WORKDIR")  # what `docker import --change` takes
+
+
+def changes_config(changes: list[str]):
+    """The ContainerConfig that `docker import --change` gives: each change read as a Dockerfile
+    instruction (same quoting, JSON and shell forms, ENV/LABEL pairs, relative WORKDIR) applied in
+    order to an empty config (no PATH is added, as docker adds none)."""
+    from builder.dockerfile import parse_dockerfile
+    from builder.engine.solver import apply_config
+    from builder.errors import DockerfileError
+    from builder.oci.config import ContainerConfig, ImageConfig
+    from builder.plan.graph import ConfigOp
+    from builder.plan.planner import plan
+
+    cfg = ImageConfig(architecture="", os="", config=ContainerConfig())
+    cmd_set = False
+    for ch in changes:
+        kw = ch.strip().split(None, 1)[0].upper() if ch.strip() else ""
+        if kw not in CHANGE_COMMANDS:
+            raise UsageError(f"--change {ch!r}: {kw or 'an empty change'} is not a valid change command "
+                             f"(one of {', '.join(CHANGE_COMMANDS)})")
+        try:
+            graph = plan(parse_dockerfile(f"FROM scratch\n{ch}\n", "--change"))
+        except DockerfileError as e:
+            raise UsageError(f"--change {ch!r}: {e.message}") from None
+        for step in graph.stages[0].steps[1:]:
+            if isinstance(step.op, ConfigOp):
+                cfg, cmd_set = apply_config(cfg, step.op, cmd_set)
+    return cfg.config
+
+
 def cmd_import(args) -> int:
     from builder.layers.rootfs import import_rootfs
     from builder.oci.image import Image
 
+    config = changes_config(args.change) if args.change else None  # errors before reading the input
     store = _store()
     plat = _platform(args.platform)
     if args.file == "-":
         desc = import_rootfs(store, sys.stdin.buffer, args.reference, platform=plat, message=args.message,
-                             compression=_compression())
+                             compression=_compression(), config=config)
     else:
         if not os.path.isfile(args.file):
             raise UsageError(f"no such file: {args.file}")
         desc = import_rootfs(store, Path(args.file), args.reference, platform=plat, message=args.message,
-                             compression=_compression())
+                             compression=_compression(), config=config)
     print(Image.load(store.blobs, desc).id)
     return 0
 

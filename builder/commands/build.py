@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+from builder.layers import fstree
 
 
 def add_parser(sub) -> None:
@@ -34,17 +35,20 @@ def add_build_flags(p) -> None:
                    help="do not use the cache for this stage (repeatable)")
     p.add_argument("--pull", action="store_true", help="always pull base images")
     p.add_argument("--progress", choices=["auto", "tty", "plain", "json", "rawjson", "quiet"], default="auto")
-    p.add_argument("-o", "--output", action="append", default=[], metavar="type=…[,dest=…]")
+    p.add_argument("-o", "--output", action="append", default=[], metavar="DIR|-|type=…[,key=value…]",
+                   help="as buildx: DIR (type=local), - (type=tar to stdout), or type=oci|docker|image|registry|local|tar,…")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--platform", default="linux/amd64")
+    p.add_argument("--platform", default=None, metavar="OS/ARCH[/VARIANT][,…]",
+                   help="target platform(s) (default: this machine's); several build one image index")
     p.add_argument("--iidfile", help="write the image id here")
     p.add_argument("--metadata-file", help="write build metadata (JSON) here")
     p.add_argument("--secret", action="append", default=[], metavar="id=ID,src=FILE|env=VAR")
     p.add_argument("--ssh", action="append", default=[], metavar="default|ID[=SOCKET]")
     p.add_argument("--network", choices=["default", "none", "host"], default="default")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
-    p.add_argument("--cache-from", action="append", default=[], metavar="type=local,src=DIR|type=registry,ref=REF")
-    p.add_argument("--cache-to", metavar="type=local,dest=DIR|type=registry,ref=REF[,mode=min|max][,mounts=true]")
+    p.add_argument("--cache-from", action="append", default=[],
+                   metavar="IMAGE|type=local,src=DIR|type=registry,ref=REF")
+    p.add_argument("--cache-to", metavar="type=inline|type=local,dest=DIR|type=registry,ref=REF[,mode=min|max][,mounts=true]")
     p.add_argument("--push", action="store_true", help="push the image to its -t names after the build")
     p.add_argument("--check", action="store_true", help="lint the Dockerfile and stop")
     p.add_argument("--jobs", type=int, default=4, help="stages built at once")
@@ -98,6 +102,23 @@ def _ssh(specs: list[str]) -> dict[str, str]:
             raise UsageError(f"--ssh {s!r}: no agent socket (set SSH_AUTH_SOCK or give ID=PATH)")
         out[sid or "default"] = os.path.abspath(path)
     return out
+
+
+def _cache_from_spec(spec: str) -> str:
+    """buildx's shorthand: `--cache-from IMAGE` (no `=`) is `type=registry,ref=IMAGE`."""
+    return spec if "=" in spec else f"type=registry,ref={spec}"
+
+
+def _inline(args) -> bool:
+    """`--cache-to type=inline`: the cache goes into the image config (no other key allowed)."""
+    from builder.errors import UsageError
+
+    if not args.cache_to or _kv(args.cache_to).get("type") != "inline":
+        return False
+    extra = set(_kv(args.cache_to)) - {"type", "mode"}
+    if extra or _kv(args.cache_to).get("mode", "min") != "min":
+        raise UsageError(f"--cache-to {args.cache_to}: type=inline takes no other option (mode=min only)")
+    return True
 
 
 def _cache_dir(spec: str, key: str, flag: str) -> Path:
@@ -192,7 +213,7 @@ def _read_inputs(args, st):
             name = df_path.name
     except BaseException:
         if tmp_ctx:
-            shutil.rmtree(tmp_ctx, ignore_errors=True)
+            fstree.rmtree(tmp_ctx, ignore_errors=True)
         raise
     return ctx_dir, text, name, df_path, tmp_ctx
 
@@ -284,7 +305,7 @@ def request_from_args(args):
 
     def cleanup() -> None:
         if tmp_ctx:
-            shutil.rmtree(tmp_ctx, ignore_errors=True)
+            fstree.rmtree(tmp_ctx, ignore_errors=True)
     try:
         req = _request(args, ctx_dir, text, name, df_path)
         req.memo_fields = _memo_fields(args, ctx_dir, text, name, df_path, tmp_ctx)
@@ -317,7 +338,7 @@ def _fast_noop(args) -> bool:
     if fields is None:
         return False
     reporter = make_reporter("quiet" if args.quiet else args.progress, sys.stderr)
-    from builder.engine.build import full_names
+    from builder.oci.reference import full_names
 
     m = memo.try_noop(st, memo.fingerprint(fields), ctx_dir, _ignore(ctx_dir, df_path)[1], reporter,
                       tags=full_names(args.tag))
@@ -344,13 +365,17 @@ def _finish(args, config_digest: str, manifest: dict, tags: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _build_args(args.build_arg)  # malformed --build-arg: a usage error before any work
+    _platforms(args)  # a bad --platform is a usage error before anything is read
     if args.check:
         from builder import settings as settings_mod
 
         ctx_dir, text, name, _p, tmp = _read_inputs(args, settings_mod.load())
         if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+            fstree.rmtree(tmp, ignore_errors=True)
         return _check(text, name)
+    from builder.commands.outputs import parse_outputs
+
+    args.outputs = parse_outputs(args.output)  # a bad -o is an error before any work
     if _fast_noop(args):
         return 0
     import signal
@@ -403,9 +428,11 @@ def _request(args, ctx_dir: Path, text: str, name: str, df_path: Path | None):
         context_dir=ctx_dir, dockerfile_text=text, dockerfile_name=name,
         dockerfile_path=df_path.resolve() if df_path else None, tags=tuple(args.tag), build_args=build_args,
         target=args.target, no_cache=args.no_cache, no_cache_filter=tuple(args.no_cache_filter), pull=args.pull,
-        platform=args.platform, labels=labels, secrets=_secrets(args.secret), ssh=_ssh(args.ssh),
-        network=args.network, cache_from=tuple(_cache_dir(c, "src", "--cache-from") for c in args.cache_from),
-        cache_to=_cache_dir(args.cache_to, "dest", "--cache-to") if args.cache_to else None,
+        platform=_platforms(args)[0], labels=labels, secrets=_secrets(args.secret), ssh=_ssh(args.ssh),
+        network=args.network, cache_from=tuple(_cache_dir(_cache_from_spec(c), "src", "--cache-from")
+                                               for c in args.cache_from),
+        cache_to=_cache_dir(args.cache_to, "dest", "--cache-to") if args.cache_to and not _inline(args) else None,
+        inline_cache=_inline(args),
         source_date_epoch=sde, max_workers=max(1, args.jobs), pids_limit=_pids_limit(args.pids_limit),
         allow=_allow(args.allow))
     return req
@@ -427,6 +454,12 @@ def _allow(values: list[str]) -> tuple[str, ...]:
     return tuple(sorted(set(out)))
 
 
+def _platforms(args) -> tuple[str, ...]:
+    from builder import platforms
+
+    return platforms.parse_list(args.platform) if args.platform else (platforms.host(),)
+
+
 def _pids_limit(n: int | None) -> int | None:
     from builder.errors import UsageError
 
@@ -440,85 +473,36 @@ def _build(args, st, req) -> int:
     from builder.errors import UsageError
     from builder.report import make_reporter
 
-    outputs = [_kv(o) for o in args.output]
+    from builder.commands.outputs import parse_outputs, write_output
+
+    outputs = getattr(args, "outputs", None)
+    if outputs is None:
+        outputs = parse_outputs(args.output)
     for o in outputs:
-        if o.get("type") not in ("oci", "docker", "local", "tar", "image", "registry"):
-            raise UsageError(f"--output {o}: type must be oci, docker, local, tar or image")
-        if o.get("type") == "image" and o.get("name"):
-            req.tags = req.tags + tuple(o["name"].split(","))
+        if o["type"] == "image" and o.get("name"):
+            req.tags = req.tags + tuple(n for n in o["name"].split(",") if n)
+        if (o["type"] == "registry" or o.get("push") == "true") and not (o.get("name") or args.tag):
+            raise UsageError(f"--output type={o['type']}: pushing needs a name (name=REGISTRY/REPO:TAG or -t)")
     reporter = make_reporter("quiet" if args.quiet else args.progress, sys.stderr)
     from builder.commands.registry import configure_from_settings  # FROM pulls honour insecure/mirrors
 
     configure_from_settings()
-    res = build(req, st, reporter)
+    plats = _platforms(args)
+    if len(plats) > 1:
+        for o in outputs:
+            if o.get("type") in ("docker", "local", "tar"):
+                raise UsageError(f"--output type={o.get('type')} takes one platform; "
+                                 f"use type=oci or type=image for {len(plats)} platforms")
+        from builder.engine.multiplatform import build_multi
+
+        res = build_multi(req, plats, st, reporter, max_parallel=max(1, min(args.jobs, os.cpu_count() or 1)))
+    else:
+        res = build(req, st, reporter)
     for o in outputs:
-        _write_output(o, res, st, req.tags)
+        write_output(o, res, st, req.tags)
     if args.push or args.cache_to or any(o.get("type") in ("registry", "image") for o in outputs):
         from builder.commands.registry import after_build  # registry cache export, --push
 
         after_build(args, res, outputs)
     _finish(args, res.config_digest, res.manifest.to_dict(), list(req.tags))
     return 0
-
-
-def _write_output(o: dict, res, st, tags=()) -> None:
-    from builder.errors import UsageError
-    from builder.oci.layout import ImageStore, write_oci_layout
-
-    kind = o.get("type")
-    dest = o.get("dest")
-    store = ImageStore(st.store_dir)
-    if kind == "image":
-        return
-    if kind == "registry":
-        return  # pushed by commands.registry.after_build
-    if not dest:
-        raise UsageError(f"--output type={kind} needs dest=PATH (or dest=- for stdout)")
-    name = o.get("name") or None
-    if kind == "oci":
-        target = sys.stdout.buffer if dest == "-" else (Path(dest) if o.get("tar") == "false" else open(dest, "wb"))
-        try:
-            write_oci_layout(target, store.blobs, [(name, res.manifest)])
-        finally:
-            if hasattr(target, "close") and target is not sys.stdout.buffer:
-                target.close()
-    elif kind == "docker":
-        from builder.oci.archive import save_docker_archive
-
-        if name:
-            store.tag(name, res.manifest)  # docker-archive carries the name in its manifest
-        ref = name or (tags[0] if tags else str(res.manifest.digest))
-        out = sys.stdout.buffer if dest == "-" else open(dest, "wb")
-        try:
-            save_docker_archive(store, [ref], out)
-        finally:
-            if out is not sys.stdout.buffer:
-                out.close()
-    elif kind in ("local", "tar"):
-        _export_rootfs(kind, dest, res, st)
-
-
-def _export_rootfs(kind: str, dest: str, res, st) -> None:
-    """The final filesystem: a directory (local) or a tar of it (tar)."""
-    from builder.layers.unpack import apply_layer
-    from builder.oci.store import DirStore
-
-    blobs = DirStore(st.store_dir)
-    st.tmp_dir.mkdir(parents=True, exist_ok=True)
-    root = Path(dest) if kind == "local" else Path(tempfile.mkdtemp(dir=st.tmp_dir, prefix="export-"))
-    root.mkdir(parents=True, exist_ok=True)
-    try:
-        for layer in res.image.layers:
-            apply_layer(blobs.path(layer.digest), root, media_type=layer.media_type)
-        if kind == "tar":
-            from builder.layers.tarball import write_tar
-
-            out = sys.stdout.buffer if dest == "-" else open(dest, "wb")
-            try:
-                write_tar(root, out)
-            finally:
-                if out is not sys.stdout.buffer:
-                    out.close()
-    finally:
-        if kind == "tar":
-            shutil.rmtree(root, ignore_errors=True)

@@ -13,6 +13,8 @@ import json
 import sys
 import time
 
+from builder.layers import fstree
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("cache", help="inspect, prune or explain the build cache")
@@ -68,7 +70,6 @@ def _ls(args) -> int:
 
 
 def _prune(args) -> int:
-    import shutil
 
     from builder.oci.store import DirStore
 
@@ -87,9 +88,11 @@ def _prune(args) -> int:
     snaps = Snapshotter(st.snapshots_dir, st.tmp_dir)
     if args.all:
         keep: set[str] = set()
-        shutil.rmtree(st.cache_dir / "mounts", ignore_errors=True)
-        shutil.rmtree(st.cache_dir / "stat", ignore_errors=True)
-        shutil.rmtree(st.cache_dir / "memo", ignore_errors=True)
+        fstree.rmtree(st.cache_dir / "mounts", ignore_errors=True)
+        fstree.rmtree(st.cache_dir / "stat", ignore_errors=True)
+        fstree.rmtree(st.cache_dir / "memo", ignore_errors=True)
+        fstree.rmtree(st.cache_dir / "content", ignore_errors=True)
+        fstree.rmtree(st.cache_dir / "convert", ignore_errors=True)
     else:
         # snapshots stay while a record or a tagged image still names them
         keep = {r.chain for r in cache.all() if r.chain}
@@ -127,7 +130,8 @@ def _explain(args) -> int:
         cleanup()
     if args.format == "json":
         print(json.dumps([{"step": r.step, "line": r.span_line, "hit": r.hit, "key": r.key,
-                           "nearest": r.nearest_key, "field": r.field, "before": r.before, "after": r.after}
+                           "nearest": r.nearest_key, "field": r.field, "before": r.before, "after": r.after,
+                           "reads": list(r.reads)}
                           for r in rows], indent=2, default=str))
         return 0
     for r in rows:
@@ -138,6 +142,13 @@ def _explain(args) -> int:
             print(f"miss  {where}{r.step}  (no earlier record of this step)")
         else:
             print(f"miss  {where}{r.step}  first difference: {r.field}: {_show(r.before)} -> {_show(r.after)}")
+        for i in r.reads:  # COPY --from / RUN --mount=from=: keyed by the content read, not the stage's key
+            kind, _, rest = i.partition(":")
+            src, _, d = rest.rpartition("=") if kind == "content" else ("", "", rest)
+            if kind == "content":
+                print(f"      reads {src}: content {d[:19]}")
+            else:
+                print("      reads a stage not built yet: hits after all if what it reads is unchanged")
     sys.stdout.flush()
     return 0
 

@@ -49,6 +49,7 @@ def add_images_flags(p) -> None:
 
 def add_inspect_flags(p) -> None:
     p.add_argument("-f", "--format", help="a Go template like docker's, e.g. '{{json .Config}}'")
+    p.add_argument("--platform", help="the image of this platform from a multi-platform image")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_inspect)
 
@@ -57,6 +58,7 @@ def add_history_flags(p) -> None:
     p.add_argument("--no-trunc", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="only show layer ids")
     p.add_argument("--format", help="table (default), json, or a Go template like docker's")
+    p.add_argument("--platform", help="the image of this platform from a multi-platform image")
     p.add_argument("image", metavar="IMAGE")
     p.set_defaults(func=cmd_history)
 
@@ -72,11 +74,16 @@ def _store():
     return ImageStore(settings.load().store_dir)
 
 
-def _load(store, ref: str):
-    from builder.oci.image import Image
+def _load(store, ref: str, platform: str | None = None):
+    """(descriptor, image): an index gives its `platform` entry (default: this machine's, else the first stored)."""
+    from builder.engine.multiplatform import load_for
 
     desc = store.resolve(ref)
-    return desc, Image.load(store.blobs, desc)
+    if platform:
+        from builder import platforms
+
+        platform = platforms.normalize(platform)
+    return desc, load_for(store, desc, platform)
 
 
 def human_size(n: float) -> str:
@@ -154,25 +161,29 @@ def cmd_images(args) -> int:
     want = _split_ref(args.reference)[0] if args.reference else None
     entries = []  # (repo, tag, manifest desc, image)
     tagged: set[str] = set()
+    from builder.engine.multiplatform import index_platforms, load_for
+    from builder.oci import mediatypes as mt
+
     for ref, desc in store.list():
         try:
-            img = Image.load(store.blobs, desc)
+            img = load_for(store, desc)
+            plats = index_platforms(store, desc)
         except PybuildError as e:
             sys.stderr.write(f"warning: {ref}: {e}\n")
             continue
         tagged.add(str(desc.digest))
         repo, tag = _split_ref(ref)
-        entries.append((repo, tag, desc, img))
+        entries.append((repo, tag, desc, img, plats))
     dangling = filters.get("dangling", [])
     want_dangling = dangling[-1].lower() in ("true", "1") if dangling else None
     if args.all or want_dangling:
-        entries += [("<none>", "<none>", d, i) for d, i in untagged_images(store, tagged)]
+        entries += [("<none>", "<none>", d, i, None) for d, i in untagged_images(store, tagged)]
     bounds = {}
     for key in ("before", "since"):
         for ref in filters.get(key, []):
             bounds[key] = created_ts(_load(store, ref)[1].config.created)
     rows, seen_ids = [], set()
-    for repo, tag, desc, img in entries:
+    for repo, tag, desc, img, plats in entries:
         is_dangling = repo == "<none>"
         if want and repo != want:
             continue
@@ -187,18 +198,24 @@ def cmd_images(args) -> int:
             continue
         if "since" in bounds and not ts > bounds["since"]:
             continue
-        iid = str(img.id) if args.no_trunc else img.id.hex[:12]
+        multi = mt.is_index(desc.media_type)  # one row per name; its id is the index digest (as docker's containerd store)
+        the_id = desc.digest if multi else img.id
+        iid = str(the_id) if args.no_trunc else the_id.hex[:12]
         if args.quiet:
             if iid not in seen_ids:
                 seen_ids.add(iid)
                 print(iid)
             continue
-        size = sizes.image(store.blobs, img)
+        if multi:
+            size = sum(sizes.image(store.blobs, Image.load(store.blobs, d)) for _p, d, present in plats if present)
+        else:
+            size = sizes.image(store.blobs, img)
         rows.append({"Containers": "N/A", "CreatedAt": docker_time(img.config.created),
                      "CreatedSince": human_ago(img.config.created),
                      "Digest": str(desc.digest) if not is_dangling or args.digests else "<none>",
                      "ID": iid, "Repository": repo, "SharedSize": "N/A", "Size": human_size(size),
-                     "Tag": tag, "UniqueSize": "N/A", "VirtualSize": human_size(size)})
+                     "Tag": tag, "UniqueSize": "N/A", "VirtualSize": human_size(size),
+                     "Platforms": [p for p, _d, present in plats if present] if plats else []})
     sizes.save()
     if args.quiet:
         return 0
@@ -255,9 +272,12 @@ def _familiar(ref: str) -> str:
     return parse_reference(ref).familiar()
 
 
-def inspect_dict(store, ref: str) -> dict:
-    """docker image inspect's JSON for one image."""
-    desc, img = _load(store, ref)
+def inspect_dict(store, ref: str, platform: str | None = None) -> dict:
+    """docker image inspect's JSON for one image (plus Platforms: every platform an index names,
+    with whether its image is stored here)."""
+    from builder.engine.multiplatform import index_platforms
+
+    desc, img = _load(store, ref, platform)
     tags = [_familiar(r) for r, d in store.list() if d.digest == desc.digest]
     repo_digests = sorted({f"{_split_ref(t)[0]}@{desc.digest}" for t in tags})
     cfg = img.config
@@ -277,6 +297,8 @@ def inspect_dict(store, ref: str) -> dict:
         "RootFS": {"Type": "layers", "Layers": [str(d) for d in cfg.diff_ids]},
         "Metadata": {"LastTagTime": ""},
         "Descriptor": desc.to_dict(),
+        "Platforms": [{"Platform": p, "Digest": str(d.digest), "Stored": present}
+                      for p, d, present in index_platforms(store, desc)],
     }
 
 
@@ -299,8 +321,8 @@ def cmd_inspect(args) -> int:
     out, failed = [], False
     for ref in args.images:
         try:
-            info = inspect_dict(store, ref)
-            desc, img = _load(store, ref)
+            info = inspect_dict(store, ref, args.platform)
+            desc, img = _load(store, ref, args.platform)
             info["Size"] = sizes.image(store.blobs, img)
             out.append(info)
         except ImageNotFound as e:
@@ -337,7 +359,7 @@ def cmd_history(args) -> int:
 
     _check_format(args.format)
     store = _store()
-    desc, img = _load(store, args.image)
+    desc, img = _load(store, args.image, args.platform)
     sizes = _sizes()
     layers = list(zip(img.layers, img.diff_ids))
     li = 0

@@ -24,7 +24,9 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("pull", parents=[common], help="download an image from a registry")
     p.add_argument("image", help="reference, e.g. alpine:3.19 or localhost:5000/app@sha256:…")
-    p.add_argument("--platform", default="linux/amd64", help="os/arch[/variant] to pick from an index")
+    p.add_argument("--platform", default=None,
+                   help="os/arch[/variant][,…] to keep from an index (default: this machine's)")
+    p.add_argument("-a", "--all-platforms", action="store_true", help="keep every platform of an index")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the reference")
     p.set_defaults(registry_verb="pull")
 
@@ -35,6 +37,11 @@ def add_parser(sub) -> None:
     p.add_argument("--chunk-size", metavar="BYTES", type=_size, default=None,
                    help="upload in PATCH chunks of this size (e.g. 16M) instead of one PUT")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the digest")
+    p.add_argument("--compression", choices=["gzip", "zstd", "uncompressed"], default=None,
+                   help="layer compression to push (default: the configured one, gzip); layers stored "
+                        "otherwise are converted")
+    p.add_argument("--force-compression", action="store_true",
+                   help="re-compress layers even when they already use that compression")
     p.set_defaults(registry_verb="push")
 
     p = sub.add_parser("login", help="save credentials for a registry (in docker's config.json format)")
@@ -153,8 +160,11 @@ def _pull(args) -> int:
     reporter = _reporter(args)
     t0 = time.monotonic()
     try:
-        desc = pull(str(ref), _store(), progress=progress_adapter(reporter, "pull"), platform=args.platform,
-                    options=_options(args))
+        from builder import platforms
+
+        plats = platforms.parse_list(args.platform) if args.platform else (platforms.host(),)
+        desc = pull(str(ref), _store(), progress=progress_adapter(reporter, "pull"), platform=",".join(plats),
+                    options=_options(args), all_platforms=args.all_platforms)
     except BaseException as e:
         _finish(reporter, t0, None, str(e) or type(e).__name__)
         raise
@@ -162,6 +172,12 @@ def _pull(args) -> int:
     if args.quiet:
         print(ref.familiar())
     else:
+        from builder.errors import PybuildError
+
+        try:  # an index is kept under the name: report its digest (what `docker pull` prints)
+            desc = _store().resolve(str(ref))
+        except PybuildError:
+            pass  # the manifest digest is still right to print
         print(f"{ref.familiar()}: pulled {desc.digest}")
     return 0
 
@@ -173,10 +189,12 @@ def _push(args) -> int:
     dests = args.destinations or [args.image]
     for d in dests:
         parse_reference(d)  # fail on a bad name before any upload
+    store = _store()
+    src = for_push(store, store.resolve(args.image), args.compression, args.force_compression)
     reporter = _reporter(args)
     t0 = time.monotonic()
     try:
-        desc = push(_store(), args.image, dests, progress=progress_adapter(reporter, "push"),
+        desc = push(store, src, dests, progress=progress_adapter(reporter, "push"),
                     options=_options(args, chunk_size=args.chunk_size))
     except BaseException as e:
         _finish(reporter, t0, None, str(e) or type(e).__name__)
@@ -188,6 +206,22 @@ def _push(args) -> int:
         for d in dests:
             print(f"{parse_reference(d).familiar()}: digest: {desc.digest} size: {desc.size}")
     return 0
+
+
+def for_push(store, desc, compression: str | None = None, force: bool = False):
+    """The image to push: its layers in `compression` (default: the configured one, gzip — what
+    BuildKit pushes and every client pulls), converted where stored otherwise. An index (a pulled
+    multi-platform image) goes as it is."""
+    from builder import settings
+    from builder.oci import mediatypes as mt
+    from builder.layers.convert import COMPRESSIONS, convert_image
+
+    if not mt.is_manifest(desc.media_type):
+        return desc
+    st = settings.load()
+    comp = COMPRESSIONS[compression] if compression else st.compression
+    return convert_image(store.blobs, desc, compression=comp, force=force, oci_mediatypes=True if comp == "zstd" else None,
+                         memo_dir=st.cache_dir / "convert", tmp_dir=st.tmp_dir)
 
 
 def _server(text: str) -> str:

@@ -13,6 +13,7 @@ import os
 import sys
 
 from builder.commands.registry import _options
+from builder.layers import fstree
 
 
 MOUNT_ANNOTATION = "dev.pybuild.cache.mount"
@@ -22,10 +23,9 @@ _temps: list[object] = []
 
 
 def _cleanup_temps() -> None:
-    import shutil
 
     for d in _temps:
-        shutil.rmtree(d, ignore_errors=True)
+        fstree.rmtree(d, ignore_errors=True)
     _temps.clear()
 
 
@@ -54,17 +54,40 @@ def registry_cache_dir(spec: str, key: str, flag: str):
         return d
     store = ImageStore(st.store_dir).ensure()
     opts = _options(argparse.Namespace(ca_cert=kv.get("ca-cert"), jobs=3))
+    from builder.errors import CacheError
+    from builder.oci.model import Index, layout_header
+
     try:
         pull_layout(kv["ref"], d, options=opts, skip_blob=store.blobs.has)
+    except CacheError as e:
+        if "not a cache index" not in e.message:
+            raise
+        # an image, maybe with an inline cache (--cache-to type=inline): its records, on its layers
+        n = _import_inline(kv["ref"], store, st, opts)
+        if n == 0:
+            sys.stderr.write(f"WARNING: {flag} {kv['ref']}: an image without an inline cache; building without it\n")
+        (d / "index.json").write_bytes(Index().to_json())
+        (d / "oci-layout").write_bytes(layout_header())
+        return d
     except NotFound:
         sys.stderr.write(f"WARNING: {flag} {kv['ref']}: no cache there yet; building without it\n")
-        from builder.oci.model import Index, layout_header
-
         (d / "index.json").write_bytes(Index().to_json())
         (d / "oci-layout").write_bytes(layout_header())
         return d
     _import_mounts(d, st, store.blobs)
     return d
+
+
+def _import_inline(ref: str, store, st, opts) -> int:
+    """Pull the image `ref` (untagged) and put its inline cache records into the build cache."""
+    from builder.engine.cache import CacheStore, import_inline
+    from builder.oci.model import Manifest
+    from builder.registry.transfer import pull
+
+    desc = pull(ref, store, options=opts, tag=False)
+    man = Manifest.from_json(store.blobs.read_bytes(desc.digest), allow_empty_layers=True)
+    return import_inline(CacheStore(st.cache_dir, st.tmp_dir), store.blobs.read_bytes(man.config.digest),
+                         man.layers)
 
 
 def after_build(args, res, outputs: list[dict]) -> None:
@@ -86,13 +109,23 @@ def after_build(args, res, outputs: list[dict]) -> None:
         names: list[str] = list(args.tag) if getattr(args, "push", False) else []
         for o in outputs:
             if o.get("type") == "registry" or (o.get("type") == "image" and o.get("push") == "true"):
-                names += [n for n in (o.get("name") or "").split(",") if n]
+                names += [n for n in (o.get("name") or "").split(",") if n] or list(args.tag)  # as buildx: -t
         if getattr(args, "push", False) and not names:
             from builder.errors import UsageError
 
             raise UsageError("--push needs a name: -t REGISTRY/REPO:TAG")
         if names:
-            desc = push(ImageStore(st.store_dir), str(res.manifest.digest), list(dict.fromkeys(names)),
+            from builder.commands.outputs import converted
+            from builder.commands.registry import for_push
+
+            store = ImageStore(st.store_dir)
+            pushed = [o for o in outputs if o.get("type") == "registry" or o.get("push") == "true"]
+            if pushed and any(k.startswith(("compression", "force-compression", "oci-mediatypes", "annotation"))
+                              for k in pushed[0]):
+                src = converted(pushed[0], res, st, default_oci=None)  # as that -o asks
+            else:
+                src = for_push(store, res.manifest)
+            desc = push(store, src, list(dict.fromkeys(names)),
                         options=_options(argparse.Namespace(ca_cert=None, jobs=3)))
             for n in dict.fromkeys(names):
                 sys.stderr.write(f"pushed {parse_reference(n).familiar()}@{desc.digest}\n")
@@ -109,7 +142,8 @@ def _trim_to_mode(d, mode: str, res) -> None:
 
     if mode != "min":
         return
-    keep_layers = {str(layer.digest) for layer in res.image.layers}
+    images = [r.image for r in getattr(res, "results", {}).values()] or [res.image]  # every platform's
+    keep_layers = {str(layer.digest) for img in images for layer in img.layers}
     index = json.loads((d / "index.json").read_bytes())
     store = DirStore(d, d / ".tmp")
     kept = []
@@ -154,7 +188,6 @@ def _import_mounts(d, st, local) -> None:
     """Unpack exported cache-mount directories that this machine does not have yet."""
     import json
     import re
-    import shutil
     import tempfile
 
     from builder.layers.unpack import apply_layer
@@ -181,5 +214,5 @@ def _import_mounts(d, st, local) -> None:
                 apply_layer(f, tmp, media_type=layer["mediaType"])
             os.rename(tmp, target)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            fstree.rmtree(tmp, ignore_errors=True)
             raise

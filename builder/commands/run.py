@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
+
+from builder.layers import fstree
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -34,6 +35,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", action="store_true", help="run a minimal init as pid 1 that reaps zombies")
     p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined|PROFILE.json",
                    help="seccomp=unconfined (no filter) or seccomp=FILE (a docker JSON profile)")
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
+                   help="the image of this platform from a multi-platform image (default: this machine's)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments")
 
@@ -46,13 +49,13 @@ def add_parser(sub) -> None:
     _add_run_flags(p)
     # cmd_run removes what it made and holds no buffered files when it returns: cli.main may
     # skip the interpreter's teardown.
-    p.set_defaults(func=cmd_run, fast_exit=True)
+    p.set_defaults(func=cmd_run, fast_exit=True, command_name="run")
 
     p = sub.add_parser("bundle", help="write an image as an OCI runtime bundle (config.json + rootfs) for runc/crun")
     p.add_argument("-t", "--tty", action="store_true", help="set process.terminal in config.json")
     p.add_argument("--dest", "-o", required=True, metavar="DIR", help="bundle directory to create")
     _add_run_flags(p)
-    p.set_defaults(func=cmd_bundle)
+    p.set_defaults(func=cmd_bundle, command_name="bundle")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +97,9 @@ def _mounts(args, *, create_host_dirs: bool) -> list:
             if not create_host_dirs:
                 raise UsageError(f"invalid volume {v!r}: {host} does not exist")
             os.makedirs(host, exist_ok=True)  # as docker does for -v
-        out.append(Mount("bind", target, host, readonly=mode == "ro"))
+        # the caller's own host path: its symlinks are followed here, on the host side; the
+        # runtime then binds the object itself and refuses a source that is still a link
+        out.append(Mount("bind", target, os.path.realpath(host), readonly=mode == "ro"))
     for t in args.tmpfs:
         path, _, opts = t.partition(":")
         if not path.startswith("/"):
@@ -156,7 +161,7 @@ def _prepare(args, *, for_bundle: bool, hostname: str | None = None):  # noqa: A
     st = settings_mod.load()
     store = ImageStore(st.store_dir)
     desc = store.resolve(args.image)
-    img = Image.load(store.blobs, desc)
+    img = _image_for(store, desc, args)
     snaps = Snapshotter(st.snapshots_dir, st.tmp_dir)
     chains = chain_ids([str(d) for d in img.diff_ids])
     snaps.use(chains)  # leased until the caller releases it: prune leaves these layers alone
@@ -181,6 +186,33 @@ def _prepare(args, *, for_bundle: bool, hostname: str | None = None):  # noqa: A
         snaps.release()
         raise
     return st, img, snaps, lowers, spec
+
+
+def _image_for(store, desc, args):
+    """The image to run: an index's entry for --platform (default: this machine's); a foreign
+    one needs emulation (`run` only: a bundle is just files)."""
+    from builder.oci.image import Image, host_platform
+
+    if not getattr(args, "platform", None):
+        img = Image.load(store.blobs, desc)
+        want = None
+    else:
+        from builder import platforms
+        from builder.engine.multiplatform import local_image, to_platform
+
+        want = platforms.normalize(args.platform)
+        img = Image.load(store.blobs, desc, to_platform(want))
+        if local_image(store, args.image, desc, want) is None:
+            from builder.errors import StoreError
+
+            c = img.config
+            raise StoreError(f"image {args.image} is {c.os}/{c.architecture}"
+                             f"{'/' + c.variant if c.variant else ''}, not {want}")
+    if args.command_name == "run" and img.config.architecture != host_platform().architecture:
+        from builder import platforms
+
+        platforms.require_emulation(want or f"{img.config.os}/{img.config.architecture}")
+    return img
 
 
 def _sandbox_config(args, spec, rootfs, *, tty: bool, cid: str):
@@ -223,6 +255,9 @@ def cmd_run(args) -> int:
     security_opts(args)
     cid = os.urandom(16).hex()  # uuid would import platform (~1.5 ms)
     st, img, snaps, lowers, spec = _prepare(args, for_bundle=False, hostname=args.hostname or cid[:12])
+    from builder.oci.layout import protect_state_dir
+    protect_state_dir(st.root)
+    (st.root / "containers").mkdir(mode=0o700, exist_ok=True)
     cdir = st.root / "containers" / cid
     (cdir / "upper").mkdir(parents=True)
     (cdir / "work").mkdir()
@@ -230,18 +265,21 @@ def cmd_run(args) -> int:
     try:
         config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
                                                     workdir=str(cdir / "work")), tty=args.tty, cid=cid)
+        from runtime.record import replace
+        config = replace(config, etc_files_dir=str(cdir))  # writable /etc/hosts etc., on disk as docker's
         if args.tty and not os.isatty(0) and args.interactive:
             raise PybuildError("the input device is not a TTY (drop -t, or run from a terminal)")
         stdin = 0 if args.interactive else None
         try:
-            res = sandbox.run(config, stdin=stdin, stdout=1, stderr=2)
+            # relayed: the container never holds our stdio (it could re-open the files behind them)
+            res = sandbox.run(config, stdin=stdin, stdout=1, stderr=2, relay=True)
         except ExecError as e:
             # docker's convention: 127 command not found, 126 found but cannot be executed.
             sys.stderr.write(f"error: {e}\n")
             return 126 if "permission denied" in str(e).lower() else 127
     finally:
         if args.rm:
-            shutil.rmtree(cdir, ignore_errors=True)
+            fstree.rmtree(cdir, ignore_errors=True)
         snaps.release()
     if res.oom_killed:
         sys.stderr.write("pybuild: the container was killed: out of memory\n")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from builder.layers import fstree
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("store", help="local store maintenance")
@@ -73,12 +75,15 @@ def _live_chains(store) -> set[str]:
     from builder.oci.image import Image, chain_ids
 
     live: set[str] = set()
+    from builder.engine.multiplatform import index_platforms
+
     for _, desc in store.list():
-        try:
-            img = Image.load(store.blobs, desc)
+        try:  # every stored platform of an index keeps its snapshots, not only this machine's
+            images = [Image.load(store.blobs, d) for _p, d, present in index_platforms(store, desc) if present]
         except StoreError:
             continue
-        live.update(chain_ids(img.diff_ids))
+        for img in images:
+            live.update(chain_ids(img.diff_ids))
     return live
 
 
@@ -93,7 +98,6 @@ def _prune_snapshots(s, store, grace: float, dry_run: bool) -> tuple[int, int]:
 
 def _prune_containers(s, dry_run: bool) -> int:
     """Writable layers `pybuild run` kept (no --rm) whose pybuild process has exited."""
-    import shutil
 
     from builder.commands.run import container_alive
 
@@ -105,7 +109,26 @@ def _prune_containers(s, dry_run: bool) -> int:
         if d.is_dir() and not container_alive(d):
             n += 1
             if not dry_run:
-                shutil.rmtree(d, ignore_errors=True)
+                fstree.rmtree(d, ignore_errors=True)
+    return n
+
+
+def _prune_logs(s, grace: float, dry_run: bool) -> int:
+    """Clipped RUN output kept under logs/ (builder.engine.steplog), older than the grace period."""
+    import time
+
+    base = s.root / "logs"
+    if not base.is_dir():
+        return 0
+    n = 0
+    for f in base.iterdir():
+        try:
+            if f.is_file() and not f.is_symlink() and time.time() - f.stat().st_mtime >= grace:
+                n += 1
+                if not dry_run:
+                    f.unlink()
+        except OSError:
+            pass
     return n
 
 
@@ -121,10 +144,13 @@ def cmd_prune(args) -> int:
         pass  # fail fast on a broken lock file before the long walk
     res = prune_blobs(store, roots=roots, grace=args.grace, dry_run=args.dry_run)
     ncont = _prune_containers(s, args.dry_run)
+    nlogs = _prune_logs(s, args.grace, args.dry_run)
     nsnap, snap_freed = _prune_snapshots(s, store, args.grace, args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for d in res.removed:
         print(f"{verb} blob {d}")
     print(f"{verb} {len(res.removed)} blobs ({res.freed / 1e6:.1f} MB), {nsnap} snapshots "
           f"({snap_freed / 1e6:.1f} MB), {res.tmp_removed} temp files, {ncont} stopped containers")
+    if nlogs:
+        print(f"{verb} {nlogs} clipped step logs")
     return 0

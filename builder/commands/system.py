@@ -114,11 +114,10 @@ def _prune(args) -> int:
             print(f"Untagged: {_familiar(ref)}")
     code = cache.run(argparse.Namespace(cache_cmd="prune", all=args.all, until=None))
     if args.volumes and not args.all:
-        import shutil
-
         from builder import settings
+        from builder.layers import fstree
 
-        shutil.rmtree(settings.load().cache_dir / "mounts", ignore_errors=True)
+        fstree.rmtree(settings.load().cache_dir / "mounts", ignore_errors=True)
         print("removed the cache mounts")
     return code or store.run(argparse.Namespace(func=store.cmd_prune, dry_run=False, grace=0.0 if args.all else 600.0,
                                                 keep_cache=True))

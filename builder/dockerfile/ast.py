@@ -65,8 +65,15 @@ class MountSpec(Record):
     required: bool = False
     env: str | None = None  # secret exposed as an environment variable
     size: int | None = None  # tmpfs size in bytes
+    raw: str | None = None  # the `--mount=` text when a value holds `$`: parsed by expand()
 
     def expand(self, ex) -> "MountSpec":
+        if self.raw is not None:
+            from builder.dockerfile.options import parse_mount  # options imports this module
+
+            def fail(msg: str, hint: str | None = None) -> DockerfileError:
+                return DockerfileError(msg, None, hint=hint)
+            return parse_mount(self.raw, fail, ex)
         return replace(self, target=ex(self.target), source=ex(self.source), from_=ex(self.from_),
                        id=ex(self.id), env=ex(self.env))
 
@@ -108,7 +115,10 @@ class Run(_CommandForm):
     def expand(self, env: Mapping[str, str], escape: str = "\\") -> "Run":
         def ex(v):
             return None if v is None else self._x(v, env, escape)
-        return replace(self, mounts=tuple(m.expand(ex) for m in self.mounts))
+        try:
+            return replace(self, mounts=tuple(m.expand(ex) for m in self.mounts))
+        except DockerfileError as e:
+            raise _span_error(e, self.span) from None
 
 
 class Cmd(_CommandForm):

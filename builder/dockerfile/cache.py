@@ -17,7 +17,7 @@ from pathlib import Path
 
 from builder.dockerfile.ast import Dockerfile
 
-FORMAT = "pybuild.dockerfile-parse.v2"  # v2: nodes are runtime.record Records
+FORMAT = "pybuild.dockerfile-parse.v3"  # v2: nodes are runtime.record Records; v3: MountSpec.raw
 
 
 def cache_key(text: str, filename: str) -> str:

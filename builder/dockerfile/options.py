@@ -49,16 +49,28 @@ def _bool(v: str, key: str, fail) -> bool:
     raise fail(f"invalid value for {key}: {v!r} (want true or false)")
 
 
-def parse_mount(text: str, fail) -> A.MountSpec:
-    """One `--mount=` value: comma-separated key=value fields (CSV quoting allowed)."""
+def parse_mount(text: str, fail, ex=None) -> A.MountSpec:
+    """One `--mount=` value: comma-separated key=value fields (CSV quoting allowed).
+
+    As BuildKit does, a value with a `$` is expanded with the ARGs and ENVs in scope
+    before it is checked (`--mount=type=$MNT_TYPE,target=/c`): at parse time (`ex` None)
+    such a mount is kept as `raw` text and `MountSpec.expand` parses it again with `ex`.
+    """
     try:
         fields = next(csv.reader([text]))
     except (csv.Error, StopIteration):
         raise fail(f"invalid mount {text!r}") from None
+    if ex is None and any("$" in f.partition("=")[2] for f in fields):
+        frm = [f.partition("=")[2] for f in fields if f.partition("=")[0].strip().lower() == "from"]
+        if frm and "$" in frm[-1][:-1]:
+            raise fail("'from' doesn't support variable expansion, define alias stage instead")
+        return A.MountSpec(raw=text, from_=frm[-1] if frm else None)
     kv: dict[str, object] = {"type": "bind"}
     for f in fields:
         key, sep, val = f.partition("=")
         key = key.strip().lower()
+        if ex is not None and sep and key != "from":
+            val = ex(val)
         if key == "type":
             if val not in _MOUNT_TYPES:
                 raise fail(f"unsupported mount type {val!r}", "use type=bind, cache, tmpfs, secret or ssh")
@@ -94,8 +106,8 @@ def parse_mount(text: str, fail) -> A.MountSpec:
     t = kv["type"]
     if t == "bind" and "readonly" not in kv:
         kv["readonly"] = True  # bind mounts are read-only unless rw is given
-    if t in ("bind", "cache", "tmpfs") and not kv.get("target"):
-        raise fail(f"mount type {t} requires a target", f"write --mount=type={t},target=/path")
+    # BuildKit accepts a bind/cache/tmpfs mount without a target (`--mount=from=x`,
+    # `--mount=type=bind`): the target is then the working directory, as a relative one is.
     if t == "secret":
         if not kv.get("id") and kv.get("target"):
             kv["id"] = str(kv["target"]).rsplit("/", 1)[-1]
@@ -105,5 +117,5 @@ def parse_mount(text: str, fail) -> A.MountSpec:
         kv.setdefault("id", "default")
         kv.setdefault("target", "/run/buildkit/ssh_agent.0")
     if t == "cache" and not kv.get("id"):
-        kv["id"] = kv["target"]
+        kv["id"] = kv.get("target") or ""
     return A.MountSpec(**kv)  # type: ignore[arg-type]

@@ -30,9 +30,6 @@ from builder.settings import Settings
 from builder.snapshot import Snapshotter
 from runtime.record import Record, field
 
-SUPPORTED_PLATFORMS = ("linux/amd64",)
-
-
 class BuildRequest(Record, frozen=False):
     context_dir: Path | None  # None: no context (Dockerfile on stdin and context "-" as a Dockerfile)
     dockerfile_text: str
@@ -51,11 +48,13 @@ class BuildRequest(Record, frozen=False):
     network: str = "default"
     cache_from: tuple[Path, ...] = ()
     cache_to: Path | None = None
+    inline_cache: bool = False  # --cache-to type=inline: records of the image's layers in its config
     source_date_epoch: int | None = None
     max_workers: int = 4
     pids_limit: int | None = None  # per RUN; None: ops.DEFAULT_RUN_PIDS_LIMIT, -1: none
     allow: tuple[str, ...] = ()  # entitlements granted with --allow (security.insecure)
     memo_fields: dict | None = None  # the request as the no-op memo fingerprints it (None: no memo)
+    shared: object | None = None  # multiplatform.KeyLocks when several platform builds run at once
 
 
 class BuildResult(Record):
@@ -79,15 +78,25 @@ class Bases:
         self.rep = reporter
         self.states: dict[str, State] = {}
         self.digests: dict[str, str] = {}  # ref -> manifest digest (for the no-op memo)
+        self.named: dict[str, str] = {}  # ref -> the digest its local name resolved to (manifest or index)
         self.lock = threading.Lock()
 
-    def _load(self, ref: str) -> Image:
+    def _load(self, ref: str, platform: str) -> Image:
         if ref.startswith("oci-layout://"):
-            return self._from_layout(ref[len("oci-layout://"):])
+            return self._from_layout(ref[len("oci-layout://"):], platform)
         desc = None
+        elsewhere = ""  # the local name exists, for other platforms only
         if not self.pull:
             try:
                 desc = self.store.resolve(ref)
+                from builder.engine.multiplatform import local_image
+
+                img = local_image(self.store, ref, desc, platform)
+                if img is not None:
+                    self.named[ref] = str(desc.digest)  # what the name points at (an index, maybe): the memo checks it
+                    return img
+                desc = None  # a local name without this platform: pull it (pull keeps the index)
+                elsewhere = f" for {platform}"
             except ImageNotFound:
                 desc = None
         if desc is None:
@@ -99,22 +108,22 @@ class Bases:
             opts = Options(insecure_registries=self.settings.insecure_registries,
                            mirrors=dict(self.settings.mirrors)) if self.settings else None
             try:
-                desc = pull(ref, self.store, platform=self.platform, options=opts)
+                desc = pull(ref, self.store, platform=platform, options=opts)
             except PybuildError as e:
                 if not self.pull:
-                    raise ImageNotFound(f"no image {ref!r} in the local store, and pulling it failed: {e.message}",
-                                        hint="pybuild images lists local images") from None
+                    raise ImageNotFound(f"no image {ref!r}{elsewhere} in the local store, and pulling it failed: "
+                                        f"{e.message}", hint="pybuild images lists local images") from None
                 raise
-        return Image.load(self.store.blobs, desc)
+        return _load_for(self.store.blobs, desc, platform)
 
-    def _from_layout(self, spec: str) -> Image:
+    def _from_layout(self, spec: str, platform: str) -> Image:
         path, ref = spec, None
         if "@" in spec:
             path, ref = spec.rsplit("@", 1)
         elif ":" in os.path.basename(spec):
             head, tail = spec.rsplit(":", 1)
             path, ref = head, tail
-        theirs = ImageStore(Path(path))
+        theirs = ImageStore(Path(path), private=False)  # the user's layout: never chmod it
         if not (Path(path) / "index.json").is_file():
             raise ImageNotFound(f"oci-layout://{spec}: {path} is not an OCI layout")
         if ref is None:
@@ -124,7 +133,7 @@ class Bases:
             desc = ms[0]
         else:
             desc = theirs.resolve(ref)
-        img = Image.load(theirs.blobs, desc)
+        img = _load_for(theirs.blobs, desc, platform)
         from builder.oci.image import reachable
 
         for d in reachable(theirs.blobs, img.descriptor):
@@ -133,23 +142,45 @@ class Bases:
                     self.store.blobs.put(f, d.media_type, d.digest)
         return Image.load(self.store.blobs, img.descriptor)
 
-    def state(self, ref: str) -> State:
+    def state(self, ref: str, platform: str | None = None) -> State:
+        from builder.engine.solver import base_ref
+
+        plat = platform or self.platform
+        name = base_ref(ref, plat, self.platform)
         with self.lock:
-            st = self.states.get(ref)
+            st = self.states.get(name)
             if st is None:
-                img = self._load(ref)
+                img = self._load(ref, plat)
                 cfg = img.config
                 st = State(cfg, tuple(img.layers), tuple(str(c) for c in chain_ids(cfg.diff_ids)),
                            ck.make_key("from", None, {"image": str(img.descriptor.digest),
-                                                      "platform": self.platform}).key, cfg.created)
-                self.states[ref] = st
-                self.digests[ref] = str(img.descriptor.digest)
+                                                      "platform": plat}).key, cfg.created)
+                self.states[name] = st
+                self.digests[name] = self.named.get(ref, str(img.descriptor.digest)) if name == ref \
+                    else str(img.descriptor.digest)
             return st
 
-    def config(self, ref: str):
+    def config(self, ref: str, platform: str | None = None):
         if ref.lower() == "scratch":
             return None
-        return self.state(ref).config
+        return self.state(ref, platform).config
+
+
+def _load_for(blobs, desc: Descriptor, platform: str) -> Image:
+    from builder.oci.model import Platform
+
+    os_, _, rest = platform.partition("/")
+    arch, _, variant = rest.partition("/")
+    return Image.load(blobs, desc, Platform(arch, os_, variant=variant or None))
+
+
+def _normalize_platform(spec: str) -> str:
+    from builder import platforms
+
+    try:
+        return platforms.normalize(spec)
+    except UsageError as e:
+        raise ValueError(e.message) from None
 
 
 def _parse(req: BuildRequest, settings: Settings):
@@ -166,14 +197,17 @@ def _trigger_parser(text: str) -> tuple:
 
 
 def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
-    if req.platform not in SUPPORTED_PLATFORMS:
-        raise UsageError(f"platform {req.platform} is not supported (this builder builds {', '.join(SUPPORTED_PLATFORMS)})")
+    from builder import platforms
+
+    req.platform = platforms.normalize(req.platform)
     store = ImageStore(settings.store_dir).ensure()
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
     df = _parse(req, settings)
     stat_cache = None
     ctx = None
-    if req.context_dir is not None:
+    if req.context_dir is not None and getattr(req.shared, "context", None) is not None:
+        ctx = req.shared.context  # type: ignore[union-attr]  # one context hashed for every platform; its owner saves the stat cache
+    elif req.context_dir is not None:
         stat_cache = StatCache.load(stat_cache_path(settings.cache_dir, req.context_dir))
         ign = BuildContext.ignore_file_for(req.context_dir, req.dockerfile_path)
         patterns = read_ignore_patterns(ign.read_text()) if ign else []
@@ -182,8 +216,12 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     from builder.plan.planner import plan
 
     graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
-                 base_config=bases.config, parse_trigger=_trigger_parser)
+                 base_config=bases.config, parse_trigger=_trigger_parser, build_platform=platforms.host(),
+                 normalize_platform=_normalize_platform)
     _check_entitlements(graph, req.allow)
+    from builder.engine.multiplatform import check_emulation
+
+    check_emulation(graph)  # before any work: a foreign RUN without a binfmt handler says what to do
     from builder.dockerfile.lint import enforce, lint
     from builder.report import Warning as W
 
@@ -194,6 +232,8 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
         reporter.emit(W(f"{where}{f.rule}: {f.message}"))
     snaps = Snapshotter(settings.snapshots_dir, settings.tmp_dir)
     snaps.sweep()  # what a killed build (SIGKILL, power loss) left in tmp/
+    from builder.engine.mounts import clear_secret_leftovers
+    clear_secret_leftovers(settings.tmp_dir)  # at once, whatever their age: they are secrets
     sv = Services(blobs=store.blobs, snaps=snaps,
                   tmp=settings.tmp_dir, cache_mounts=settings.cache_dir / "mounts", context=ctx,
                   compression=settings.compression, source_date_epoch=req.source_date_epoch,
@@ -214,7 +254,9 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
                     options=SolveOptions(dockerfile=str(req.dockerfile_path or req.dockerfile_name),
                                          no_cache=req.no_cache,
                                          no_cache_filter=frozenset(x.lower() for x in req.no_cache_filter),
-                                         max_workers=req.max_workers))
+                                         max_workers=req.max_workers, shared=req.shared))
+    if getattr(req.shared, "cancel", None) is not None:
+        solver.cancel = req.shared.cancel  # type: ignore[union-attr]  # one platform failing stops the others
     return store, graph, solver, stat_cache, cache, bases
 
 
@@ -311,8 +353,17 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
         max((h.created for h in cfg.history if h.created), default=None)
     from runtime.record import replace
 
-    cfg = replace(cfg, created=created, architecture=req.platform.split("/")[1], os=req.platform.split("/")[0])
-    desc = write_image(store.blobs, cfg, list(sol.state.layers))
+    # BuildKit labels the image with the target platform even when the target stage is pinned
+    # elsewhere (FROM --platform=$BUILDPLATFORM …): checked against the reference
+    tos, _, trest = graph.platform.partition("/")
+    tarch, _, tvariant = trest.partition("/")
+    cfg = replace(cfg, created=created, architecture=tarch, os=tos, variant=tvariant or None)
+    extra = None
+    if req.inline_cache:
+        from builder.engine.cache import inline_config
+
+        extra = inline_config(cache, [k.key.key for k in sol.keys], sol.state.layers)
+    desc = write_image(store.blobs, cfg, list(sol.state.layers), config_extra=extra)
     for t in req.tags:
         _tag_if_changed(store, t, desc)
     if req.cache_to is not None:
@@ -324,21 +375,10 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
     except PybuildError:
         pass  # a reference we cannot name: no memo, the next build takes the full path
     secs = time.monotonic() - t0
+    from builder.oci.reference import full_names
+
     rep.emit(BuildFinished(secs, image=str(img.id), tags=full_names(req.tags)))
     return BuildResult(desc, str(img.id), img, sol, graph, secs)
-
-
-def full_names(tags) -> tuple[str, ...]:
-    """Tags as BuildKit's `naming to` shows them: docker.io/library/name:tag."""
-    from builder.oci.reference import parse_reference
-
-    out = []
-    for t in tags:
-        try:
-            out.append(str(parse_reference(t)))
-        except PybuildError:
-            out.append(t)
-    return tuple(out)
 
 
 def _tag_if_changed(store: ImageStore, ref: str, desc: Descriptor) -> None:
@@ -360,6 +400,7 @@ class Explanation(Record):
     field: str | None
     before: object
     after: object
+    reads: tuple[str, ...] = ()  # `content:<src>=<digest>` inputs read from other stages
 
 
 def explain(req: BuildRequest, settings: Settings) -> list[Explanation]:
@@ -376,16 +417,17 @@ def _explain(solver, cache) -> list[Explanation]:
     out: list[Explanation] = []
     for sk in solver.keys_only():
         line = sk.step.span.line if sk.step.span else None
+        reads = tuple(i for i in sk.key.pre_image.get("inputs", ()) if i.startswith(("content:", "stage:")))
         if sk.hit:
-            out.append(Explanation(sk.step.text, line, True, sk.key.key, None, None, None, None))
+            out.append(Explanation(sk.step.text, line, True, sk.key.key, None, None, None, None, reads))
             continue
         near = cache.nearest(sk.slot, exclude=sk.key.key)
         if near is None:
-            out.append(Explanation(sk.step.text, line, False, sk.key.key, None, None, None, None))
+            out.append(Explanation(sk.step.text, line, False, sk.key.key, None, None, None, None, reads))
             continue
         f = ck.first_difference(near.pre_image, sk.key.pre_image)
         out.append(Explanation(sk.step.text, line, False, sk.key.key, near.key, f,
-                               ck.lookup(near.pre_image, f or ""), ck.lookup(sk.key.pre_image, f or "")))
+                               ck.lookup(near.pre_image, f or ""), ck.lookup(sk.key.pre_image, f or ""), reads))
     return out
 
 

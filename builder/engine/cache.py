@@ -6,6 +6,10 @@ history `created`; the slot it was built for; the key's pre-image for `cache exp
 miss, never a crash), `nearest(slot)` (the latest record for the same Dockerfile step), prune,
 and the exchange format.
 
+Inline (`--cache-to type=inline`): `inline_config(...)` gives the config key holding the records
+of the image's layers (layer = its index in the manifest), `import_inline(...)` puts them back as
+records whose layers are that image's (pulled) layers.
+
 Exchange format (`--cache-to type=local,dest=DIR` / `--cache-from type=local,src=DIR`): DIR is
 an OCI image layout. Each record is one OCI manifest with
 `artifactType: application/vnd.pybuild.cache.record.v1+json`, whose `config` is the record JSON
@@ -28,6 +32,10 @@ from builder.oci.store import DirStore, atomic_write
 from runtime.record import Record, asdict, fields
 
 RECORD_MEDIA_TYPE = "application/vnd.pybuild.cache.record.v1+json"
+# `--cache-to type=inline`: the records of the image's own layers, in its config under this key
+# (base64 of canonical JSON, as BuildKit keeps its own in "moby.buildkit.cache.v0"; the keys are
+# pybuild's, so the two builders never read each other's).
+INLINE_KEY = "dev.pybuild.cache.inline.v1"
 KEY_ANNOTATION = "dev.pybuild.cache.key"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
@@ -159,3 +167,56 @@ class CacheStore:
             self.put(rec)
             n += 1
         return n
+
+
+def inline_config(cache: CacheStore, keys: list[str], layers) -> dict:
+    """{INLINE_KEY: base64(json)} with the records among `keys` whose layer is one of the image's
+    `layers` (descriptors, in manifest order) or that made no layer (mode=min, as BuildKit's
+    inline cache)."""
+    import base64
+
+    index = {str(d.digest): i for i, d in enumerate(layers)}
+    out = []
+    for key in dict.fromkeys(keys):
+        rec = cache.get(key)
+        if rec is None:
+            continue
+        li = None
+        if rec.layer is not None:
+            li = index.get(rec.layer["digest"])
+            if li is None:
+                continue  # a layer of another stage: not in this image
+        out.append({"key": rec.key, "layer": li, "diff_id": rec.diff_id, "created": rec.created,
+                    "slot": rec.slot, "text": rec.text, "pre_image": rec.pre_image})
+    return {INLINE_KEY: base64.b64encode(canonical_json({"records": out})).decode()}
+
+
+def import_inline(cache: CacheStore, config: bytes, layers) -> int:
+    """Records from an image config's inline cache (nothing when it has none), pointing at the
+    image's `layers`; a record whose diff_id does not match its layer's is refused."""
+    import base64
+
+    try:
+        cfg = json.loads(config)
+        raw = cfg.get(INLINE_KEY) if isinstance(cfg, dict) else None
+        if not raw:
+            return 0
+        data = json.loads(base64.b64decode(raw, validate=True))
+        diff_ids = cfg["rootfs"]["diff_ids"]
+    except (ValueError, TypeError, KeyError) as e:
+        raise CacheError(f"inline cache: not readable ({e})") from None
+    n = 0
+    for r in data.get("records", []):
+        try:
+            li = r["layer"]
+            if li is not None and (not isinstance(li, int) or not 0 <= li < len(layers) or diff_ids[li] != r["diff_id"]):
+                raise CacheError("inline cache: a record names a layer the image does not have")
+            if cache.get(r["key"]) is not None:
+                continue
+            cache.put(CacheRecord(key=r["key"], layer=layers[li].to_dict() if li is not None else None,
+                                  diff_id=r["diff_id"] if li is not None else None, created=r["created"],
+                                  slot=r.get("slot", ""), pre_image=r.get("pre_image") or {}, text=r.get("text", "")))
+            n += 1
+        except (KeyError, TypeError, IndexError):
+            raise CacheError("inline cache: a malformed record") from None
+    return n

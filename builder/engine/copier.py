@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from builder.context import PatternMatcher, read_xattrs
 from builder.engine.fsview import LayeredFS, copy_up, split
 from builder.errors import BuildStepError
+from builder.layers import fstree
 from runtime.record import Record
 
 
@@ -220,7 +221,7 @@ class Copier:
             if stat.S_ISDIR(st.st_mode) and want_dir:
                 return
             if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(host)
+                fstree.rmtree(host)
             else:
                 os.unlink(host)
 
@@ -240,9 +241,31 @@ class Copier:
             return self.context.known_xattrs(src)
         return read_xattrs(src)
 
+    @staticmethod
+    def _drive(task: Iterator) -> None:
+        """Run a copy task and the sub-tasks it yields, depth-first, on an explicit stack: a
+        tree thousands of directories deep must not exhaust Python's recursion limit."""
+        stack = [task]
+        while stack:
+            try:
+                sub = next(stack[-1])
+            except StopIteration:
+                stack.pop()
+                continue
+            stack.append(sub)
+
     def _copy_path(self, src: str, in_root: str, rel: str = "", ctx_rel: str | None = None,
                    host_parent: str | None = None, fresh: bool = False) -> None:
-        """`fresh`: nothing exists at the target yet (the caller listed its directory)."""
+        self._drive(self._copy_path_task(src, in_root, rel, ctx_rel, host_parent, fresh))
+
+    def _copy_dir_contents(self, src: str, in_root: str, rel: str, st: os.stat_result,
+                           ctx_rel: str | None = None) -> None:
+        self._drive(self._copy_dir_task(src, in_root, rel, st, ctx_rel))
+
+    def _copy_path_task(self, src: str, in_root: str, rel: str = "", ctx_rel: str | None = None,
+                        host_parent: str | None = None, fresh: bool = False) -> Iterator:
+        """`fresh`: nothing exists at the target yet (the caller listed its directory).
+        A generator (see _drive): a directory is yielded as a sub-task, not recursed into."""
         if self.cancel is not None and self.cancel.is_set():
             raise KeyboardInterrupt
         if self.exclude is not None and rel and self.exclude.matches(rel):
@@ -252,11 +275,11 @@ class Copier:
             # an ignored directory is only entered when an exception pattern may re-include a child
             if not stat.S_ISDIR(st.st_mode) or not self.context.matcher.could_include_below(ctx_rel):
                 return
-            self._copy_dir_contents(src, in_root, rel, st, ctx_rel, create_only_if_needed=True,
-                                    host_parent=host_parent, fresh=fresh)
+            yield self._copy_dir_task(src, in_root, rel, st, ctx_rel, create_only_if_needed=True,
+                                      host_parent=host_parent, fresh=fresh)
             return
         if stat.S_ISDIR(st.st_mode):
-            self._copy_dir_contents(src, in_root, rel, st, ctx_rel, host_parent=host_parent, fresh=fresh)
+            yield self._copy_dir_task(src, in_root, rel, st, ctx_rel, host_parent=host_parent, fresh=fresh)
             return
         host = self._target(in_root, host_parent)
         if not fresh:
@@ -354,9 +377,9 @@ class Copier:
         for host, st, xa in dirs:
             self._meta(host, st, xattrs=xa)
 
-    def _copy_dir_contents(self, src: str, in_root: str, rel: str, st: os.stat_result, ctx_rel: str | None = None,
-                           create_only_if_needed: bool = False, host_parent: str | None = None,
-                           fresh: bool = False) -> None:
+    def _copy_dir_task(self, src: str, in_root: str, rel: str, st: os.stat_result, ctx_rel: str | None = None,
+                       create_only_if_needed: bool = False, host_parent: str | None = None,
+                       fresh: bool = False) -> Iterator:
         host = self._target(in_root, host_parent)
         present: set[str] = set()
         if fresh:
@@ -381,8 +404,8 @@ class Copier:
             # One listdir of the target instead of an lstat per child: a name not there now is
             # not there when the child is written (names in one listdir are unique, and files
             # queued by earlier items were flushed before this item started).
-            self._copy_path(os.path.join(src, name), in_root.rstrip("/") + "/" + name, f"{rel}/{name}" if rel else name,
-                            child_ctx, host, fresh=name not in present)
+            yield self._copy_path_task(os.path.join(src, name), in_root.rstrip("/") + "/" + name,
+                                       f"{rel}/{name}" if rel else name, child_ctx, host, fresh=name not in present)
         if create_only_if_needed:
             self.flush()
             if not os.listdir(host):

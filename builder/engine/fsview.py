@@ -89,9 +89,24 @@ class LayeredFS:
         return self._lookup(split(rel)) is not None
 
     def listdir(self, rel: str) -> list[str]:
-        parts = split(rel)
         names: set[str] = set()
         gone: set[str] = set()
+        for d in self.merged_dirs(rel):
+            try:
+                entries = list(os.scandir(d))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for e in entries:
+                if e.name in names or e.name in gone:
+                    continue
+                st = e.stat(follow_symlinks=False)
+                (gone if is_whiteout(st) else names).add(e.name)
+        return sorted(names)
+
+    def merged_dirs(self, rel: str) -> list[str]:
+        """The host directories (top layer first) whose entries make up directory `rel`."""
+        parts = split(rel)
+        out: list[str] = []
         for layer in self.layers:
             d = os.path.join(layer, *parts)
             blocked = False
@@ -110,18 +125,12 @@ class LayeredFS:
                 break
             if blocked is None:
                 continue
-            try:
-                entries = list(os.scandir(d))
-            except (FileNotFoundError, NotADirectoryError):
+            if not os.path.isdir(d):
                 continue
-            for e in entries:
-                if e.name in names or e.name in gone:
-                    continue
-                st = e.stat(follow_symlinks=False)
-                (gone if is_whiteout(st) else names).add(e.name)
+            out.append(d)
             if is_opaque(d):
                 break
-        return sorted(names)
+        return out
 
     def resolve(self, path: str, *, follow_last: bool = True) -> str:
         """An absolute in-root path with every symlink resolved inside the root ('/a/b')."""
@@ -222,9 +231,7 @@ def export_tree(view: LayeredFS, rel: str, dest: Path) -> None:
     host, st = hit
     if stat.S_ISDIR(st.st_mode):
         dest.mkdir(exist_ok=True)
-        links: dict[tuple[int, int], Path] = {}
-        for name in view.listdir(path):
-            export_tree_nofollow(view, f"{path.rstrip('/')}/{name}", dest / name, links)
+        _export_children(view.merged_dirs(path), dest, {})
         shutil.copystat(host, dest)
     else:
         _copy_entry(host, dest)
@@ -240,12 +247,77 @@ def export_tree_nofollow(view: LayeredFS, path: str, dest: Path,
         links = {}
     if stat.S_ISDIR(st.st_mode):
         dest.mkdir(exist_ok=True)
-        for name in view.listdir(path):
-            export_tree_nofollow(view, f"{path.rstrip('/')}/{name}", dest / name, links)
+        _export_children(view.merged_dirs(path), dest, links)
         shutil.copystat(host, dest, follow_symlinks=False)
         os.lchown(dest, st.st_uid, st.st_gid)
-    elif stat.S_ISREG(st.st_mode):
+    else:
+        _export_one(host, st, dest, links)
+
+
+def _export_one(host: str, st: os.stat_result, dest: Path, links: dict[tuple[int, int], Path]) -> None:
+    if stat.S_ISREG(st.st_mode):
         _export_file(host, dest, st, links)
     elif stat.S_ISLNK(st.st_mode):
         _copy_entry(host, dest)
         os.lchown(dest, st.st_uid, st.st_gid)
+
+
+def _merged_children(dirs: list[str]) -> list[tuple[str, str, os.stat_result, list[str]]]:
+    """The entries of one merged directory whose host directories are `dirs` (top layer first,
+    already cut at an opaque one): (name, host path, lstat, the child's own host directories
+    when it is a directory). Overlay rules, one level at a time: the top-most entry of a name
+    decides (a whiteout hides it, a non-directory hides lower ones); a directory merges with
+    the same-named directories below it down to the first non-directory or opaque one."""
+    top: dict[str, tuple[str, os.stat_result, list[str]]] = {}
+    closed: set[str] = set()  # names whose merge is over (a file, whiteout or opaque dir above)
+    for d in dirs:
+        try:
+            entries = list(os.scandir(d))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for e in entries:
+            name = e.name
+            if name in closed:
+                continue
+            st = e.stat(follow_symlinks=False)
+            if name in top:  # a lower layer under a directory of the same name
+                if stat.S_ISDIR(st.st_mode) and not is_whiteout(st):
+                    top[name][2].append(e.path)
+                    if is_opaque(e.path):
+                        closed.add(name)
+                else:
+                    closed.add(name)
+                continue
+            if is_whiteout(st):
+                closed.add(name)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                top[name] = (e.path, st, [e.path])
+                if is_opaque(e.path):
+                    closed.add(name)
+            else:
+                top[name] = (e.path, st, [])
+                closed.add(name)
+    return [(n, *top[n]) for n in sorted(top)]
+
+
+def _export_children(dirs: list[str], dest: Path, links: dict[tuple[int, int], Path]) -> None:
+    """Write the merged directory `dirs` below `dest`: depth-first on an explicit stack (a tree
+    may be thousands of directories deep), one scandir per layer directory (no lookup from the
+    root per entry); a directory's metadata is set once its children are written."""
+    todo: list[tuple[list[str], Path, tuple[str, os.stat_result] | None]] = [(dirs, dest, None)]
+    while todo:
+        layer_dirs, d, done = todo.pop()
+        if done is not None:
+            shutil.copystat(done[0], d, follow_symlinks=False)
+            os.lchown(d, done[1].st_uid, done[1].st_gid)
+            continue
+        children = _merged_children(layer_dirs)
+        for name, host, st, sub in reversed(children):
+            target = d / name
+            if stat.S_ISDIR(st.st_mode):
+                target.mkdir(exist_ok=True)
+                todo.append(([], target, (host, st)))  # after its children (popped later)
+                todo.append((sub, target, None))
+            else:
+                _export_one(host, st, target, links)

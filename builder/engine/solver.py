@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from builder.engine.cache import CacheRecord, CacheStore
 from builder.engine.ops import LayerResult, Services, State, ensure_snapshots, run_step, view_of
 from builder.engine.transfer import copy_inputs, copy_step
-from builder.errors import BuildStepError, ContextError, PybuildError
+from builder.errors import BuildStepError, ContextError, LayerError, PybuildError
 from builder.oci.config import History, ImageConfig
 from builder.plan import cachekey as ck
 from builder.plan.graph import BaseOp, BuildGraph, ConfigOp, CopyOp, RunOp, Step
@@ -39,6 +39,7 @@ class SolveOptions(Record, frozen=False):
     no_cache: bool = False
     no_cache_filter: frozenset[str] = frozenset()
     max_workers: int = 4
+    shared: object | None = None  # a KeyLocks shared by concurrent builds (multi-platform): one executes a key
 
 
 class StepKey(Record, frozen=False):
@@ -52,6 +53,12 @@ class Solution(Record, frozen=False):
     state: State  # the target stage's final state
     stages: dict[int, State] = field(default_factory=dict)
     keys: list[StepKey] = field(default_factory=list)
+
+
+def base_ref(ref: str, platform: str, target: str) -> str:
+    """The key of a base image's state in `Solver.bases`: the ref for the target platform,
+    `ref|platform` for a stage pinned to another one (`|` never appears in a reference)."""
+    return ref if platform == target else f"{ref}|{platform}"
 
 
 def _is_fs(op) -> bool:
@@ -138,6 +145,10 @@ class Solver:
         self.cancel = threading.Event()
         self.failed_stage: int | None = None
         self.keys: list[StepKey] = []
+        self.unknown: set[int] = set()  # keys_only: stages whose output needs a step that misses
+        from builder.engine.contentkey import ContentMemo
+
+        self.content_memo = ContentMemo(cache.dir.parent, cache.tmp)
         self.ids: dict[tuple[int, int], int] = {}
         n = 0
         for si in graph.needed():
@@ -175,14 +186,15 @@ class Solver:
                 st = replace(st, config=st.config.with_config(on_build=()))
             return st
         assert op.image is not None
+        plat = self.g.platform_of(step.stage)
         if op.image == "scratch":
-            os_, _, arch = self.g.platform.partition("/")
+            os_, _, arch = plat.partition("/")
             from builder.oci.config import ContainerConfig
             from builder.plan.planner import DEFAULT_PATH
 
             cfg = ImageConfig(architecture=arch.split("/")[0], os=os_, config=ContainerConfig(env=(DEFAULT_PATH,)))
-            return State(cfg, key=ck.make_key("from", None, {"image": "scratch", "platform": self.g.platform}).key)
-        st = self.bases[op.image]
+            return State(cfg, key=ck.make_key("from", None, {"image": "scratch", "platform": plat}).key)
+        st = self.bases[base_ref(op.image, plat, self.g.platform)]
         if st.config.config.on_build:  # triggers ran in this stage: the result does not inherit them
             st = replace(st, config=st.config.with_config(on_build=()))
         if not any(e.startswith("PATH=") for e in st.config.config.env):
@@ -197,20 +209,21 @@ class Solver:
         c = state.config.config
         if isinstance(op, RunOp):
             return ck.make_key("run", state.key, ck.run_op(op, env=c.env, args=step.args, workdir=c.working_dir,
-                                                          user=c.user, platform=self.g.platform),
+                                                          user=c.user, platform=self.g.platform_of(step.stage)),
                                self._mount_inputs(op))
         if isinstance(op, CopyOp):
-            inputs = copy_inputs(self.sv, step, state, lambda i: self.finals[i].key)
+            inputs = copy_inputs(self.sv, step, state, self.source_content)
             k = ck.make_key("copy", None if op.link else state.key,
                             ck.copy_op(op, dest=op.dest if op.dest.startswith("/") else
-                                       os.path.join(c.working_dir or "/", op.dest), platform=self.g.platform),
+                                       os.path.join(c.working_dir or "/", op.dest),
+                                       platform=self.g.platform_of(step.stage)),
                             inputs)
             return k
         assert isinstance(op, ConfigOp)
         return ck.make_key("workdir", state.key, ck.workdir_op(op, path=c.working_dir, user=c.user))
 
     def _mount_inputs(self, op: RunOp) -> list[str]:
-        """What bind mounts read: context content, or the source stage's / image's key."""
+        """What bind mounts read: context content, or the content read from a stage / an image."""
         out = []
         for m in op.mounts:
             if m.type != "bind":
@@ -220,11 +233,28 @@ class Solver:
                 if ctx is None:
                     continue
                 out.extend(f"{s.rel}:{ctx.digest(s)}" for s in ctx.select(m.source or "."))
-            elif m.source_from.stage is not None:
-                out.append(f"stage:{self.finals[m.source_from.stage].key}")
             else:
-                out.append(f"image:{self.image_state(m.source_from.image).key}")
+                out.extend(self.source_content(m.source_from, [m.source or "/"]))
         return out
+
+    def source_content(self, src, sources) -> list[str]:
+        """Inputs for reading `sources` from a stage or an image (a CopyFrom): their content
+        digests (the cut-off: engine/contentkey.py; BuildKit keys these by content too, so a
+        re-tagged image with the same files still hits). Under `keys_only`, a stage with a step
+        that would miss has no known output yet: its key stands in (what would run decides)."""
+        from builder.engine.contentkey import stage_inputs
+
+        if src.stage is not None:
+            st = self.finals[src.stage]
+            if src.stage in self.unknown:
+                return [f"stage:{st.key}"]
+        else:
+            st = self.image_state(src.image)
+
+        def view():
+            ensure_snapshots(self.sv, st)
+            return view_of(self.sv, st)
+        return stage_inputs(st.chains, list(sources), self.content_memo, view)
 
     def _slot(self, step: Step) -> str:
         return f"{self.opt.dockerfile}#{self.g.stages[step.stage].label}#{step.index}"
@@ -311,8 +341,18 @@ class Solver:
                     state = replace(state, config=state.config.with_history(
                         History(created=state.created, created_by=_created_by(step))))
                     continue
-            state = self._fs_step(step, state)
+            state = self._shared_step(step, state) if self.opt.shared is not None else self._fs_step(step, state)
         return state
+
+    def _shared_step(self, step: Step, state: State) -> State:
+        """Builds of several platforms at once share work: the first to reach a key executes it,
+        the others wait for its record, then hit (see engine/multiplatform.py)."""
+        try:
+            key = self.step_key(step, state).key
+        except PybuildError:
+            return self._fs_step(step, state)  # _fs_step raises it again, placed on the step
+        with self.opt.shared.hold(key):  # type: ignore[union-attr]
+            return self._fs_step(step, state)
 
     def _fs_step(self, step: Step, state: State) -> State:
         sid = self.ids[(step.stage, step.index)]
@@ -346,7 +386,7 @@ class Solver:
             self.cache.put(rec)
             self.rep.emit(StepFinished(sid, time.monotonic() - t0))
             return self._apply(state, step, rec, key.key)
-        except ContextError as e:
+        except (ContextError, LayerError) as e:  # (a layer error: e.g. a tree too deep to name)
             raise BuildStepError(e.message, step.span, hint=e.hint) from None
         except SandboxError as e:  # the process could not even start (no shell, bad mount…)
             raise BuildStepError(f"{step.text.split()[0]} could not start: {e}", step.span) from None
@@ -409,11 +449,15 @@ class Solver:
         return Solution(self.finals[self.g.target], dict(self.finals), list(self.keys))
 
     def keys_only(self) -> list[StepKey]:
-        """All step keys without executing anything (misses stop nothing): for `cache explain`."""
+        """All step keys without executing anything (misses stop nothing): for `cache explain`.
+        Hits are applied as a build would (so a later `COPY --from` can hash that stage's
+        content); after a miss, the stage's output is unknown."""
         for wave in self.g.waves():
             for si in wave:
                 stage = self.g.stages[si]
                 state = self.base_state(stage.steps[0])
+                if getattr(stage.steps[0].op, "stage", None) in self.unknown:
+                    self.unknown.add(si)
                 cmd_set = False
                 for step in stage.steps[1:]:
                     op = step.op
@@ -424,7 +468,12 @@ class Solver:
                             continue
                     key = self.step_key(step, state)
                     rec = self.cache.get(key.key)
+                    usable = rec is not None and (rec.layer is None or self.sv.blobs.has(rec.layer["digest"]))
                     self.keys.append(StepKey(step, key, self._slot(step), rec is not None))
+                    if usable and si not in self.unknown:
+                        state = self._apply(state, step, rec, key.key)  # its layers: content stays known
+                        continue
+                    self.unknown.add(si)
                     next_key = key.key
                     if isinstance(op, CopyOp) and op.link:
                         next_key = ck.make_key("chain", state.key, {}, [key.key]).key

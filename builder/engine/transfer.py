@@ -22,6 +22,7 @@ from builder.engine.fsview import LayeredFS, export_tree
 from builder.engine.ops import LayerResult, Services, State, _from_state, commit, ensure_snapshots, view_of
 from builder.errors import BuildStepError, ContextError
 from builder.plan.graph import CopyOp, Step
+from builder.layers import fstree
 
 
 def _is_url(s: str) -> bool:
@@ -51,15 +52,15 @@ def _dest(op: CopyOp, workdir: str) -> tuple[str, bool]:
     return d, trailing
 
 
-def copy_inputs(sv: Services, step: Step, state: State, stage_key) -> list[str]:
-    """The digests a COPY/ADD reads (cheap on a rebuild: the context uses the stat cache)."""
+def copy_inputs(sv: Services, step: Step, state: State, source_content) -> list[str]:
+    """The digests a COPY/ADD reads (cheap on a rebuild: the context uses the stat cache).
+
+    From a stage or an image: `source_content(source_from, sources)`, the content digests of the
+    paths read (engine/contentkey.py), so an unchanged output keeps this step cached."""
     op: CopyOp = step.op  # type: ignore[assignment]
     out: list[str] = []
     if op.source_from is not None:
-        if op.source_from.stage is not None:
-            out.append(f"stage:{stage_key(op.source_from.stage)}")
-        else:
-            out.append(f"image:{_from_state(sv, op.source_from).key}")
+        out.extend(source_content(op.source_from, op.sources))
         return out
     for src in op.sources:
         if _is_git(src):
@@ -141,7 +142,7 @@ def _git_clone(sv: Services, src: str, keep_git_dir: bool, into: Path) -> Path:
         if r.returncode != 0:
             raise BuildStepError(f"ADD {src}: git checkout {ref} failed: {r.stderr.strip()}")
     if not keep_git_dir:
-        shutil.rmtree(dest / ".git", ignore_errors=True)
+        fstree.rmtree(dest / ".git", ignore_errors=True)
     return dest / subdir if subdir else dest
 
 
@@ -377,5 +378,5 @@ def copy_step(sv: Services, step: Step, state: State, cancel=None) -> LayerResul
         sv.snaps.discard(active)
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        fstree.rmtree(work, ignore_errors=True)
     return commit(sv, active, state)

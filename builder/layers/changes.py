@@ -47,17 +47,36 @@ def sort_key(path: bytes) -> tuple[bytes, ...]:
     return tuple(path.split(b"/"))
 
 
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX")
+
+
 def walk(root: bytes, rel: bytes = b"") -> Iterator[tuple[bytes, bytes, os.stat_result]]:
-    """(relative path, absolute path, lstat) of everything below root, in sort_key order."""
+    """(relative path, absolute path, lstat) of everything below root, in sort_key order.
+
+    Depth-first on an explicit stack, not by recursion: a tree may be thousands of
+    directories deep (up to PATH_MAX, where it is a clear LayerError)."""
+    stack = [_listing(root, rel)]
+    while stack:
+        for r, path, st in stack[-1]:
+            yield r, path, st
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(_listing(root, r))
+                break
+        else:
+            stack.pop()
+
+
+def _listing(root: bytes, rel: bytes) -> Iterator[tuple[bytes, bytes, os.stat_result]]:
     base = root + b"/" + rel if rel else root
     with os.scandir(base) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
-        r = rel + b"/" + e.name if rel else e.name
-        st = e.stat(follow_symlinks=False)
-        yield r, e.path, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from walk(root, r)
+        if len(e.path) >= PATH_MAX:  # before the lstat, which would fail less clearly
+            r = os.fsdecode(rel + b"/" + e.name)
+            raise LayerError(f"the step made a path too deep for the system to name: the host path of "
+                             f"/{r if len(r) <= 100 else r[:50] + '…' + r[-30:]} would be {len(e.path)} bytes "
+                             f"long, more than PATH_MAX ({PATH_MAX})")
+        yield (rel + b"/" + e.name if rel else e.name), e.path, e.stat(follow_symlinks=False)
 
 
 def _is_opaque(path: bytes) -> bool:
@@ -146,7 +165,9 @@ def diff_trees(lower: Path | str, upper: Path | str) -> ChangeSet:
     def add(rel: bytes, kind: str) -> None:
         out.setdefault(rel, []).append(kind)
 
-    def rec(rel: bytes) -> None:
+    def rec(rel: bytes, below: list[bytes]) -> None:
+        """Compare one directory; directories present in both go to `below` (an explicit
+        stack, not recursion: the trees may be thousands of levels deep)."""
         lpath = lo + b"/" + rel if rel else lo
         upath = up + b"/" + rel if rel else up
         lnames = set(os.listdir(lpath))
@@ -169,7 +190,7 @@ def diff_trees(lower: Path | str, upper: Path | str) -> ChangeSet:
             if both_dirs:
                 if not _same(lst, ust, la, ua):
                     add(r, ADD)
-                rec(r)
+                below.append(r)
                 continue
             if not _same(lst, ust, la, ua):
                 add(r, ADD)  # unpack replaces a directory by a non-directory wholesale
@@ -177,7 +198,11 @@ def diff_trees(lower: Path | str, upper: Path | str) -> ChangeSet:
                     for sub, _, _ in walk(up, r):
                         add(sub, ADD)
 
-    rec(b"")
+    todo = [b""]
+    while todo:
+        subs: list[bytes] = []
+        rec(todo.pop(), subs)
+        todo.extend(reversed(subs))
     # Parents of every change ride along (overlayfs copy-up does the same).
     for rel in list(out):
         parts = rel.split(b"/")

@@ -11,7 +11,6 @@ writer. Must not: tag anything but the reference it was given; print.
 from __future__ import annotations
 
 import io
-import shutil
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,7 @@ from builder.oci.config import ContainerConfig, History, ImageConfig
 from builder.oci.image import Image, host_platform, write_image
 from builder.oci.layout import ImageStore
 from builder.oci.model import Descriptor, Platform
+from builder.layers import fstree
 
 
 def _now() -> str:
@@ -74,7 +74,7 @@ def export_rootfs(store: ImageStore, ref: str, dest: Path | BinaryIO, *, warn: W
         _apply_all(store, img, root, warn)
         write_tar(root, dest, warn=warn)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        fstree.rmtree(work, ignore_errors=True)
 
 
 def _apply_all(store: ImageStore, img: Image, root: Path, warn: Warn | None) -> None:

@@ -79,15 +79,21 @@ class _Sink:
         return Digest("sha256:" + self.diff.hexdigest())
 
 
-def _compressor(compression: str):
-    if compression == "gzip":
+def _compressor(compression: str, level: int | None = None):
+    """The layer compressor: gzip through ISA-L when installed (unless a level is asked), else
+    oci.compression's. Layer writes and re-compression (layers/convert.py) share this choice,
+    so a layer converted back to gzip gets the bytes a build gives."""
+    if compression == "gzip" and level is None:
         try:
             from isal import isal_zlib  # type: ignore[import-not-found]
         except ImportError:
             return compressor("gzip")  # zlib
         # ISA-L level 2: ~1.8 GB/s vs zlib's ~120 MB/s at a similar ratio; header as zlib's.
         return isal_zlib.compressobj(2, isal_zlib.DEFLATED, 31)
-    return compressor(compression)
+    return compressor(compression, level)
+
+
+layer_compressor = _compressor
 
 
 # -- headers ---------------------------------------------------------------------------------

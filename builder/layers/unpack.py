@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import stat
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -22,6 +21,7 @@ from builder.errors import LayerError
 from builder.layers.tarread import BLK, CHR, FIFO, LNK, SYM, Entry, TarReader
 from builder.oci.compression import open_decompressed
 from builder.oci.digest import Digest
+from builder.layers import fstree
 
 CHUNK = 1 << 20
 MAX_LINKS = 40
@@ -86,6 +86,12 @@ class _Root:
             return hit
         resolved: list[str] = []
         pending = list(parts)
+        up = self._cache.get("/".join(parts[:-1])) if len(parts) > 1 else None
+        if up is not None:
+            # the parent was resolved (tar order: parents first): go on from there, so a
+            # thousand-level tree costs one lstat per level, not one per level per entry
+            resolved = up[len(self.path) + 1:].split("/") if up != self.path else []
+            pending = parts[-1:]
         links = 0
         while pending:
             c = pending.pop(0)
@@ -96,6 +102,7 @@ class _Root:
                     resolved.pop()  # `..` at the root stays at the root, as in a chroot
                 continue
             cand = self.path + "/" + "/".join(resolved + [c])
+            check_length(cand, entry)
             try:
                 st = os.lstat(cand)
             except FileNotFoundError:
@@ -121,6 +128,40 @@ class _Root:
         return out
 
 
+PATH_MAX = os.pathconf("/", "PC_PATH_MAX")
+
+
+def _reached_plainly(path: str, root: str, memo: dict[str, bool]) -> bool:
+    """Whether every component of `path` below `root` is a directory (no symlink on the way):
+    os.path.realpath without its cost (an lstat per component per call; a 1500-level tree
+    made that cubic). Each directory is checked once and remembered in `memo`."""
+    chain = []
+    p = path
+    while p != root and p not in memo:
+        chain.append(p)
+        parent = os.path.dirname(p)
+        if len(parent) >= len(p):
+            return False  # not below root
+        p = parent
+    ok = True if p == root else memo[p]
+    for q in reversed(chain):
+        if ok:
+            try:
+                ok = stat.S_ISDIR(os.lstat(q).st_mode)
+            except OSError:
+                ok = False
+        memo[q] = ok
+    return memo[path] if path in memo else ok
+
+
+def check_length(path: str, entry: str) -> None:
+    """An entry deeper than the system can name (PATH_MAX) is a clear error, not ENAMETOOLONG."""
+    if len(os.fsencode(path)) >= PATH_MAX:
+        short = entry if len(entry) <= 100 else f"{entry[:50]}…{entry[-30:]}"
+        raise LayerError(f"layer entry {short!r}: unpacked here its path would be longer than the "
+                         f"system allows (PATH_MAX {PATH_MAX})")
+
+
 def _parts(name: str, entry: str, what: str = "path") -> list[str]:
     if name.startswith("/"):
         raise LayerError(f"layer entry {entry!r}: absolute {what} is not allowed in a layer")
@@ -138,7 +179,7 @@ def _remove(path: str) -> bool:
     except FileNotFoundError:
         return False
     if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path)
+        fstree.rmtree(path)
         return True
     os.unlink(path)
     return stat.S_ISLNK(st.st_mode)
@@ -178,12 +219,13 @@ def apply_layer(path_or_stream: Path | str | BinaryIO, root: Path | str, *, medi
     # The reader stops at the end-of-archive blocks: the rest still counts for the diff_id.
     while hashing.read(CHUNK):
         pass
+    plain: dict[str, bool] = {}
     for path, (mtime, mode) in reversed(dir_times.items()):  # children first: they touched parents
         # A later entry of the same layer may have removed the directory or replaced it (or a
         # parent) with a file or a SYMLINK. os.chmod follows symlinks: `d/` (0777) then `d ->
         # /etc` chmodded the host's /etc; a file there raised NotADirectoryError (exit 3). So
         # act only on a directory still reached without any symlink, through an O_NOFOLLOW fd.
-        if os.path.realpath(path) != path:
+        if not _reached_plainly(path, r.path, plain):
             continue
         try:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -211,6 +253,7 @@ def _apply_entry(tar: TarReader, m: Entry, r: _Root, added: set[str],
         return
     parent = r.dir(parts[:-1], entry)
     target = parent + "/" + name
+    check_length(target, entry)
     added.add(target)
     if m.isdir():
         try:

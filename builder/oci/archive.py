@@ -36,12 +36,13 @@ def _familiar(ref: str) -> str:
 
 # -- save -----------------------------------------------------------------------------------
 
-def save_docker_archive(store: ImageStore, refs: list[str], out: BinaryIO) -> None:
-    """Write a docker-archive of `refs` (tags or ids) to the stream `out`."""
+def save_docker_archive(store: ImageStore, refs: list[str], out: BinaryIO, platform=None) -> None:
+    """Write a docker-archive of `refs` (tags or ids) to the stream `out`; a multi-platform
+    image contributes its `platform` entry (a model.Platform; default: this machine's)."""
     entries, repositories = [], {}
     images: list[Image] = []
     for ref in refs:
-        img = Image.load(store.blobs, store.resolve(ref))
+        img = Image.load(store.blobs, store.resolve(ref), platform)
         images.append(img)
         tags = []
         if not _looks_like_id(ref):

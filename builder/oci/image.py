@@ -13,7 +13,7 @@ from typing import Iterator
 
 from builder.errors import StoreError
 from builder.oci import mediatypes as mt
-from builder.oci.digest import Digest
+from builder.oci.digest import Digest, canonical_json
 from builder.oci.model import Descriptor, ImageConfig, Index, Manifest, Platform
 from builder.oci.store import ContentStore
 from runtime.record import Record
@@ -73,12 +73,15 @@ def select_platform(index: Index, want: Platform) -> Descriptor:
 
 
 def write_image(store: ContentStore, config: ImageConfig, layers: list[Descriptor] | tuple[Descriptor, ...], *,
-                annotations: dict[str, str] | None = None, media_type: str = mt.OCI_MANIFEST) -> Descriptor:
-    """Store the config and a manifest for `layers`; returns the manifest descriptor (with platform)."""
+                annotations: dict[str, str] | None = None, media_type: str = mt.OCI_MANIFEST,
+                config_extra: dict | None = None) -> Descriptor:
+    """Store the config and a manifest for `layers`; returns the manifest descriptor (with platform).
+    `config_extra`: more top-level config keys (e.g. an inline build cache), never read back."""
     if len(layers) != len(config.diff_ids):
         raise StoreError(f"write_image: {len(layers)} layers but {len(config.diff_ids)} diff_ids in the config")
     docker = media_type == mt.DOCKER_MANIFEST
-    cdesc = store.put_bytes(config.to_json(), mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG)
+    cdata = config.to_json() if not config_extra else canonical_json({**config.to_dict(), **config_extra})
+    cdesc = store.put_bytes(cdata, mt.DOCKER_CONFIG if docker else mt.OCI_CONFIG)
     manifest = Manifest(config=Descriptor(cdesc.media_type, cdesc.digest, cdesc.size),
                         layers=tuple(layers), media_type=media_type, annotations=annotations or None)
     mdesc = store.put_bytes(manifest.to_json(), media_type)

@@ -1,10 +1,11 @@
 """Cache keys: what a step's output depends on, hashed; and how two keys differ.
 
-Owns: the `pybuild.cache.v1` recipe (docs/design.md "Cache key"): sha256 of the canonical JSON of
+Owns: the `pybuild.cache.v2` recipe (docs/design.md "Cache key"): sha256 of the canonical JSON of
 `{"v", "kind", "parent", "op", "inputs"}`, where `op` is the normalized operation (argv, env
 and ARGs in scope sorted, workdir, user, platform, network, mounts without secret values) and
-`inputs` the content digests the step reads (context sources, other stages' keys, base image
-manifest digests). Proxy variables never count (BuildKit leaves them out too), nor mtimes, nor
+`inputs` the content digests the step reads (context sources; for `COPY --from=<stage|image>`
+and `RUN --mount=from=<stage|image>` the content digest of the paths read from that filesystem,
+not the stage's key or the image's digest, so an unchanged output cuts the chain of misses). Proxy variables never count (BuildKit leaves them out too), nor mtimes, nor
 secret values. `first_difference(a, b)` names the first field where two pre-images differ, for
 `pybuild cache explain`.
 
@@ -16,7 +17,9 @@ from builder.oci.digest import canonical_json, digest_bytes
 from builder.plan.graph import ConfigOp, CopyOp, MountOp, RunOp
 from runtime.record import Record
 
-VERSION = "pybuild.cache.v1"
+# v2: COPY --from=<stage|image> and RUN --mount=from=<stage|image> read `content:<src>=<digest>`
+# inputs (the content of the paths they read) instead of `stage:<key>` / `image:<key>`.
+VERSION = "pybuild.cache.v2"
 
 # BuildKit's predefined proxy ARGs: usable without ARG, never part of the cache key or history.
 PROXY_ARGS = frozenset(n for p in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")

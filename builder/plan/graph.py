@@ -116,6 +116,7 @@ class Stage(Record):
     index: int
     name: str | None
     steps: tuple[Step, ...]
+    platform: str | None = None  # FROM --platform (or its base stage's); None: the graph's target platform
 
     @property
     def label(self) -> str:
@@ -157,6 +158,10 @@ class BuildGraph(Record):
             out.append(wave)
             done.update(wave)
         return out
+
+    def platform_of(self, stage: int) -> str:
+        """The platform a stage's RUNs execute on and its image is for."""
+        return self.stages[stage].platform or self.platform
 
     def step_count(self) -> int:
         return sum(len(self.stages[i].steps) for i in self.needed())

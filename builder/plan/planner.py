@@ -26,11 +26,15 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def platform_args(platform: str) -> dict[str, str]:
+def platform_args(platform: str, build_platform: str | None = None) -> dict[str, str]:
+    """BuildKit's automatic platform ARGs: TARGET* name the build's target platform (in every
+    stage, FROM --platform or not), BUILD* the platform the builder runs on."""
     os_, _, rest = platform.partition("/")
     arch, _, variant = rest.partition("/")
+    bos, _, brest = (build_platform or platform).partition("/")
+    barch, _, bvariant = brest.partition("/")
     d = {"TARGETPLATFORM": platform, "TARGETOS": os_, "TARGETARCH": arch, "TARGETVARIANT": variant,
-         "BUILDPLATFORM": platform, "BUILDOS": os_, "BUILDARCH": arch, "BUILDVARIANT": variant}
+         "BUILDPLATFORM": build_platform or platform, "BUILDOS": bos, "BUILDARCH": barch, "BUILDVARIANT": bvariant}
     return d
 
 
@@ -156,14 +160,20 @@ def _run_argv(ins: A.Run, shell: tuple[str, ...]) -> tuple[tuple[str, ...], bool
 
 def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: str | None = None,
          platform: str = "linux/amd64",
-         base_config: Callable[[str], object | None] = lambda ref: None,
-         parse_trigger: Callable[[str], tuple] | None = None) -> BuildGraph:
-    """Plan a build. `base_config(ref)` gives an image's ImageConfig (None: unknown/scratch);
-    `parse_trigger(text)` parses one ONBUILD trigger into instructions (the front end's parser)."""
+         base_config: Callable[..., object | None] = lambda ref: None,
+         parse_trigger: Callable[[str], tuple] | None = None,
+         build_platform: str | None = None,
+         normalize_platform: Callable[[str], str] | None = None) -> BuildGraph:
+    """Plan a build. `base_config(ref)` gives an image's ImageConfig (None: unknown/scratch;
+    `base_config(ref, platform)` for a FROM --platform other than the target);
+    `parse_trigger(text)` parses one ONBUILD trigger into instructions (the front end's parser).
+    `build_platform` is the builder's own platform (BUILDPLATFORM; default: the target), and
+    `normalize_platform` turns a FROM --platform value into its canonical form (raising
+    ValueError for a malformed one)."""
     build_args = dict(build_args or {})
     used: set[str] = set()
     meta, raw_stages = _split_stages(df.instructions)
-    predefined = platform_args(platform)
+    predefined = platform_args(platform, build_platform)
 
     meta_args: dict[str, str] = {}
     for ins in meta:
@@ -198,7 +208,12 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
         if not base:
             raise InstructionError("FROM needs a base image", frm.span)
         fplat = expand_word(frm.platform, {**predefined, **meta_args}, df.escape) if frm.platform else None
-        if fplat and fplat != platform:
+        if fplat and normalize_platform is not None:
+            try:
+                fplat = normalize_platform(fplat)
+            except ValueError as e:
+                raise InstructionError(f"FROM --platform: {e}", frm.span) from None
+        elif fplat and fplat != platform:
             raise InstructionError(f"platform {fplat} is not supported (this builder builds {platform} only)",
                                    frm.span)
         base_stage = names.get(base.lower())
@@ -214,7 +229,7 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
             scope = _Scope(_env_dict((DEFAULT_PATH,)), None)
             base_op = BaseOp(image="scratch")
         else:
-            cfg = base_config(base)
+            cfg = base_config(base) if not fplat or fplat == platform else base_config(base, fplat)
             env = tuple(cfg.config.env) if cfg is not None else ()
             if not any(e.startswith("PATH=") for e in env):
                 env = (DEFAULT_PATH,) + env
@@ -266,7 +281,8 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
             if low in names:
                 raise InstructionError(f"duplicate stage name {frm.stage_name!r}", frm.span)
             names[low] = si
-        stages.append(Stage(si, frm.stage_name, tuple(steps)))
+        stage_platform = fplat if base_stage is None else stages[base_stage].platform
+        stages.append(Stage(si, frm.stage_name, tuple(steps), stage_platform))
         finals.append(scope)
 
     if target is None:

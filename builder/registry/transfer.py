@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Callable, Iterable
 
-from builder.errors import DigestMismatch, ImageNotFound, PybuildError, RegistryError, StoreError
+from builder.errors import DigestMismatch, PybuildError, RegistryError, StoreError
 from builder.oci import mediatypes as mt
 from builder.oci.digest import Digest, digest_bytes
 from builder.oci.image import select_platform
@@ -92,7 +92,7 @@ def _noop(_: BlobProgress) -> None:
 # --- pull --------------------------------------------------------------------------------------
 
 def pull(ref: str, image_store: ImageStore, *, progress: Progress | None = None, platform: str = "linux/amd64",
-         options: Options | None = None, tag: bool = True) -> Descriptor:
+         options: Options | None = None, tag: bool = True, all_platforms: bool = False) -> Descriptor:
     """Download `ref` into `image_store` and tag it there; returns the platform manifest descriptor.
 
     The engine's FROM calls this when an image is not local (and with --pull).
@@ -105,31 +105,55 @@ def pull(ref: str, image_store: ImageStore, *, progress: Progress | None = None,
     for host in opts.mirrors.get(r.registry, ()):
         try:
             return _pull_from(opts.client(host), replace(r, registry=host), r, image_store, progress, platform,
-                              opts, tag)
+                              opts, tag, all_platforms)
         except DigestMismatch:
             raise
         except RegistryError:
             continue
-    return _pull_from(opts.client(r.registry), r, r, image_store, progress, platform, opts, tag)
+    return _pull_from(opts.client(r.registry), r, r, image_store, progress, platform, opts, tag, all_platforms)
 
 
 def _pull_from(client: RegistryClient, r: Reference, name: Reference, image_store: ImageStore,
-               progress: Progress, platform: str, opts: Options, tag: bool) -> Descriptor:
+               progress: Progress, platform: str, opts: Options, tag: bool, all_platforms: bool = False) -> Descriptor:
+    """Pull `r`. An index is kept (stored and tagged as the index) with the manifests of the
+    requested platforms (`platform` may list several, comma-separated; `all_platforms`: every
+    one), so a later build for another of its platforms finds the name locally; returns the
+    first requested platform's manifest descriptor."""
     data, media_type = client.get_manifest(r.repository, r.reference)
     if r.digest and digest_bytes(data) != r.digest:
         raise DigestMismatch(f"{r.registry}: manifest {r.repository}@{r.digest} hashes to {digest_bytes(data)}")
     if mt.is_index(media_type):
-        desc = _pick(r, Index.from_json(data), platform)
-        data, media_type = client.get_manifest(r.repository, desc.digest, accept=(desc.media_type,))
-        if digest_bytes(data) != desc.digest:
-            raise DigestMismatch(f"{r.registry}: manifest {r.repository}@{desc.digest} hashes to "
-                                 f"{digest_bytes(data)}")
-    elif media_type == "application/vnd.docker.distribution.manifest.v1+prettyjws" or \
+        index = Index.from_json(data)
+        if all_platforms:
+            children = [d for d in index.manifests if mt.is_manifest(d.media_type) and d.platform is not None
+                        and d.platform.os != "unknown"]
+        else:
+            children = list(dict.fromkeys(_pick(r, index, p) for p in platform.split(",") if p))
+        results = []
+        for desc in children:
+            cdata, ctype = client.get_manifest(r.repository, desc.digest, accept=(desc.media_type,))
+            if digest_bytes(cdata) != desc.digest:
+                raise DigestMismatch(f"{r.registry}: manifest {r.repository}@{desc.digest} hashes to "
+                                     f"{digest_bytes(cdata)}")
+            results.append(_pull_manifest(client, r, cdata, ctype, image_store, progress, opts))
+        idesc = image_store.blobs.put_bytes(data, media_type)  # after its children: never dangling
+        if tag:
+            image_store.tag(str(name), Descriptor(media_type, idesc.digest, idesc.size))
+        return results[0]
+    if media_type == "application/vnd.docker.distribution.manifest.v1+prettyjws" or \
             media_type == "application/vnd.docker.distribution.manifest.v1+json":
         raise RegistryError(f"{r.registry}: {r.repository}:{r.reference} is a Docker schema 1 manifest, "
                             "which is not supported")
     elif not mt.is_manifest(media_type):
         raise RegistryError(f"{r.registry}: {r}: unexpected manifest media type {media_type or '(none)'!r}")
+    result = _pull_manifest(client, r, data, media_type, image_store, progress, opts)
+    if tag:
+        image_store.tag(str(name), result)  # under the name asked for, even when a mirror served it
+    return result
+
+
+def _pull_manifest(client: RegistryClient, r: Reference, data: bytes, media_type: str, image_store: ImageStore,
+                   progress: Progress, opts: Options) -> Descriptor:
     manifest = Manifest.from_json(data, allow_empty_layers=True)
     image_store.ensure()
     blobs = [manifest.config, *manifest.layers]
@@ -138,10 +162,7 @@ def _pull_from(client: RegistryClient, r: Reference, name: Reference, image_stor
                                                        cancel) for d in blobs], cancel)
     mdesc = image_store.blobs.put_bytes(data, media_type)  # after its blobs: never a dangling manifest
     cfg_platform = _config_platform(image_store, manifest)
-    result = Descriptor(media_type, mdesc.digest, mdesc.size, platform=cfg_platform)
-    if tag:
-        image_store.tag(str(name), result)  # under the name asked for, even when a mirror served it
-    return result
+    return Descriptor(media_type, mdesc.digest, mdesc.size, platform=cfg_platform)
 
 
 def _pick(r: Reference, index: Index, platform: str) -> Descriptor:
@@ -254,7 +275,7 @@ def _run_parallel(jobs: int, tasks: list[Callable[[], object]], cancel: threadin
 
 # --- push --------------------------------------------------------------------------------------
 
-def push(image_store: ImageStore, source: str, destinations: str | Iterable[str], *,
+def push(image_store: ImageStore, source: "str | Descriptor", destinations: str | Iterable[str], *,
          progress: Progress | None = None, options: Options | None = None,
          mount_from: Iterable[str] = ()) -> Descriptor:
     """Upload the local image `source` (ref, digest or id) under every destination reference.
@@ -267,10 +288,8 @@ def push(image_store: ImageStore, source: str, destinations: str | Iterable[str]
     if not dests:
         raise RegistryError("push: no destination given")
     refs = [parse_reference(d) for d in dests]
-    try:
-        desc = image_store.resolve(source)
-    except ImageNotFound:
-        raise
+    # a Descriptor: an image in the store's blobs that no tag names (e.g. re-compressed for the push)
+    desc = source if isinstance(source, Descriptor) else image_store.resolve(source)
     opts = options or default_options()
     progress = progress or _noop
     done_repos: dict[str, list[str]] = {}  # registry -> repositories that already hold the blobs

@@ -87,7 +87,7 @@ def test_missing_copy_source_is_a_clear_error(base: Path, tmp_path: Path) -> Non
     assert "Dockerfile:2:" in err and "not found in build context" in err and ".dockerignore" in err
 
 
-def test_unsupported_platform_is_a_usage_error(base: Path, tmp_path: Path) -> None:
+def test_malformed_platform_is_a_usage_error(base: Path, tmp_path: Path) -> None:
     ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM scratch\n"})
-    r = build(base, ctx, "--platform", "linux/s390x")
-    assert r.returncode == 2 and b"not supported" in r.stderr
+    r = build(base, ctx, "--platform", "linux/")
+    assert r.returncode == 2 and b"invalid platform" in r.stderr

@@ -100,7 +100,8 @@ def test_from_oci_layout_and_external_tools_read_the_result(root: Path, tmp_path
     layout = tmp_path / "layout"
     ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo layer > /layer.txt\n"})
     gz = {"PYBUILD_COMPRESSION": "gzip"}  # Debian's umoci cannot read zstd layers
-    ok(build(root, ctx, "-t", "exported", "-o", f"type=oci,dest={layout},tar=false,name=exported", env=gz))
+    # the index entry's ref.name is the name's tag, as BuildKit writes it
+    ok(build(root, ctx, "-t", "exported", "-o", f"type=oci,dest={layout},tar=false,name=exported:exported", env=gz))
     child = write_ctx(tmp_path / "child", {"Dockerfile": f"FROM oci-layout://{layout}:exported\nRUN cat /layer.txt && cp /layer.txt /copy.txt\n"})
     r = build(root, child, "-t", "child", env=gz)
     ok(r)

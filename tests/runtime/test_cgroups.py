@@ -38,7 +38,24 @@ def test_create_writes_limits_and_remove_cleans_up():
 
 
 def test_no_limits_no_cgroup():
+    """Without limits the container stays in its fork server's sandbox home (no migration)."""
     assert cgroups.create("pybuild-unused", None, None, None) is None
+
+
+def test_limits_give_the_container_cgroups_of_its_own_in_every_hierarchy_with_knobs():
+    """With a limit, every hierarchy with knobs gets the container's own cgroup (issue 14
+    item 2): the cgroup namespace's roots hold nobody else; devices stay with the home."""
+    v2, v1 = cgroups._mounts()
+    cg = cgroups.create(f"pybuild-test-{uuid.uuid4().hex[:8]}", None, None, 100)
+    assert cg is not None
+    try:
+        hier = {d.split("/")[4] for d in cg.dirs}
+        want = {m.split("/")[4] for c, m in v1.items() if c in ("cpu", "memory", "freezer", "pids", "blkio")}
+        assert want <= hier and "devices" not in hier, (want, hier)
+        assert all(p.endswith(f"/{cgroups.LEAF}/cgroup.procs") for p in cg.procs_files if "/pids/" in p)
+    finally:
+        cg.remove()
+    assert cg.dirs == []
 
 
 @pytest.mark.needs_overlay

@@ -16,7 +16,7 @@ def run_key(op: RunOp, env=("PATH=/bin",), args=(), workdir="/", user="", parent
 def test_key_is_the_digest_of_the_canonical_pre_image() -> None:
     k = run_key(RunOp(("/bin/sh", "-c", "make"), True))
     assert k.key == str(digest_bytes(canonical_json(k.pre_image)))
-    assert k.pre_image["v"] == ck.VERSION == "pybuild.cache.v1"
+    assert k.pre_image["v"] == ck.VERSION == "pybuild.cache.v2"
     assert json.loads(canonical_json(k.pre_image)) == k.pre_image
 
 

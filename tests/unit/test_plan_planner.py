@@ -91,9 +91,26 @@ def test_onbuild_triggers_of_the_base_run_first() -> None:
     assert steps[2].op.argv[-1] == "mine"
 
 
-def test_platform_other_than_target_is_refused() -> None:
+def test_platform_other_than_target_is_refused_without_a_normalizer() -> None:
     with pytest.raises(InstructionError, match="not supported"):
         P("FROM --platform=linux/arm64 scratch\n")
+
+
+def test_from_platform_pins_the_stage_and_the_automatic_args() -> None:
+    df = ("FROM --platform=$BUILDPLATFORM scratch AS build\nARG TARGETARCH BUILDARCH\nRUN x\n"
+          "FROM build AS again\nRUN y\nFROM scratch\nARG TARGETPLATFORM\nCOPY --from=again / /\n")
+    g = P(df, platform="linux/arm64", build_platform="linux/amd64", normalize_platform=lambda s: s)
+    assert g.platform_of(0) == "linux/amd64" and g.platform_of(1) == "linux/amd64"
+    assert g.platform_of(2) == "linux/arm64"
+    assert dict(g.stages[0].steps[1].args) == {"TARGETARCH": "arm64", "BUILDARCH": "amd64"}
+    assert dict(g.stages[2].steps[1].args) == {"TARGETPLATFORM": "linux/arm64"}
+
+
+def test_from_platform_malformed_is_a_dockerfile_error() -> None:
+    def norm(s):
+        raise ValueError(f"invalid platform {s!r}")
+    with pytest.raises(InstructionError, match="FROM --platform: invalid platform"):
+        P("FROM --platform=linux/ scratch\n", normalize_platform=norm)
 
 
 def test_run_mount_and_network_flags() -> None:

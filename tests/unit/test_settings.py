@@ -19,21 +19,24 @@ def _clear_cache():
 def test_root_from_env(monkeypatch, tmp_path):
     monkeypatch.setenv("PYBUILD_ROOT", str(tmp_path / "r"))
     monkeypatch.setenv("PYBUILD_CONFIG", str(tmp_path / "none.yaml"))
+    monkeypatch.delenv("PYBUILD_COMPRESSION", raising=False)
     s = settings.load()
     assert s.root == tmp_path / "r"
     assert s.snapshots_dir == tmp_path / "r" / "snapshots"
-    assert s.compression == "zstd" and s.config_file is None
+    # gzip by default, as BuildKit: docker 20.10 (and every registry client) pulls it
+    assert s.compression == "gzip" and s.config_file is None
 
 
 def test_config_file_values(monkeypatch, tmp_path):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("root: %s\ncompression: gzip\ninsecure_registries: [reg.local:5000]\n"
+    cfg.write_text("root: %s\ncompression: zstd\ninsecure_registries: [reg.local:5000]\n"
                    "mirrors:\n  docker.io: mirror.local\n" % (tmp_path / "state"))
     monkeypatch.delenv("PYBUILD_ROOT", raising=False)
+    monkeypatch.delenv("PYBUILD_COMPRESSION", raising=False)
     monkeypatch.setenv("PYBUILD_CONFIG", str(cfg))
     s = settings.load()
     assert s.root == tmp_path / "state"
-    assert s.compression == "gzip"
+    assert s.compression == "zstd"
     assert s.insecure_registries == ("reg.local:5000",)
     assert s.mirrors == {"docker.io": ("mirror.local",)}
 
