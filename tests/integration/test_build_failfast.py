@@ -123,3 +123,25 @@ COPY --from=b /bin/busybox /b
     assert "Dockerfile:5:1: error: RUN 'false' exited with status 1" in err, err
     assert _leftovers(root) == []
     validate_layout(root)
+
+
+def test_a_queued_stage_never_starts_after_a_failure(tmp_path: Path) -> None:
+    # --jobs 1: stage b waits for a worker; once a fails it is never started
+    root = tmp_path / "root"
+    make_busybox_image(root, tmp_path)
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": """
+FROM busybox AS a
+RUN false
+FROM busybox AS b
+RUN echo never-started
+FROM scratch
+COPY --from=a /bin/busybox /a
+COPY --from=b /bin/busybox /b
+"""})
+    r = build(root, ctx, "--jobs", "1")
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert "Dockerfile:3:1: error: RUN 'false' exited with status 1" in err, err
+    assert "RUN echo never-started" not in err, err
+    assert "FROM docker.io/library/busybox:latest" in err
+    assert _leftovers(root) == []
