@@ -34,7 +34,7 @@ def add_build_flags(p) -> None:
     p.add_argument("--no-cache-filter", action="append", default=[], metavar="STAGE",
                    help="do not use the cache for this stage (repeatable)")
     p.add_argument("--pull", action="store_true", help="always pull base images")
-    p.add_argument("--progress", choices=["auto", "tty", "plain", "json", "quiet"], default="auto")
+    p.add_argument("--progress", choices=["auto", "tty", "plain", "json", "rawjson", "quiet"], default="auto")
     p.add_argument("-o", "--output", action="append", default=[], metavar="DIR|-|type=…[,key=value…]",
                    help="as buildx: DIR (type=local), - (type=tar to stdout), or type=oci|docker|image|registry|local|tar,…")
     p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
@@ -338,10 +338,13 @@ def _fast_noop(args) -> bool:
     if fields is None:
         return False
     reporter = make_reporter("quiet" if args.quiet else args.progress, sys.stderr)
-    m = memo.try_noop(st, memo.fingerprint(fields), ctx_dir, _ignore(ctx_dir, df_path)[1], reporter)
+    from builder.oci.reference import full_names
+
+    m = memo.try_noop(st, memo.fingerprint(fields), ctx_dir, _ignore(ctx_dir, df_path)[1], reporter,
+                      tags=full_names(args.tag))
     if m is None:
-        if hasattr(reporter, "live"):
-            reporter.live.stop()
+        if hasattr(reporter, "discard"):
+            reporter.discard()  # the full build makes its own: this one leaves no frame behind
         return False
     _finish(args, m["config_digest"], m["manifest"], [t for t in args.tag])
     return True

@@ -332,7 +332,7 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
            stat_cache, cache, bases) -> BuildResult:
     import time
 
-    rep.emit(BuildStarted(graph.step_count(), str(req.context_dir or "")))
+    rep.emit(BuildStarted(len(solver.ids), str(req.context_dir or "")))  # the steps progress shows
     for w in graph.unused_args:
         from builder.report import Warning as W
 
@@ -375,7 +375,9 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
     except PybuildError:
         pass  # a reference we cannot name: no memo, the next build takes the full path
     secs = time.monotonic() - t0
-    rep.emit(BuildFinished(secs, image=str(img.id)))
+    from builder.oci.reference import full_names
+
+    rep.emit(BuildFinished(secs, image=str(img.id), tags=full_names(req.tags)))
     return BuildResult(desc, str(img.id), img, sol, graph, secs)
 
 

@@ -165,8 +165,11 @@ class Copier:
     """Writes items into `upper` as seen through `view` (the lower layers + upper, top first)."""
 
     def __init__(self, upper: Path, view: LayeredFS, *, owner: Owner | None, chmod=None,
-                 excludes: tuple[str, ...] = (), follow_dest: bool = True, context=None) -> None:
+                 excludes: tuple[str, ...] = (), follow_dest: bool = True, context=None, cancel=None) -> None:
         self.upper = Path(upper)
+        # a threading.Event: once set (another stage failed, Ctrl-C) the copy stops at the next
+        # file boundary with KeyboardInterrupt; the caller discards the upper
+        self.cancel = cancel
         self.view = view
         self.owner = owner
         self.chmod = chmod
@@ -263,6 +266,8 @@ class Copier:
                         host_parent: str | None = None, fresh: bool = False) -> Iterator:
         """`fresh`: nothing exists at the target yet (the caller listed its directory).
         A generator (see _drive): a directory is yielded as a sub-task, not recursed into."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise KeyboardInterrupt
         if self.exclude is not None and rel and self.exclude.matches(rel):
             return
         st, xa = self._source(src, ctx_rel)
@@ -301,6 +306,8 @@ class Copier:
     def _copy_file(self, host: str, src: str, st: os.stat_result, xattrs: Xattrs = ()) -> None:
         """One regular file: create, copy, then owner/xattrs/mode/mtime on the open fd (no path walks).
         At most st_size bytes (what the walk saw): a file growing meanwhile is cut there."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise KeyboardInterrupt
         mode = stat.S_IMODE(st.st_mode)
         if self.chmod is not None:
             mode = self.chmod(mode, False)

@@ -20,7 +20,7 @@ import os
 import tempfile
 from pathlib import Path
 
-MEMO_VERSION = 1
+MEMO_VERSION = 2  # 2: step names show FROM with the full image name
 
 
 def fingerprint(fields: dict) -> str:
@@ -63,19 +63,21 @@ def _blob(store_dir: Path, digest: str) -> Path:
     return Path(store_dir) / "blobs" / "sha256" / digest.split(":", 1)[-1]
 
 
-def try_noop(settings, fp: str, context_dir: Path | None, ignore_patterns: list[str], reporter) -> dict | None:
+def try_noop(settings, fp: str, context_dir: Path | None, ignore_patterns: list[str], reporter,
+             tags: tuple[str, ...] = ()) -> dict | None:
     """The memo if the build is provably a no-op (progress replayed), else None."""
     try:
         memo = json.loads(_path(settings.cache_dir, fp).read_bytes())
     except (OSError, ValueError):
         return None
     try:
-        return _check(settings, memo, context_dir, ignore_patterns, reporter)
+        return _check(settings, memo, context_dir, ignore_patterns, reporter, tags)
     except Exception:  # noqa: BLE001 - any surprise means "not provably a no-op": build for real
         return None
 
 
-def _check(settings, memo: dict, context_dir: Path | None, ignore_patterns: list[str], reporter) -> dict | None:
+def _check(settings, memo: dict, context_dir: Path | None, ignore_patterns: list[str], reporter,
+           tags: tuple[str, ...] = ()) -> dict | None:
     store = settings.store_dir
     names = _index_names(store)
     for name, digest in memo["bases"].items():
@@ -111,5 +113,5 @@ def _check(settings, memo: dict, context_dir: Path | None, ignore_patterns: list
         reporter.emit(Warning(w))
     for sid, name in memo["steps"]:
         reporter.emit(StepCached(sid, name))
-    reporter.emit(BuildFinished(0.0, image=memo["config_digest"]))
+    reporter.emit(BuildFinished(0.0, image=memo["config_digest"], tags=tags))
     return memo

@@ -174,7 +174,9 @@ def build_multi(req, platforms_: tuple[str, ...], settings, reporter: Reporter |
         keys = [k.key.key for p in platforms_ for k in results[p].solution.keys]
         CacheStore(settings.cache_dir, settings.tmp_dir).export_local(keys, store.blobs, req.cache_to)
     secs = time.monotonic() - t0
-    rep.emit(BuildFinished(secs, image=str(desc.digest)))
+    from builder.oci.reference import full_names
+
+    rep.emit(BuildFinished(secs, image=str(desc.digest), tags=full_names(req.tags)))
     first = results[platforms_[0]]
     return MultiResult(desc, str(desc.digest), first.image, results, secs)
 

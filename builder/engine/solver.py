@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 
 from builder.engine.cache import CacheRecord, CacheStore
@@ -140,7 +140,10 @@ class Solver:
         self.opt = options or SolveOptions()
         self.finals: dict[int, State] = {}
         self.lock = threading.Lock()
+        # fail-fast (BuildKit's): the first failing step sets `cancel`; running RUNs are killed,
+        # COPYs stop at the next file, queued stages do not start; its stage is `failed_stage`.
         self.cancel = threading.Event()
+        self.failed_stage: int | None = None
         self.keys: list[StepKey] = []
         self.unknown: set[int] = set()  # keys_only: stages whose output needs a step that misses
         from builder.engine.contentkey import ContentMemo
@@ -151,7 +154,7 @@ class Solver:
         for si in graph.needed():
             st = graph.stages[si]
             for s in st.steps:
-                if isinstance(s.op, BaseOp) or _is_fs(s.op):
+                if (isinstance(s.op, BaseOp) and not _hidden_base(s.op)) or _is_fs(s.op):
                     n += 1
                     self.ids[(si, s.index)] = n
         # a RUN may execute: start the sandbox fork server at the first miss (see _prewarm)
@@ -162,10 +165,12 @@ class Solver:
     # -- naming -----------------------------------------------------------------------
     def _name(self, step: Step) -> str:
         st = self.g.stages[step.stage]
-        total = len(st.steps)
+        total, index = len(st.steps), step.index
+        if _hidden_base(st.steps[0].op):  # BuildKit counts no FROM step for `FROM stage`/scratch
+            total, index = total - 1, index - 1
         multi = len(self.g.needed()) > 1
-        label = f"{st.label} {step.index}/{total}" if multi else f"{step.index}/{total}"
-        return f"[{label}] {step.text}"
+        label = f"{st.label} {index}/{total}" if multi else f"{index}/{total}"
+        return f"[{label}] {_display_text(step)}"
 
     def image_state(self, ref: str) -> State:
         if ref not in self.bases:
@@ -283,7 +288,7 @@ class Solver:
             return run_step(self.sv, step, state, lambda text, stream: self.rep.emit(StepLog(sid, text, stream)),
                             cancel=self.cancel)
         if isinstance(op, CopyOp):
-            return copy_step(self.sv, step, state)
+            return copy_step(self.sv, step, state, cancel=self.cancel)
         return self._workdir(step, state)
 
     def _workdir(self, step: Step, state: State) -> LayerResult | None:
@@ -308,15 +313,26 @@ class Solver:
         return commit(self.sv, active, state)
 
     def solve_stage(self, si: int) -> State:
+        if self.cancel.is_set():  # queued behind a failure: never starts
+            raise Cancelled
+        try:
+            return self._solve_stage(si)
+        except Cancelled:
+            raise
+        except BaseException:
+            self._fail(si)
+            raise
+
+    def _solve_stage(self, si: int) -> State:
         stage = self.g.stages[si]
         first = stage.steps[0]
         state = self.base_state(first)
-        fid = self.ids[(si, 1)]
-        self.rep.emit(StepCached(fid, self._name(first)))  # bases are resolved before solving
+        if (si, 1) in self.ids:  # an image base (resolved before solving); BuildKit shows no other
+            self.rep.emit(StepCached(self.ids[(si, 1)], self._name(first)))
         cmd_set = False
         for step in stage.steps[1:]:
             if self.cancel.is_set():
-                raise KeyboardInterrupt
+                raise Cancelled
             op = step.op
             if isinstance(op, ConfigOp):
                 cfg, cmd_set = apply_config(state.config, op, cmd_set)
@@ -357,7 +373,12 @@ class Solver:
             try:
                 res = self._execute(step, state, sid)
             except BaseException as e:
-                self.rep.emit(StepFinished(sid, time.monotonic() - t0, error=_short(e)))
+                dt = time.monotonic() - t0
+                if isinstance(e, KeyboardInterrupt) and self.cancel.is_set():
+                    self.rep.emit(StepFinished(sid, dt, canceled=True))
+                    raise Cancelled from None
+                self._fail(step.stage)  # cancel the other stages before reporting
+                self.rep.emit(StepFinished(sid, dt, error=_short(e)))
                 raise
             rec = CacheRecord(key=key.key, layer=res.descriptor.to_dict() if res else None,
                          diff_id=res.diff_id if res else None, created=self._now(), slot=sk.slot,
@@ -389,21 +410,42 @@ class Solver:
         except OSError:
             pass  # the first RUN starts it again and reports a failure where it matters
 
+    def _fail(self, si: int) -> None:
+        """Stage `si` failed (not cancelled): the first such stage's error is the build's error;
+        every other running step is cancelled now (BuildKit's fail-fast)."""
+        with self.lock:
+            if self.failed_stage is None and not self.cancel.is_set():
+                self.failed_stage = si
+            self.cancel.set()
+
     def solve(self) -> Solution:
-        """Every needed stage, wave by wave (stages in a wave run concurrently)."""
+        """Every needed stage, wave by wave (stages in a wave run concurrently). The first
+        failure cancels the other stages at once (fail-fast) and is the error raised."""
         workers = max(1, self.opt.max_workers)
+        interrupted = False
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stage") as pool:
             for wave in self.g.waves():
-                futs = {si: pool.submit(self.solve_stage, si) for si in wave}
-                err: BaseException | None = None
-                for si, f in futs.items():
+                futs = {pool.submit(self.solve_stage, si): si for si in wave}
+                pending = set(futs)
+                errors: dict[int, BaseException] = {}
+                while pending:
                     try:
-                        self.finals[si] = f.result()
-                    except BaseException as e:  # noqa: BLE001 - first error wins, the rest are stopped
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    except KeyboardInterrupt:  # Ctrl-C/SIGTERM in this thread: stop every stage
+                        interrupted = True
                         self.cancel.set()
-                        err = err or e
-                if err is not None:
-                    raise err
+                        continue
+                    for f in done:
+                        try:
+                            self.finals[futs[f]] = f.result()
+                        except BaseException as e:  # noqa: BLE001 - collected, the first failure wins
+                            errors[futs[f]] = e
+                if interrupted:
+                    raise KeyboardInterrupt
+                if errors:
+                    if self.failed_stage in errors:
+                        raise errors[self.failed_stage]
+                    raise next(iter(errors.values()))
         return Solution(self.finals[self.g.target], dict(self.finals), list(self.keys))
 
     def keys_only(self) -> list[StepKey]:
@@ -438,6 +480,30 @@ class Solver:
                     state = replace(state, key=next_key)
                 self.finals[si] = state
         return self.keys
+
+
+def _hidden_base(op) -> bool:
+    """`FROM <stage>` and `FROM scratch`: no step of their own in progress (BuildKit's vertices)."""
+    return isinstance(op, BaseOp) and (op.stage is not None or op.image == "scratch")
+
+
+def _display_text(step: Step) -> str:
+    """The step as progress shows it: `FROM image` with the image's full name, as BuildKit
+    (`FROM docker.io/library/busybox:latest`, no `AS name`); other steps as written."""
+    op = step.op
+    if isinstance(op, BaseOp) and op.image is not None and op.image != "scratch":
+        from builder.errors import InvalidReference
+        from builder.oci.reference import parse_reference
+
+        try:
+            return f"FROM {parse_reference(op.image)}"
+        except InvalidReference:
+            return f"FROM {op.image}"  # e.g. an oci-layout:// base: its own name
+    return step.text
+
+
+class Cancelled(KeyboardInterrupt):
+    """A step or stage stopped because another one failed (or the build was interrupted)."""
 
 
 def _short(e: BaseException) -> str:

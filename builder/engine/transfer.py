@@ -356,7 +356,7 @@ def _match_in_view(view: LayeredFS, src: str) -> list[tuple[str, str]]:
     return [(c, os.path.dirname(c).lstrip("/")) for c in sorted(cands)]
 
 
-def copy_step(sv: Services, step: Step, state: State) -> LayerResult | None:
+def copy_step(sv: Services, step: Step, state: State, cancel=None) -> LayerResult | None:
     op: CopyOp = step.op  # type: ignore[assignment]
     ensure_snapshots(sv, state)
     active = sv.snaps.prepare()
@@ -372,7 +372,7 @@ def copy_step(sv: Services, step: Step, state: State) -> LayerResult | None:
             raise BuildStepError(f"when using {'ADD' if op.is_add else 'COPY'} with more than one source file, "
                                  "the destination must be a directory and end with a /", step.span)
         copier = Copier(active.upper, view, owner=owner, chmod=chmod, excludes=op.excludes,
-                        follow_dest=not op.link, context=sv.context)
+                        follow_dest=not op.link, context=sv.context, cancel=cancel)
         copier.copy(items, dest, dest_is_dir=trailing or several)
     except BaseException:
         sv.snaps.discard(active)

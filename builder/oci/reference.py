@@ -156,3 +156,15 @@ def is_reference(s: str) -> bool:
     except InvalidReference:
         return False
     return True
+
+
+def full_names(refs) -> tuple[str, ...]:
+    """Names as BuildKit's `naming to` prints them (docker.io/library/app:1); one that does not
+    parse is kept as given."""
+    out = []
+    for r in refs:
+        try:
+            out.append(str(parse_reference(r)))
+        except InvalidReference:
+            out.append(r)
+    return tuple(out)

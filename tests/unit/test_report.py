@@ -79,3 +79,93 @@ def test_rich_reporter_keeps_each_step_on_one_line() -> None:
     text = r._render().plain.splitlines()
     step = next(ln for ln in text if "RUN" in ln)
     assert len(step) == 60 and step.endswith("x… 0.0s"), step
+
+
+def test_plain_canceled_and_reheaded_like_buildkit() -> None:
+    # BuildKit: a running step interleaved by another is closed with `#N ...`, its header is
+    # printed again when it ends, and a step stopped by fail-fast ends with `#N CANCELED`
+    s = io.StringIO()
+    r = PlainReporter(s)
+    r.emit(StepStarted(5, "[a 2/2] RUN sleep 30"))
+    r.emit(StepStarted(6, "[b 2/2] RUN false"))
+    r.emit(StepFinished(6, 1.0, error="exit 1"))
+    r.emit(StepFinished(5, 1.1, canceled=True))
+    assert s.getvalue().split("\n") == [
+        "#5 [a 2/2] RUN sleep 30", "#5 ...", "",
+        "#6 [b 2/2] RUN false", "#6 ERROR: exit 1", "",
+        "#5 [a 2/2] RUN sleep 30", "#5 CANCELED", "", ""]
+
+
+def test_plain_final_lines_like_buildkit() -> None:
+    s = io.StringIO()
+    r = PlainReporter(s)
+    r.emit(StepCached(1, "[1/2] FROM docker.io/library/busybox:latest"))
+    r.emit(StepStarted(2, "[2/2] RUN true"))
+    r.emit(StepFinished(2, 0.2))
+    r.emit(BuildFinished(0.5, image="sha256:" + "a" * 64, tags=("docker.io/library/app:1",)))
+    tail = s.getvalue().split("\n\n")[-2].split("\n")
+    assert tail == ["#3 exporting to image", "#3 exporting layers done",
+                    f"#3 writing image sha256:{'a' * 64} done",
+                    "#3 naming to docker.io/library/app:1 done", "#3 DONE 0.0s"]
+
+
+def test_plain_failed_build_prints_no_export() -> None:
+    s = io.StringIO()
+    r = PlainReporter(s)
+    r.emit(StepStarted(1, "[1/1] RUN false"))
+    r.emit(StepFinished(1, 0.1, error="exit 1"))
+    r.emit(BuildFinished(0.5, error="x"))
+    assert "exporting" not in s.getvalue()
+
+
+def _frames(out: str) -> list[str]:
+    return [f for f in out.split("[+] Building")[1:]]
+
+
+def test_rich_fast_build_prints_only_the_final_frame() -> None:
+    # over before the first refresh (a cached rebuild): one frame, FINISHED, the export lines
+    from builder.report import RichReporter
+
+    s = io.StringIO()
+    r = RichReporter(s, force_terminal=True)
+    r.emit(StepCached(1, "[1/2] FROM docker.io/library/busybox:latest"))
+    r.emit(StepCached(2, "[2/2] RUN true"))
+    r.emit(BuildFinished(0.05, image="sha256:" + "b" * 64, tags=("docker.io/library/app:1",)))
+    out = s.getvalue()
+    frames = _frames(out)
+    assert len(frames) == 1, out
+    assert frames[0].startswith(" 0.1s (3/3) FINISHED") or frames[0].startswith(" 0.0s (3/3) FINISHED"), out
+    for want in ("CACHED [1/2] FROM docker.io/library/busybox:latest", "=> exporting to image",
+                 "=> => exporting layers", "=> => writing image sha256:bbbb", "=> => naming to docker.io/library/app:1"):
+        assert want in out, want
+
+
+def test_rich_slow_build_refreshes_then_ends_with_the_final_frame() -> None:
+    import time
+
+    from builder.report import RichReporter
+
+    s = io.StringIO()
+    r = RichReporter(s, force_terminal=True)
+    r.emit(StepStarted(1, "[1/2] RUN sleep 30"))
+    r.emit(StepStarted(2, "[2/2] RUN false"))
+    r.emit(StepLog(2, "boom\n"))
+    time.sleep(0.5)
+    r.emit(StepFinished(2, 0.5, error="exit 1"))
+    r.emit(StepFinished(1, 0.5, canceled=True))
+    r.emit(BuildFinished(0.6, error="exit 1"))
+    frames = _frames(s.getvalue())
+    assert len(frames) >= 2
+    last = frames[-1]
+    assert "FINISHED" not in last and "exporting" not in last  # a failed build: no export
+    assert "CANCELED [1/2] RUN sleep 30" in last and "ERROR [2/2] RUN false" in last
+    assert "=> => # boom" in last  # the failed step keeps its log tail
+
+
+def test_rich_discarded_before_first_refresh_prints_nothing() -> None:
+    from builder.report import RichReporter
+
+    s = io.StringIO()
+    r = RichReporter(s, force_terminal=True)
+    r.discard()
+    assert s.getvalue() == ""
