@@ -13,6 +13,7 @@ and the two processes it runs as:
 Talks to runtime.sandbox over STATUS_FD, one line per record:
   "S <d|f> <parent mtime ns> <path>"   a mount-point stub created in the rootfs (the parent removes it later)
   "E <kind> <msg>"   setup failed (kind: mount, namespace, exec, sandbox)
+  "P <pid>"          the container's pid 1 was forked (its pid in the host's pid namespace)
   "X <code> <sig>"   the process ended (the first X wins)
 Must not: import builder, runtime.config (its value classes) or anything slow: every import
 here is paid on every container start (`python -X importtime` keeps this honest); the
@@ -176,6 +177,8 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
     # 2. Join the cgroups before unsharing: the cgroup namespace root becomes the container's
     #    cgroup, and every process forked later is inside the limits from its first instruction.
     namespaces.join_cgroups(plan["cgroup_procs"])
+    if plan.get("join_netns"):
+        namespaces.join_netns(plan["join_netns"])  # a namespace made beforehand (detached containers)
     # 3. Unshare everything at once; the kernel makes the user namespace first and the others
     #    owned by it. The pid namespace applies to our children only, hence the fork below.
     namespaces.unshare(plan["unshare"])
@@ -218,6 +221,7 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
         except BaseException as e:  # never let the child return into the outer's code
             status.send("E", "sandbox", f"internal error in sandbox init: {type(e).__name__}: {e}")
         os._exit(127)
+    status.send("P", pid)  # the container's pid 1 as the host sees it (for setns by `exec`)
     code, sig = _forward_and_wait(pid)
     status.send("X", code, sig)
     os._exit(0)
@@ -285,7 +289,7 @@ def child(plan: dict, status: Status) -> None:
     #    /proc, which bind /dev/null and so come after /dev; then /sys read-only.
     mounts.mount_dev(root, stubs, userns)
     mounts.protect_proc(root)
-    mounts.mount_sys(stubs, "net" in plan["unshare"])
+    mounts.mount_sys(stubs, "net" in plan["unshare"] or bool(plan.get("join_netns")))
     # 10. User mounts after the standard ones, so a config can override /dev/shm or mount
     #     over /proc/x, and before the /etc files, which must stay on top.
     for m in cfg["mounts"]:

@@ -18,7 +18,7 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
     """The plain dict the init child works from (config + everything resolved here)."""
     root_user = os.geteuid() == 0
     ns = list(config.namespaces)
-    if config.network == "none" and "net" not in ns:
+    if config.network == "none" and "net" not in ns and config.netns_path is None:
         ns.append("net")
     self_map = None
     if not root_user:
@@ -37,7 +37,7 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
     for c in config.capabilities:
         if CAPABILITY_NUMBERS[c] <= cap_last:
             mask |= 1 << CAPABILITY_NUMBERS[c]
-    files = [("/etc/hosts", f"{private_dir}/hosts"), ("/etc/resolv.conf", f"{private_dir}/resolv.conf"),
+    files = [("/etc/hosts", config.hosts_file or f"{private_dir}/hosts"), ("/etc/resolv.conf", f"{private_dir}/resolv.conf"),
              ("/etc/hostname", f"{private_dir}/hostname")]
     cfg = config.to_dict()
     if config.rootfs.is_overlay:
@@ -55,6 +55,7 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         "cap_mask": mask,
         "cap_last": cap_last,
         "rlimit_numbers": RLIMITS,
+        "join_netns": config.netns_path,
     }
 
 

@@ -63,7 +63,7 @@ def prewarm() -> None:
 
 
 def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, stderr: Sink = None,
-        cancel: threading.Event | None = None) -> RunResult:
+        cancel: threading.Event | None = None, on_start: Callable[[int], None] | None = None) -> RunResult:
     """Run config.process in a fresh sandbox and wait for it.
 
     stdout/stderr: an int fd (given to the process as is), a callable receiving output
@@ -73,6 +73,8 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
     any thread), kills the sandbox; SIGINT/SIGTERM/SIGHUP sent to this process are
     forwarded while run() is active on the main thread. Raises SandboxError (ConfigError,
     MountError, NamespaceError, ExecError) when the process could not be started.
+    `on_start(pid)`, if given, is called once the container's pid 1 exists, with its pid as
+    the host sees it (a detached container's monitor records it for exec/stop).
     """
     config.check()
     snap = None
@@ -81,7 +83,9 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
         snap = fallback.CopySnapshot(config.rootfs.lowerdirs, config.rootfs.upperdir)
         config = replace(config, rootfs=Rootfs(path=snap.prepare()))
     try:
-        result = _Run(config, stdin, stdout, stderr, cancel).go()
+        r = _Run(config, stdin, stdout, stderr, cancel)
+        r.on_start = on_start
+        result = r.go()
         if snap is not None:
             snap.commit()
         return result
@@ -103,6 +107,7 @@ class _Run:
         self.killed_for: str | None = None
         self.kill_sent_at: float | None = None
         self.master = -1
+        self.on_start: Callable[[int], None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def go(self) -> RunResult:
@@ -446,6 +451,9 @@ class _Run:
             kind, _, rest = raw.decode("utf-8", "surrogateescape").partition(" ")
             if kind == "U":
                 self._write_id_maps(int(rest), sync_w)
+            elif kind == "P":
+                if self.on_start is not None:
+                    self.on_start(int(rest))
             else:
                 self.records.append([kind, rest])
 

@@ -24,8 +24,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user (name or uid) to run as")
     p.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
-    p.add_argument("--network", choices=["host", "none"], default="host",
-                   help="host (default: there is no bridge) or none (loopback only)")
+    p.add_argument("--network", "--net", metavar="NET", default=None,
+                   help="host (default in the foreground), none (loopback only), bridge (default with -d) "
+                        "or a network made by `pybuild network create`")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP", help="add a line to /etc/hosts")
     p.add_argument("--hostname", metavar="NAME", help="container host name (default: the container id)")
     p.add_argument("--memory", "-m", metavar="BYTES", help="memory limit, e.g. 256m, 1g")
     p.add_argument("--cpus", type=float, metavar="N", help="number of CPUs (fractions allowed)")
@@ -36,11 +38,28 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments")
 
 
+def _add_container_flags(p: argparse.ArgumentParser) -> None:
+    """Flags for containers that outlive the command (builder.containers: `run -d`)."""
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the container id")
+    p.add_argument("--name", metavar="NAME", help="name the container (unique)")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CTR[/tcp|udp]",
+                   help="publish a container port on the host")
+    p.add_argument("-P", "--publish-all", action="store_true", help="publish every EXPOSEd port on a free host port")
+    p.add_argument("--restart", metavar="POLICY", help="no, always, on-failure[:N], unless-stopped")
+    p.add_argument("--network-alias", action="append", default=[], metavar="NAME", help="another name on the network")
+    p.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER",
+                   help="mount the volumes of another container")
+    p.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container (default: the image's, else SIGTERM)")
+    p.add_argument("--stop-timeout", type=int, metavar="SECONDS", help="seconds to wait before SIGKILL on stop")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="set a container label")
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a command in a new container from an image")
     p.add_argument("--rm", action="store_true", help="discard the container's writable layer on exit")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    _add_container_flags(p)
     _add_run_flags(p)
     # cmd_run removes what it made and holds no buffered files when it returns: cli.main may
     # skip the interpreter's teardown.
@@ -170,14 +189,32 @@ def _sandbox_config(args, spec, rootfs, *, tty: bool, cid: str):
                         additional_gids=spec.additional_gids, tty=tty, terminal_size=term),
         mounts=tuple(_mounts(args, create_host_dirs=True)),
         hostname=args.hostname or cid[:12],
-        network=args.network,
+        network=args.network if args.network in ("host", "none") else "host",
         limits=_limits(args),
         readonly_rootfs=args.read_only,
         init=args.init,
+        extra_hosts=_extra_hosts(args),
     )
 
 
+def _extra_hosts(args) -> tuple:
+    from builder.errors import UsageError
+
+    out = []
+    for h in getattr(args, "add_host", []):
+        name, sep, addr = h.partition(":")
+        if not sep or not name or not addr:
+            raise UsageError(f"invalid --add-host {h!r}: expected NAME:IP")
+        out.append((name, addr))
+    return tuple(out)
+
+
 def cmd_run(args) -> int:
+    if args.detach or (args.network not in (None, "host", "none")) or args.publish or args.publish_all \
+            or args.restart or args.volumes_from or any(":" not in v or not v.startswith(("/", ".")) for v in args.volume):
+        # a container with a life of its own (a monitor, a network, volumes): builder.containers
+        from builder.commands.containers import run_container
+        return run_container(args)
     from runtime import zygote
 
     # First thing: the sandbox's fork server (a `python -I -S` child) starts on the other core
