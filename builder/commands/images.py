@@ -238,6 +238,10 @@ def cmd_inspect(args) -> int:
         try:
             out.append(inspect_dict(store, ref))
         except ImageNotFound as e:
+            container = _container(ref)  # docker's inspect takes containers as well
+            if container is not None:
+                out.append(container)
+                continue
             sys.stderr.write(f"error: {e}\n")
             failed = True
     if args.format:
@@ -247,6 +251,16 @@ def cmd_inspect(args) -> int:
     else:
         print(json.dumps(out, indent=4))
     return 1 if failed else 0
+
+
+def _container(ref: str) -> dict | None:
+    from builder.commands.containers import inspect_json
+    from builder.containers.state import NoSuchContainer, find
+
+    try:
+        return inspect_json(find(_store().root, ref))
+    except NoSuchContainer:
+        return None
 
 
 def cmd_history(args) -> int:

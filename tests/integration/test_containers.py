@@ -438,3 +438,21 @@ def test_detached_rm_removes_itself(root, clean):
     ok(root, "run", "-d", "--rm", "--name", "gone", "busybox", "true")
     wait_for(lambda: "gone" not in ok(root, "ps", "-a"), what="--rm container removed")
     assert host_snapshot(root) == clean
+
+
+def test_store_prune_keeps_detached_containers_and_inspect_finds_them(root, clean, tmp_path):
+    (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN echo only-here > /only\n")
+    ok(root, "build", "-q", "-t", "onlyimg", str(tmp_path))
+    ok(root, "run", "-d", "--name", "keep", "onlyimg", "sleep", "100")
+    ok(root, "run", "-d", "--name", "keep2", "onlyimg", "cat", "/only")
+    ok(root, "wait", "keep2")
+    ok(root, "rmi", "onlyimg")  # the containers still hold its layers
+    try:
+        ok(root, "prune")
+        assert ok(root, "ps", "-a", "--format", "{{.Names}} {{.State}}").splitlines() == ["keep2 exited", "keep running"]
+        assert ok(root, "start", "-a", "keep2") == "only-here\n"
+        assert json.loads(ok(root, "inspect", "keep"))[0]["State"]["Status"] == "running"
+        assert ok(root, "exec", "keep", "cat", "/only") == "only-here\n"
+    finally:
+        ok(root, "rm", "-f", "keep", "keep2")
+    assert host_snapshot(root) == clean
