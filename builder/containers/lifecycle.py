@@ -56,7 +56,7 @@ def create(args) -> Container:
     """A container directory for `run -d` args (not started). Flag errors come first."""
     from builder import settings as settings_mod
     from builder.commands.run import _limits, _prepare, _sandbox_config
-    from builder.networks import bridge, ports as ports_mod
+    from builder.networks import ports as ports_mod
     from runtime.config import Mount, Rootfs
     from runtime.record import replace
 
@@ -71,8 +71,8 @@ def create(args) -> Container:
     binds, named = _split_volumes(args.volume)
     st = settings_mod.load()
     root = st.root
-    network = args.network or bridge.DEFAULT
-    if network not in ("host", "none") and network != bridge.DEFAULT and bridge.load(root, network) is None:
+    network = args.network or "bridge"  # (builder.networks.bridge.DEFAULT, not imported: start-up time)
+    if network not in ("host", "none", "bridge") and not (root / "networks" / f"{network}.json").is_file():
         raise PybuildError(f"network {network} not found")
     if network in ("host", "none") and (published or args.publish_all):
         published, args.publish_all = [], False  # docker: published ports are discarded on host/none

@@ -66,7 +66,11 @@ class Monitor:
             self.ready_fd = -1
 
     def run(self) -> None:
-        os.environ["PYBUILD_SANDBOX_ZYGOTE"] = "0"  # the init outer must be our own child (PDEATHSIG)
+        # The sandbox fork server starts now, so its Python start-up overlaps the network set-up.
+        # Killed with SIGKILL, we take it with us (its parent-death signal), and it the
+        # container's init outer (theirs): nothing outlives a lost monitor.
+        from runtime import zygote
+        zygote.prewarm()
         lock_fd = os.open(self.c.path / "monitor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -40,13 +40,16 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
 
 
-def write_json(path: Path, data: dict) -> None:
-    """temp + fsync + rename: a reader sees the old or the new file, never a part."""
+def write_json(path: Path, data: dict, *, durable: bool = True) -> None:
+    """temp (+ fsync) + rename: a reader sees the old or the new file, never a part.
+    state.json is written without fsync (durable=False): it changes at every start and stop,
+    describes processes that a reboot ends anyway, and the rename alone keeps it whole."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(3).hex()}")
     with open(tmp, "w") as f:
         json.dump(data, f, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.rename(tmp, path)
 
 
@@ -84,7 +87,7 @@ class Container:
         with self.locked():
             st = self.state()
             st.update(changes)
-            write_json(self.path / "state.json", st)
+            write_json(self.path / "state.json", st, durable=False)
             return st
 
     def locked(self):

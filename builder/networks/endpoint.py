@@ -45,8 +45,8 @@ def attach(root: Path, rec: dict, cid: str, used_ips: set[str]) -> str:
     detach(cid)  # leftovers of a monitor that was killed
     sh([ip, "netns", "add", ns])
     try:
-        sh([ip, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
-        sh([ip, "link", "set", veth, "master", rec["Bridge"], "up"])
+        sh([ip, "-b", "-"], input=(f"link add {veth} type veth peer name eth0 netns {ns}\n"
+                                   f"link set {veth} master {rec['Bridge']} up\n"))
         sh([ip, "-n", ns, "-b", "-"], input=(f"addr add {addr}/{net.prefixlen} dev eth0\n"
                                            "link set lo up\nlink set eth0 up\n"
                                            f"route add default via {rec['Gateway']}\n"))
