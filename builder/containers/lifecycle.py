@@ -328,6 +328,9 @@ def cleanup_leftovers(c: Container) -> None:
 
     if c.config.get("Network") not in (None, "host", "none"):
         try:
+            if c.config.get("Ports"):
+                from builder.networks.ports import unpublish
+                unpublish(c.id)
             detach(c.id)
         except PybuildError:
             pass

@@ -106,7 +106,8 @@ class Monitor:
         live = [dict(p, HostPort=s.getsockname()[1]) for p, s in zip(ports, socks)]
         self.c.write_state(Ports=live)
         proxy = ports_mod.Proxy(live, socks)
-        proxy.start()
+        if self.cfg.get("Network") in ("host", "none", None):
+            proxy.start()  # no address of its own to forward to in the kernel
         return proxy
 
     def _loop(self, log, proxy) -> None:
@@ -121,6 +122,9 @@ class Monitor:
             ip = self._attach()
             if proxy is not None:
                 proxy.target_ip = ip or "127.0.0.1"
+                if ip:
+                    from builder.networks.ports import publish
+                    publish(self.c.id, proxy.ports, ip)
 
             def on_start(pid: int) -> None:
                 self.c.write_state(Status="running", Pid=pid, PidStart=proc_start(pid), StartedAt=now_iso(),
@@ -187,6 +191,9 @@ class Monitor:
         if net in ("host", "none", None):
             return
         from builder.networks import endpoint
+        if self.cfg.get("Ports"):
+            from builder.networks.ports import unpublish
+            unpublish(self.c.id)
         endpoint.detach(self.c.id)
         self.c.write_state(IPAddress="")
         self._update_peers(net)

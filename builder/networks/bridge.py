@@ -148,6 +148,13 @@ def _make_kernel_objects(rec: dict) -> None:
     sh([ip, "link", "add", br, "type", "bridge"], check=False)  # (exists after a crash: fine)
     sh([ip, "addr", "replace", f"{rec['Gateway']}/{net.prefixlen}", "dev", br])
     sh([ip, "link", "set", br, "up"])
+    # published ports reached on 127.0.0.1 are DNATed to the bridge: loopback sources must
+    # be routable there (this bridge only), as docker sets it on docker0
+    try:
+        with open(f"/proc/sys/net/ipv4/conf/{br}/route_localnet", "w") as f:
+            f.write("1")
+    except OSError as e:
+        raise NetworkError(f"cannot set route_localnet on {br}: {e.strerror}") from None
     table = _nft_table(rec)
     rules = [f"table ip {table} {{}}", f"delete table ip {table}", f"table ip {table} {{",
              "  chain forward {", "    type filter hook forward priority 0; policy accept;",

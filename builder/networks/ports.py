@@ -1,11 +1,14 @@
-"""Published ports: `-p [IP:][HOST:]CTR[/tcp|udp]` and `-P`, and the proxy that serves them.
+"""Published ports: `-p [IP:][HOST:]CTR[/tcp|udp]` and `-P`.
 
-Owns: parsing docker's -p syntax, binding the host sockets (so a taken port is a clear error
-before the container starts), and relaying connections to the container's address, as
-docker's userland proxy does (which is what docker uses for 127.0.0.1 too). The proxy runs
-inside the container's monitor: one thread accepting per port, two relaying per TCP
-connection (splice-free, plain sockets), one per UDP port. Must not: touch nft (no per-
-container rules: nothing to leave behind when a monitor is killed, its sockets die with it).
+Owns: parsing docker's -p syntax; reserving the host ports (the monitor binds each one, so
+a taken port is a clear error before the container starts and nobody takes it while the
+container runs); forwarding them in the kernel: one nft table per container
+(`ip pybuild-c<id12>`: DNAT in prerouting and output to the container's address, masquerade
+of connections from 127.0.0.1, which needs route_localnet on the network's bridge, as
+docker without its userland proxy does), made when the container starts and deleted when it
+stops (by `rm` if its monitor was killed). `Proxy`, a userland relay inside the monitor, is
+the fallback for containers without an address (--network host needs none: the ports are
+the host's already). Must not: touch the networks' own tables (bridge.py).
 """
 from __future__ import annotations
 
@@ -68,8 +71,6 @@ def bind(ports: list[dict]) -> list[socket.socket]:
                 s.bind((p["HostIp"], p["HostPort"]))
             except OSError as e:
                 raise UsageError(f"cannot publish port {p['HostIp']}:{p['HostPort']}/{p['Proto']}: {e.strerror}") from None
-            if kind == socket.SOCK_STREAM:
-                s.listen(512)
             p["HostPort"] = s.getsockname()[1]
     except BaseException:
         for s in socks:
@@ -88,6 +89,8 @@ class Proxy:
 
     def start(self) -> None:
         for p, s in zip(self.ports, self.socks):
+            if p["Proto"] == "tcp":
+                s.listen(512)
             fn = self._tcp_accept if p["Proto"] == "tcp" else self._udp
             threading.Thread(target=fn, args=(s, p["ContainerPort"]), daemon=True).start()
 
@@ -162,3 +165,36 @@ def _udp_back(u: socket.socket, s: socket.socket, addr) -> None:
             s.sendto(u.recv(65535), addr)
     except OSError:
         u.close()
+
+
+def nft_table(cid: str) -> str:
+    return f"pybuild-c{cid[:12]}"
+
+
+def publish(cid: str, ports: list[dict], addr: str) -> None:
+    """Forward the host ports to `addr` (the container's address) in the kernel."""
+    from builder.networks.bridge import sh, tool
+
+    t = nft_table(cid)
+    rules = []
+    for p in ports:
+        dst = "fib daddr type local" if p["HostIp"] in ("0.0.0.0", "::") else f"ip daddr {p['HostIp']}"
+        if ":" in p["HostIp"]:
+            continue  # IPv6 host addresses: not forwarded (the bridge is IPv4 only)
+        rules.append(f"{dst} {p['Proto']} dport {p['HostPort']} dnat to {addr}:{p['ContainerPort']}")
+    script = [f"table ip {t} {{}}", f"delete table ip {t}", f"table ip {t} {{",
+              "  chain prerouting {", "    type nat hook prerouting priority -100; policy accept;",
+              *(f"    {r}" for r in rules), "  }",
+              "  chain output {", "    type nat hook output priority -100; policy accept;",
+              *(f"    {r}" for r in rules), "  }",
+              "  chain postrouting {", "    type nat hook postrouting priority 100; policy accept;",
+              f"    ip saddr 127.0.0.0/8 ip daddr {addr} masquerade", "  }", "}"]
+    sh([tool("nft", "nftables"), "-f", "-"], input="\n".join(script) + "\n")
+
+
+def unpublish(cid: str) -> None:
+    import os
+    from builder.networks.bridge import sh, tool
+
+    if os.path.exists("/usr/sbin/nft") or os.path.exists("/sbin/nft"):
+        sh([tool("nft", "nftables"), "delete", "table", "ip", nft_table(cid)], check=False)

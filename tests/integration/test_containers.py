@@ -456,3 +456,4 @@ def test_store_prune_keeps_detached_containers_and_inspect_finds_them(root, clea
     finally:
         ok(root, "rm", "-f", "keep", "keep2")
     assert host_snapshot(root) == clean
+
