@@ -344,9 +344,9 @@ def become_process(plan: dict) -> None:
                 resource.setrlimit(num, (rl["soft"], rl["hard"]))
             except (OSError, ValueError) as e:
                 raise ExecError(f"rlimit {rl['resource']} = ({rl['soft']}, {rl['hard']}): {e}") from None
-    # 17. Capabilities: bounding set first (it limits what any later exec can gain), then the
-    # process's own sets. CAP_SETUID/SETGID stay in Docker's set, so the id switch below
-    # still works; switching to a non-zero uid then clears permitted/effective as usual.
+    # 17. Capabilities: bounding set first (it limits what any later exec can gain); the
+    # process's own sets after the id switch (step 18), as runc orders it, so that a set
+    # without CAP_SETUID/CAP_SETGID (`--cap-drop ALL`) still gets its ids.
     keep = plan["cap_mask"]
     for cap in range(plan["cap_last"] + 1):
         if not keep >> cap & 1:
@@ -358,10 +358,9 @@ def become_process(plan: dict) -> None:
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     except OSError:
         pass  # kernels without ambient capabilities have none to clear
-    sc.capset(keep, keep, keep)
-    if cfg["no_new_privileges"]:
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     # 18. Groups before gid before uid: once the uid is not 0 we may no longer change the others.
+    #     KEEPCAPS holds the permitted set across the uid change, for the capset below.
+    sc.prctl(sc.PR_SET_KEEPCAPS, 1)
     try:
         if not plan["self_map"]:
             os.setgroups(proc["additional_gids"])
@@ -369,6 +368,12 @@ def become_process(plan: dict) -> None:
         os.setresuid(proc["uid"], proc["uid"], proc["uid"])
     except OSError as e:
         raise ExecError(f"switching to uid {proc['uid']} gid {proc['gid']}: {e.strerror}") from None
+    sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+    # root gets the container's set; another user none effective or permitted (what a plain
+    # uid change leaves), the set as inheritable, as before the reordering
+    sc.capset(keep, keep, keep) if proc["uid"] == 0 else sc.capset(0, 0, keep)
+    if cfg["no_new_privileges"]:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)  # a credential change clears it
     # 19. umask, working directory, controlling terminal, default signal dispositions, exec.
     os.umask(proc["umask"])

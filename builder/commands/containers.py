@@ -145,6 +145,9 @@ def run_container(args) -> int:
     auto_remove = args.rm
     if not args.detach:
         args.rm = False  # the CLI removes it itself, after it has read the last output
+    if args.pull == "missing":
+        from builder.commands.run import _pull_if_needed
+        _pull_if_needed(args)
     root = _root()
     c = lifecycle.create(args)
     try:
