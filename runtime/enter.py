@@ -43,9 +43,13 @@ def _cgroup_procs(pid: int) -> list[str]:
             elif fstype == "cgroup":
                 for o in opts.strip().split(","):
                     mounts_v1.setdefault(o, mnt)
+    with open("/proc/self/cgroup") as f:
+        ours = set(f.read().splitlines())
     out = []
     with open(f"/proc/{pid}/cgroup") as f:
         for line in f:
+            if line.rstrip("\n") in ours:
+                continue  # already there (rootless: the container shares its monitor's cgroups)
             _, ctrls, path = line.rstrip("\n").split(":", 2)
             base = v2 if not ctrls else next((mounts_v1[c] for c in ctrls.split(",") if c in mounts_v1), None)
             if base and not path.startswith("/.."):

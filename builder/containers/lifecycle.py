@@ -71,8 +71,10 @@ def create(args) -> Container:
     binds, named = _split_volumes(args.volume)
     st = settings_mod.load()
     root = st.root
-    network = args.network or "bridge"  # (builder.networks.bridge.DEFAULT, not imported: start-up time)
-    if network not in ("host", "none", "bridge") and not (root / "networks" / f"{network}.json").is_file():
+    # bridge (builder.networks.bridge.DEFAULT, not imported: start-up time) as root; rootless,
+    # pasta (a user-mode network stack: builder.networks.pasta)
+    network = args.network or ("bridge" if os.geteuid() == 0 else "pasta")
+    if network not in ("host", "none", "bridge", "pasta") and not (root / "networks" / f"{network}.json").is_file():
         raise PybuildError(f"network {network} not found")
     if network in ("host", "none") and (published or args.publish_all):
         published, args.publish_all = [], False  # docker: published ports are discarded on host/none
@@ -107,7 +109,8 @@ def create(args) -> Container:
                                                                                readonly=not v["RW"]) for v in vol_mounts),
                              hostname=hostname, extra_hosts=tuple(extra),
                              network="host" if network == "host" else "none",
-                             netns_path=None if network in ("host", "none") else netns_path(cid),
+                             netns_path=None if network in ("host", "none") or (network == "pasta" and os.geteuid())
+                             else netns_path(cid),
                              hosts_file=None if network in ("host",) else str(cdir / "hosts"))
             config.check()
             from builder.snapshot import chain_ids

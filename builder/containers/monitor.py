@@ -102,6 +102,10 @@ class Monitor:
         if not ports:
             return None
         from builder.networks import ports as ports_mod
+        if self.cfg.get("Network") == "pasta":
+            from builder.networks.pasta import choose_ports
+            self.c.write_state(Ports=choose_ports(ports))  # pasta binds them itself
+            return None
         socks = ports_mod.bind([dict(p) for p in ports])
         live = [dict(p, HostPort=s.getsockname()[1]) for p, s in zip(ports, socks)]
         self.c.write_state(Ports=live)
@@ -127,6 +131,9 @@ class Monitor:
                     publish(self.c.id, proxy.ports, ip)
 
             def on_start(pid: int) -> None:
+                if self.cfg.get("Network") == "pasta" and not self.cfg["Sandbox"].get("netns_path"):
+                    from builder.networks.pasta import connect
+                    connect(str(pid), self.c.state().get("Ports") or [])  # rootless: before anyone is told it runs
                 self.c.write_state(Status="running", Pid=pid, PidStart=proc_start(pid), StartedAt=now_iso(),
                                    ExitCode=0, Error="", OOMKilled=False, RestartCount=restarts)
                 self.ready("ok")
@@ -169,7 +176,12 @@ class Monitor:
     # --- network ------------------------------------------------------------------------
     def _attach(self) -> str | None:
         net = self.cfg.get("Network")
-        if net in ("host", "none", None):
+        if net == "pasta" and self.cfg["Sandbox"].get("netns_path"):
+            # as root: a named namespace, connected before the container starts
+            from builder.networks import endpoint, pasta
+            endpoint.make_netns(self.c.id)
+            pasta.connect(None, self.c.state().get("Ports") or [], netns=endpoint.netns_path(self.c.id))
+        if net in ("host", "none", "pasta", None):
             self._write_hosts(None, [])
             return None
         from builder.networks import bridge, endpoint
@@ -188,8 +200,11 @@ class Monitor:
 
     def _detach(self) -> None:
         net = self.cfg.get("Network")
-        if net in ("host", "none", None):
-            return
+        if net == "pasta" and self.cfg["Sandbox"].get("netns_path"):
+            from builder.networks import endpoint
+            endpoint.detach(self.c.id)  # pasta quits once its namespace is deleted
+        if net in ("host", "none", "pasta", None):
+            return  # (rootless, pasta ends by itself with the namespace it served)
         from builder.networks import endpoint
         if self.cfg.get("Ports"):
             from builder.networks.ports import unpublish

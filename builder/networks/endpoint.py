@@ -56,6 +56,14 @@ def attach(root: Path, rec: dict, cid: str, used_ips: set[str]) -> str:
     return addr
 
 
+def make_netns(cid: str) -> None:
+    """Just the named namespace (for pasta), with loopback up."""
+    ip = tool("ip", "iproute2")
+    detach(cid)
+    sh([ip, "netns", "add", netns_name(cid)])
+    sh([ip, "-n", netns_name(cid), "link", "set", "lo", "up"])
+
+
 def detach(cid: str) -> None:
     """Remove the namespace and the veth (deleting either end deletes the pair)."""
     ip = tool("ip", "iproute2")

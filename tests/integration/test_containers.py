@@ -2,6 +2,7 @@
 monitors killed with SIGKILL, and nothing left behind (links, nft rules, mounts, processes)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -105,6 +106,11 @@ def host_snapshot(root) -> dict:
             continue
         if f"PYBUILD_ROOT={root}".encode() in env:
             procs.add(p)
+        try:
+            if b"/run/netns/pb-" in open(f"/proc/{p}/cmdline", "rb").read():
+                procs.add(p)  # a pasta serving one of our namespaces
+        except OSError:
+            pass
     return {
         "links": sorted(ln.split(":")[1].strip().split("@")[0] for ln in links.splitlines() if "pbv" in ln or "pbr" in ln),
         "nft": sorted(ln.strip() for ln in nft.splitlines() if "pybuild" in ln),
@@ -273,13 +279,16 @@ def test_containers_reach_each_other_by_name_on_a_network_only(root, clean):
     assert host_snapshot(root) == clean
 
 
-def test_outbound_traffic_is_routed_and_masqueraded(root, clean):
-    """Outbound: the container reaches a network beyond the host (here a namespace of the
-    test's own, linked to the host by a veth pair), and arrives from the host's address
-    there (masquerade), as under docker's bridge."""
+@contextlib.contextmanager
+def outside_server():
+    """A TCP server on 198.51.100.2:8000 in a network namespace of the test's own, linked to
+    the host by a veth pair (host side 198.51.100.1): "outside" without leaving the machine.
+    It prints the peer address and the first line it gets."""
     ns, host_if = "pbtest-outside", "pbtout0"
     subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    subprocess.run(["ip", "link", "del", host_if], capture_output=True)
     subprocess.run(["ip", "netns", "add", ns], check=True)
+    server = None
     try:
         subprocess.run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns], check=True)
         subprocess.run(["ip", "addr", "add", "198.51.100.1/30", "dev", host_if], check=True)
@@ -291,15 +300,27 @@ def test_outbound_traffic_is_routed_and_masqueraded(root, clean):
                                    "print('ready',flush=True);c,a=s.accept();print(a[0],c.recv(10).decode().strip(),"
                                    "flush=True);c.close()"], stdout=subprocess.PIPE, text=True)
         assert server.stdout.readline() == "ready\n"
-        ok(root, "run", "-d", "--name", "out", "busybox", "sleep", "100")
-        r = pb(root, "exec", "out", "sh", "-c", "echo hi | nc 198.51.100.2 8000")
-        out, _ = server.communicate(timeout=10)
+        yield server
+    finally:
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def test_outbound_traffic_is_routed_and_masqueraded(root, clean):
+    """Outbound: the container reaches a network beyond the host and arrives from the
+    host's address there (masquerade), as under docker's bridge."""
+    ok(root, "run", "-d", "--name", "out", "busybox", "sleep", "100")
+    try:
+        with outside_server() as server:
+            r = pb(root, "exec", "out", "sh", "-c", "echo hi | nc 198.51.100.2 8000")
+            out, _ = server.communicate(timeout=10)
         assert r.returncode == 0, r.stderr
         assert out.split() == ["198.51.100.1", "hi"]  # masqueraded: the host's address on that link
     finally:
         pb(root, "rm", "-f", "out")
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     assert host_snapshot(root) == clean
 
 
@@ -457,3 +478,23 @@ def test_store_prune_keeps_detached_containers_and_inspect_finds_them(root, clea
         ok(root, "rm", "-f", "keep", "keep2")
     assert host_snapshot(root) == clean
 
+
+
+def test_pasta_network_as_root(root, clean):
+    """--network pasta (the rootless default; as root it serves a named namespace made
+    before the container starts): published port, outbound through pasta, nothing left."""
+    from shutil import which
+    if not which("pasta"):
+        pytest.fail("pasta (Debian package passt) is needed: tests/apt-packages.txt")
+    port = free_port()
+    ok(root, "run", "-d", "--network", "pasta", "-p", f"127.0.0.1:{port}:80", "--name", "pw", "web")
+    assert get(f"http://127.0.0.1:{port}/") == b"hello-from-web\n"
+    assert f"127.0.0.1:{port}->80/tcp" in ok(root, "ps")
+    # outbound: pasta makes the connection from the host (here to a namespace of our own)
+    with outside_server() as server:
+        r = pb(root, "exec", "pw", "sh", "-c", "echo hi | nc 198.51.100.2 8000")
+        out, _ = server.communicate(timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert out.split() == ["198.51.100.1", "hi"]
+    ok(root, "rm", "-f", "-v", "pw")
+    wait_for(lambda: host_snapshot(root) == clean, timeout=5, what="pasta gone with the namespace")
