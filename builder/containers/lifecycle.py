@@ -182,6 +182,9 @@ def _volume_mounts(root: Path, named, conf: dict, lowers, sources: list[Containe
         wanted.setdefault(path, (None, True))
     for name, target, rw in named:
         wanted[target] = (name, rw)
+    for target in wanted:  # the image's VOLUME entries are untrusted input: checked before any copy
+        if not target.startswith("/") or target == "/" or ".." in target.split("/") or "\0" in target:
+            raise PybuildError(f"invalid volume path {target!r}: an absolute path below / without '..'")
     vols, mounts = [], []
     for target, (name, rw) in sorted(wanted.items()):
         rec = vstore.create(root, name, exist_ok=True) if name else vstore.create(root)

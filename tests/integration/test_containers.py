@@ -498,3 +498,48 @@ def test_pasta_network_as_root(root, clean):
     assert out.split() == ["198.51.100.1", "hi"]
     ok(root, "rm", "-f", "-v", "pw")
     wait_for(lambda: host_snapshot(root) == clean, timeout=5, what="pasta gone with the namespace")
+
+
+def test_hostile_image_volume_paths_are_refused_before_any_copy(root, tmp_path):
+    (tmp_path / "Dockerfile").write_text('FROM busybox\nVOLUME ["/../../../etc"]\n')
+    ok(root, "build", "-q", "-t", "badvol", str(tmp_path))
+    before = ok(root, "volume", "ls", "-q")
+    r = pb(root, "run", "-d", "--name", "badvol", "badvol", "true")
+    assert r.returncode == 1 and b"invalid volume path '/../../../etc'" in r.stderr
+    assert ok(root, "volume", "ls", "-q") == before  # nothing seeded, nothing created
+    assert "badvol" not in ok(root, "ps", "-a")
+    r = pb(root, "run", "-d", "-v", "vol:/a/../b", "busybox", "true")
+    assert r.returncode == 1 and b"invalid volume path" in r.stderr
+    ok(root, "rmi", "badvol")
+
+
+def test_exec_tty_gets_a_console_on_the_containers_devpts(root, clean):
+    import pty
+    ok(root, "run", "-d", "--name", "ttybox", "busybox", "sleep", "100")
+    try:
+        pid, fd = pty.fork()
+        if pid == 0:
+            os.environ["PYBUILD_ROOT"] = str(root)
+            os.execv(sys.executable, [sys.executable, "-m", "builder.cli", "exec", "-it", "ttybox", "sh", "-c",
+                                      "tty; echo TERM=$TERM; read x; echo got:$x"])
+        out = b""
+        deadline = time.monotonic() + 20
+        sent = False
+        while time.monotonic() < deadline:
+            import select
+            if select.select([fd], [], [], 0.2)[0]:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            if b"TERM=" in out and not sent:
+                os.write(fd, b"typed\r")
+                sent = True
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, out
+        assert b"/dev/pts/0" in out and b"TERM=xterm" in out and b"got:typed" in out, out
+    finally:
+        ok(root, "rm", "-f", "ttybox")
