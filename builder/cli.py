@@ -81,7 +81,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name, help=summary, add_help=False)
         return parser
     mod = COMMANDS[only][0]
-    importlib.import_module(f"builder.commands.{mod}").add_parser(sub)
+    add = importlib.import_module(f"builder.commands.{mod}").add_parser
+    if "only" in add.__code__.co_varnames[:add.__code__.co_argcount]:
+        add(sub, only=only)  # a module serving many commands builds just the one asked for
+    else:
+        add(sub)
     return parser
 
 
