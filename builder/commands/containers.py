@@ -201,7 +201,9 @@ def _ago(iso: str | None) -> str:
 def _status_text(st: dict) -> str:
     s = st.get("Status")
     if s == "running":
-        return f"Up {_ago(st.get('StartedAt'))}"
+        health = (st.get("Health") or {}).get("Status")
+        tail = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}.get(health, "")
+        return f"Up {_ago(st.get('StartedAt'))}{tail}"
     if s == "restarting":
         return f"Restarting ({st.get('ExitCode', 0)}) {_ago(st.get('FinishedAt'))} ago"
     if s == "exited":
@@ -575,7 +577,8 @@ def inspect_json(c) -> dict:
                   "Restarting": status == "restarting", "OOMKilled": bool(st.get("OOMKilled")), "Dead": False,
                   "Pid": st.get("Pid", 0) if status == "running" else 0, "ExitCode": st.get("ExitCode", 0),
                   "Error": st.get("Error", ""), "StartedAt": st.get("StartedAt", "0001-01-01T00:00:00Z"),
-                  "FinishedAt": st.get("FinishedAt", "0001-01-01T00:00:00Z")},
+                  "FinishedAt": st.get("FinishedAt", "0001-01-01T00:00:00Z"),
+                  **({"Health": st["Health"]} if cfg.get("Healthcheck") and st.get("Health") else {})},
         "Image": cfg.get("ImageID"), "ResolvConfPath": "", "HostnamePath": "",
         "HostsPath": str(c.path / "hosts"), "LogPath": str(c.path / "container.log"),
         "Name": "/" + cfg.get("Name", ""), "RestartCount": st.get("RestartCount", 0), "Driver": "overlay",
@@ -595,7 +598,8 @@ def inspect_json(c) -> dict:
                    "Image": cfg.get("Image"), "WorkingDir": cfg.get("WorkingDir", ""),
                    "Entrypoint": cfg.get("Entrypoint"), "Labels": cfg.get("Labels") or {},
                    "StopSignal": cfg.get("StopSignal"), "StopTimeout": cfg.get("StopTimeout"),
-                   "ExposedPorts": {k: {} for k in cfg.get("ExposedPorts") or {}} or None},
+                   "ExposedPorts": {k: {} for k in cfg.get("ExposedPorts") or {}} or None,
+                   **({"Healthcheck": cfg["Healthcheck"]} if cfg.get("Healthcheck") else {})},
         "NetworkSettings": {"Ports": ports, "IPAddress": ip, "Gateway": st.get("Gateway", "") if ip else "",
                             "IPPrefixLen": st.get("PrefixLen", 0) if ip else 0,
                             "SandboxKey": f"/run/netns/pb-{c.id[:12]}" if ip else "", "Networks": networks},

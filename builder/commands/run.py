@@ -63,6 +63,12 @@ def _add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container (default: the image's, else SIGTERM)")
     p.add_argument("--stop-timeout", type=int, metavar="SECONDS", help="seconds to wait before SIGKILL on stop")
     p.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="set a container label")
+    p.add_argument("--health-cmd", metavar="CMD", help="command (run by sh -c) that checks the container's health")
+    p.add_argument("--health-interval", metavar="DURATION", help="time between checks (default 30s)")
+    p.add_argument("--health-timeout", metavar="DURATION", help="time a check may take (default 30s)")
+    p.add_argument("--health-retries", type=int, metavar="N", help="failures in a row that make it unhealthy (default 3)")
+    p.add_argument("--health-start-period", metavar="DURATION", help="failures do not count during this start-up time")
+    p.add_argument("--no-healthcheck", action="store_true", help="disable the image's HEALTHCHECK")
 
 
 def add_parser(sub) -> None:
@@ -352,7 +358,7 @@ def cmd_run(args) -> int:
     if args.pull == "always":
         _pull_if_needed(args)
     if args.detach or (args.network not in (None, "host", "none")) or args.publish or args.publish_all \
-            or args.restart or args.volumes_from or any(":" not in v or not v.startswith(("/", ".")) for v in args.volume):
+            or args.restart or args.volumes_from or args.health_cmd or any(":" not in v or not v.startswith(("/", ".")) for v in args.volume):
         # a container with a life of its own (a monitor, a network, volumes): builder.containers
         from builder.commands.containers import run_container
         return run_container(args)

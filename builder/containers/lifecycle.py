@@ -65,6 +65,8 @@ def create(args) -> Container:
     if args.rm and restart["Name"]:
         raise UsageError("--restart and --rm cannot be used together")
     published = [p for spec in args.publish for p in ports_mod.parse(spec)]
+    from builder.containers.health import from_flags
+    health_flags = from_flags(args)  # flag errors first; merged with the image's below
     stop_signal = args.stop_signal
     if stop_signal:
         signal_number(stop_signal)
@@ -98,6 +100,8 @@ def create(args) -> Container:
             (cdir / "work").mkdir()
             (cdir / "hosts").write_text("")
             conf = img.config.config.to_dict()
+            from builder.containers.health import merge
+            healthcheck = merge(conf.get("Healthcheck"), health_flags, disabled=args.no_healthcheck)
             if args.publish_all:
                 published += ports_mod.exposed(conf.get("ExposedPorts"))
             config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
@@ -127,6 +131,7 @@ def create(args) -> Container:
                 "User": args.user or conf.get("User") or "", "Env": list(spec.env), "WorkingDir": spec.cwd,
                 "Tty": bool(args.tty), "OpenStdin": bool(args.interactive),
                 "Binds": binds, "Entrypoint": conf.get("Entrypoint"), "Cmd": list(args.command) or conf.get("Cmd"),
+                "Healthcheck": healthcheck,
             }
             write_json(cdir / "config.json", rec)
         finally:

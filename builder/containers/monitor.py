@@ -136,6 +136,9 @@ class Monitor:
                     connect(str(pid), self.c.state().get("Ports") or [])  # rootless: before anyone is told it runs
                 self.c.write_state(Status="running", Pid=pid, PidStart=proc_start(pid), StartedAt=now_iso(),
                                    ExitCode=0, Error="", OOMKilled=False, RestartCount=restarts)
+                if self.cfg.get("Healthcheck"):
+                    from builder.containers.health import Checker
+                    Checker(self.c, self.cfg["Healthcheck"], lambda: self.c.live_pid() == pid).start()
                 self.ready("ok")
             err, oom = "", False
             try:

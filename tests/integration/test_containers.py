@@ -543,3 +543,25 @@ def test_exec_tty_gets_a_console_on_the_containers_devpts(root, clean):
         assert b"/dev/pts/0" in out and b"TERM=xterm" in out and b"got:typed" in out, out
     finally:
         ok(root, "rm", "-f", "ttybox")
+
+
+def test_health_checks_from_flags_and_image(root, clean, tmp_path):
+    ok(root, "run", "-d", "--name", "hc", "--health-cmd", "test -f /tmp/ok", "--health-interval", "300ms",
+       "--health-retries", "2", "busybox", "sleep", "100")
+    wait_for(lambda: "(unhealthy)" in ok(root, "ps", "--filter", "name=hc"), what="unhealthy")
+    ok(root, "exec", "hc", "touch", "/tmp/ok")
+    wait_for(lambda: "(healthy)" in ok(root, "ps", "--filter", "name=hc"), what="healthy")
+    health = json.loads(ok(root, "container", "inspect", "-f", "{{json .State.Health}}", "hc"))
+    assert health["Status"] == "healthy" and health["FailingStreak"] == 0 and health["Log"][-1]["ExitCode"] == 0
+    ok(root, "rm", "-f", "hc")
+    (tmp_path / "Dockerfile").write_text('FROM busybox\nHEALTHCHECK --interval=300ms CMD ["true"]\n')
+    ok(root, "build", "-q", "-t", "hcimg", str(tmp_path))
+    ok(root, "run", "-d", "--name", "hc2", "hcimg", "sleep", "100")
+    wait_for(lambda: "(healthy)" in ok(root, "ps", "--filter", "name=hc2"), what="image healthcheck")
+    ok(root, "run", "-d", "--name", "hc3", "--no-healthcheck", "hcimg", "sleep", "100")
+    assert "Health" not in inspect(root, "hc3")["State"]
+    r = pb(root, "run", "-d", "--health-interval", "soon", "busybox", "true")
+    assert r.returncode == 2 and b"--health-interval" in r.stderr
+    ok(root, "rm", "-f", "hc2", "hc3")
+    ok(root, "rmi", "hcimg")
+    assert host_snapshot(root) == clean
