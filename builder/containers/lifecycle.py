@@ -106,7 +106,7 @@ def create(args) -> Container:
                 published += ports_mod.exposed(conf.get("ExposedPorts"))
             config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
                                                         workdir=str(cdir / "work")), tty=False, cid=cid)
-            vols, vol_mounts = _volume_mounts(root, named, conf, lowers, sources)
+            vols, vol_mounts = _volume_mounts(root, named, conf, lowers, sources, cid)
             extra = [(h.split(":", 1)[0], h.split(":", 1)[1]) for h in args.add_host]
             from builder.networks.endpoint import netns_path
             config = replace(config, mounts=tuple(config.mounts) + tuple(Mount("bind", v["Destination"], v["Source"],
@@ -174,7 +174,8 @@ def _split_volumes(specs: list[str]) -> tuple[list[str], list[tuple[str | None, 
     return binds, named
 
 
-def _volume_mounts(root: Path, named, conf: dict, lowers, sources: list[Container]) -> tuple[list[dict], list[dict]]:
+def _volume_mounts(root: Path, named, conf: dict, lowers, sources: list[Container],
+                   cid: str) -> tuple[list[dict], list[dict]]:
     from builder.engine.fsview import LayeredFS
     from builder.volumes import store as vstore
 
@@ -192,7 +193,7 @@ def _volume_mounts(root: Path, named, conf: dict, lowers, sources: list[Containe
             raise PybuildError(f"invalid volume path {target!r}: an absolute path below / without '..'")
     vols, mounts = [], []
     for target, (name, rw) in sorted(wanted.items()):
-        rec = vstore.create(root, name, exist_ok=True) if name else vstore.create(root)
+        rec = vstore.create(root, name, exist_ok=True) if name else vstore.create(root, owner=cid)
         vstore.seed(rec, view, target)
         vols.append({"Name": rec["Name"], "Anonymous": bool(rec.get("Anonymous"))})
         mounts.append({"Type": "volume", "Name": rec["Name"], "Source": rec["Mountpoint"], "Destination": target,
@@ -324,12 +325,13 @@ def remove(c: Container, root: Path, *, force: bool = False, volumes: bool = Fal
     shutil.rmtree(trash, ignore_errors=True)
     if volumes:
         from builder.volumes import store as vstore
-        for v in c.config.get("Volumes", []):
-            if v.get("Anonymous"):
-                try:
-                    vstore.remove(root, v["Name"])
-                except PybuildError:
-                    pass
+        names = {v["Name"] for v in c.config.get("Volumes", []) if v.get("Anonymous")}
+        names |= {v["Name"] for v in vstore.all_volumes(root) if v.get("Owner") == c.id}  # (a create cut short)
+        for name in sorted(names):
+            try:
+                vstore.remove(root, name)
+            except PybuildError:
+                pass
 
 
 def cleanup_leftovers(c: Container) -> None:

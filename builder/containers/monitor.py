@@ -51,6 +51,25 @@ def _detach_stdio(keep: int) -> None:
     os.closerange(keep + 1, 1 << 16)
 
 
+def _exec_done(pid: int, under_init: bool, limit: float = 5.0) -> bool:
+    """Wait until the container's pid 1 has exec'd its process (docker's `run -d` returns
+    after the start, so an unknown command is the command's error, not a later exit).
+    /proc/PID/exe names the Python interpreter until the exec. Under --init, pid 1 stays the
+    interpreter: its fork is enough. False if it died first."""
+    import sys
+    me = os.path.realpath(sys.executable)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            return False  # gone, or a zombie (it exited without exec'ing)
+        if under_init or exe != me:
+            return True
+        time.sleep(0.001)
+    return True
+
+
 class Monitor:
     def __init__(self, root: Path, c: Container, ready_fd: int) -> None:
         self.root, self.c, self.ready_fd = root, c, ready_fd
@@ -131,6 +150,8 @@ class Monitor:
                     publish(self.c.id, proxy.ports, ip)
 
             def on_start(pid: int) -> None:
+                if not _exec_done(pid, config.init):
+                    return  # it died before its exec: the error record follows, and is reported
                 if self.cfg.get("Network") == "pasta" and not self.cfg["Sandbox"].get("netns_path"):
                     from builder.networks.pasta import connect
                     connect(str(pid), self.c.state().get("Ports") or [])  # rootless: before anyone is told it runs

@@ -45,7 +45,10 @@ def all_volumes(root: Path) -> list[dict]:
     return [v for v in out if v]
 
 
-def create(root: Path, name: str | None = None, labels: dict | None = None, *, exist_ok: bool = False) -> dict:
+def create(root: Path, name: str | None = None, labels: dict | None = None, *, exist_ok: bool = False,
+           owner: str | None = None) -> dict:
+    """A volume; anonymous (name None) ones record the container they were made for
+    (`owner`), so `rm -v` finds them even if that container's config was never completed."""
     anonymous = name is None
     name = name or os.urandom(32).hex()
     if not NAME_RE.match(name) or len(name) < 2:
@@ -60,7 +63,8 @@ def create(root: Path, name: str | None = None, labels: dict | None = None, *, e
         tmp = volumes_dir(root) / f".tmp-{name}-{os.urandom(4).hex()}"
         (tmp / "_data").mkdir(parents=True, mode=0o755)
         write_json(tmp / "volume.json", {"Name": name, "CreatedAt": now_iso(), "Driver": "local",
-                                         "Labels": labels or {}, "Anonymous": anonymous, "Scope": "local"})
+                                         "Labels": labels or {}, "Anonymous": anonymous, "Scope": "local",
+                                         **({"Owner": owner} if anonymous and owner else {})})
         os.rename(tmp, d)
     rec = load(root, name)
     assert rec is not None

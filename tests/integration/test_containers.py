@@ -195,6 +195,11 @@ def test_start_restart_wait_rename_and_errors(root, clean):
     assert r.returncode == 1 and b"not running" in r.stderr
     r = pb(root, "logs", "nosuch")
     assert r.returncode == 1 and r.stderr.strip() == b"error: no such container: nosuch"
+    # an unknown command is run -d's own error (docker returns after the start), not a later exit
+    r = pb(root, "run", "-d", "--name", "nocmd", "busybox", "nosuchcmd")
+    assert r.returncode != 0 and b"exec nosuchcmd: executable file not found" in r.stderr
+    assert "Exited (127)" in ok(root, "ps", "-a", "--filter", "name=nocmd")
+    ok(root, "rm", "nocmd")
     r = pb(root, "run", "-d", "--restart", "sometimes", "busybox", "true")
     assert r.returncode == 2 and b"--restart" in r.stderr
     ok(root, "rm", "job2")
