@@ -281,6 +281,12 @@ def wait_monitor(c: Container, timeout: float | None = None) -> bool:
     return True
 
 
+def wait_for_start(c: Container, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while c.monitor_alive() and c.state().get("Status") == "starting" and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def request_stop(c: Container) -> None:
     (c.path / "stop-requested").touch()
 
@@ -292,10 +298,14 @@ def stop(c: Container, timeout: float | None = None, sig: int | None = None) -> 
     cfg = c.config
     t = cfg.get("StopTimeout", 10) if timeout is None else timeout
     if c.monitor_alive():
+        if c.state().get("Status") == "starting":
+            wait_for_start(c, 10)  # a container still starting gets its stop signal once it runs
         if send_signal(c, sig or signal_number(cfg.get("StopSignal"))) and t > 0:
             _wait_pid_gone(c, t)
-        send_signal(c, signal.SIGKILL)
-        wait_monitor(c, 10)
+        deadline = time.monotonic() + 10
+        while c.monitor_alive() and time.monotonic() < deadline:
+            send_signal(c, signal.SIGKILL)
+            time.sleep(0.05)
 
 
 def kill(c: Container, sig: int) -> None:
@@ -313,9 +323,14 @@ def remove(c: Container, root: Path, *, force: bool = False, volumes: bool = Fal
             raise PybuildError(f"cannot remove container {c.name or c.id[:12]}: it is running "
                                "(stop it first, or use rm -f)")
         request_stop(c)
-        send_signal(c, signal.SIGKILL)
-        if not wait_monitor(c, 15):
-            raise PybuildError(f"container {c.name or c.id[:12]}: its monitor did not end")
+        # SIGKILL until the monitor is gone: one still starting the container records the
+        # pid a moment later (and then sees the stop request once it is dead)
+        deadline = time.monotonic() + 15
+        while c.monitor_alive():
+            send_signal(c, signal.SIGKILL)
+            if time.monotonic() > deadline:
+                raise PybuildError(f"container {c.name or c.id[:12]}: its monitor did not end")
+            time.sleep(0.05)
     cleanup_leftovers(c)
     trash = c.path.with_name(f".trash-{c.id}")
     try:
