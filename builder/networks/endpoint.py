@@ -43,9 +43,9 @@ def attach(root: Path, rec: dict, cid: str, used_ips: set[str]) -> str:
         raise NetworkError(f"network {rec['Name']} has no free address left in {net}")
     ns, veth = netns_name(cid), veth_name(cid)
     detach(cid)  # leftovers of a monitor that was killed
-    sh([ip, "netns", "add", ns])
     try:
-        sh([ip, "-b", "-"], input=(f"link add {veth} type veth peer name eth0 netns {ns}\n"
+        sh([ip, "-b", "-"], input=(f"netns add {ns}\n"
+                                   f"link add {veth} type veth peer name eth0 netns {ns}\n"
                                    f"link set {veth} master {rec['Bridge']} up\n"))
         sh([ip, "-n", ns, "-b", "-"], input=(f"addr add {addr}/{net.prefixlen} dev eth0\n"
                                            "link set lo up\nlink set eth0 up\n"

@@ -35,7 +35,11 @@ def _tools() -> bool:
 def root(tmp_path_factory):
     if not _tools():
         pytest.fail("these tests need iproute2 and nftables (tests/apt-packages.txt)")
-    d = tmp_path_factory.mktemp("ctrstore")
+    # not under pytest's basetemp: concurrent pytest sessions rotate those away, and a root
+    # that vanishes under running containers could not be cleaned up here
+    import tempfile
+    from pathlib import Path
+    d = Path(tempfile.mkdtemp(prefix="pybuild-ctrstore-"))
     tar = d / "busybox.tar"
     subprocess.run(["bash", str(REPO / "examples/make-busybox-rootfs.sh"), str(tar)], check=True, capture_output=True)
     r = run_cli("import", str(tar), "busybox:latest", env={"PYBUILD_ROOT": str(d / "root")})
@@ -51,10 +55,10 @@ def root(tmp_path_factory):
     ids = run_cli("ps", "-aq", "--no-trunc", env=env).stdout.decode().split()
     if ids:
         run_cli("rm", "-f", *ids, env=env)
-    for name in run_cli("network", "ls", "--format", "x", env=env).stdout.decode().split() if False else ():
-        pass
     for n in (d / "root" / "networks").glob("*.json"):
         run_cli("network", "rm", n.stem, env=env)
+    import shutil
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def pb(root, *args, **kw):
