@@ -150,6 +150,8 @@ def run_container(args) -> int:
         raise UsageError("-i/-t with a network, published ports or volumes needs -d for now "
                          "(start it detached and use `pybuild exec -it`)")
     auto_remove = args.rm
+    if not args.detach and args.network is None and not (args.publish or args.publish_all):
+        args.network = "host"  # the foreground `run`'s default, whatever path it takes
     if not args.detach:
         args.rm = False  # the CLI removes it itself, after it has read the last output
     if args.pull == "missing":
