@@ -35,6 +35,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cache": ("cache", "inspect, prune or explain the build cache"),
     "run": ("run", "run a command in a new container from an image"),
     "bundle": ("run", "write an image as an OCI runtime bundle (config.json + rootfs) for runc/crun"),
+    "ps": ("containers", "list containers"),
+    "logs": ("containers", "show a container's output"),
+    "stop": ("containers", "stop running containers (stop signal, then SIGKILL)"),
+    "kill": ("containers", "send a signal to running containers"),
+    "rm": ("containers", "remove containers"),
+    "wait": ("containers", "wait for containers to stop and print their exit codes"),
+    "start": ("containers", "start stopped containers"),
+    "restart": ("containers", "restart containers"),
+    "rename": ("containers", "rename a container"),
+    "exec": ("containers", "run a command in a running container"),
+    "top": ("containers", "show the processes of a running container"),
+    "port": ("containers", "list a container's published ports"),
+    "container": ("containers", "manage containers (ls, inspect, prune, and the commands above)"),
+    "network": ("networks", "manage networks (create, ls, rm, inspect, prune)"),
+    "volume": ("volumes", "manage volumes (create, ls, rm, inspect, prune)"),
     "pull": ("registry", "download an image from a registry"),
     "push": ("registry", "upload a local image to a registry"),
     "login": ("registry", "save credentials for a registry (in docker's config.json format)"),
@@ -85,7 +100,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name, help=summary, add_help=False)
         return parser
     mod = COMMANDS[only][0]
-    importlib.import_module(f"builder.commands.{mod}").add_parser(sub)
+    add = importlib.import_module(f"builder.commands.{mod}").add_parser
+    if "only" in add.__code__.co_varnames[:add.__code__.co_argcount]:
+        add(sub, only=only)  # a module serving many commands builds just the one asked for
+    else:
+        add(sub)
     return parser
 
 

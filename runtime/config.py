@@ -134,6 +134,11 @@ class SandboxConfig(Record):
     # dir (RUN, as BuildKit mounts them); a directory = writable files kept there (`pybuild
     # run` gives its container's dir on disk, as docker keeps them beside the container).
     etc_files_dir: str | None = None
+    # Detached containers (builder.containers): a network namespace made beforehand (a path
+    # like /run/netns/NAME) joined instead of a fresh one, and a host file bound as /etc/hosts
+    # instead of the private copy, so the monitor can add peers while the container runs.
+    netns_path: str | None = None
+    hosts_file: str | None = None
 
     # --- checks ---------------------------------------------------------------------
     def validate(self) -> list[str]:
@@ -189,6 +194,10 @@ class SandboxConfig(Record):
         for ns in self.namespaces:
             if ns not in NAMESPACES:
                 p.append(f"namespaces: unknown namespace {ns!r}")
+        if self.netns_path is not None and (self.network != "none" or not os.path.isabs(self.netns_path)):
+            p.append("netns_path: an absolute path, with network 'none' (the namespace replaces a fresh one)")
+        if self.hosts_file is not None and not os.path.isfile(self.hosts_file):
+            p.append(f"hosts_file: {self.hosts_file} is not a file")
         if "net" in self.namespaces and self.network == "host":
             p.append("namespaces: 'net' conflicts with network 'host'")
         if "mount" not in self.namespaces:

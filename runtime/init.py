@@ -13,6 +13,7 @@ and the two processes it runs as:
 Talks to runtime.sandbox over STATUS_FD, one line per record:
   "S <d|f> <parent mtime ns> <path>"   a mount-point stub created in the rootfs (the parent removes it later)
   "E <kind> <msg>"   setup failed (kind: mount, namespace, exec, sandbox)
+  "P <pid>"          the container's pid 1 was forked (its pid in the host's pid namespace)
   "X <code> <sig>"   the process ended (the first X wins)
 Must not: import builder, runtime.config (its value classes) or anything slow: every import
 here is paid on every container start (`python -X importtime` keeps this honest); the
@@ -184,6 +185,8 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
     # 2. Join the cgroups before unsharing: the cgroup namespace root becomes the container's
     #    cgroup, and every process forked later is inside the limits from its first instruction.
     namespaces.join_cgroups(plan["cgroup_procs"])
+    if plan.get("join_netns"):
+        namespaces.join_netns(plan["join_netns"])  # a namespace made beforehand (detached containers)
     # 3. Unshare everything at once; the kernel makes the user namespace first and the others
     #    owned by it. The pid namespace applies to our children only, hence the fork below.
     namespaces.unshare(plan["unshare"])
@@ -226,6 +229,7 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
         except BaseException as e:  # never let the child return into the outer's code
             status.send("E", "sandbox", f"internal error in sandbox init: {type(e).__name__}: {e}")
         os._exit(127)
+    status.send("P", pid)  # the container's pid 1 as the host sees it (for setns by `exec`)
     code, sig = _forward_and_wait(pid)
     status.send("X", code, sig)
     os._exit(0)
@@ -296,7 +300,7 @@ def child(plan: dict, status: Status) -> None:
     #    /proc, which bind /dev/null and so come after /dev; then /sys read-only.
     mounts.mount_dev(root, stubs, userns)
     mounts.protect_proc(root)
-    mounts.mount_sys(stubs, "net" in plan["unshare"])
+    mounts.mount_sys(stubs, "net" in plan["unshare"] or bool(plan.get("join_netns")))
     # 10. User mounts after the standard ones, so a config can override /dev/shm or mount
     #     over /proc/x, and before the /etc files, which must stay on top.
     for m in cfg["mounts"]:
@@ -426,9 +430,9 @@ def become_process(plan: dict) -> None:
                 resource.setrlimit(num, (rl["soft"], rl["hard"]))
             except (OSError, ValueError) as e:
                 raise ExecError(f"rlimit {rl['resource']} = ({rl['soft']}, {rl['hard']}): {e}") from None
-    # 17. Capabilities: bounding set first (it limits what any later exec can gain), then the
-    # process's own sets. CAP_SETUID/SETGID stay in Docker's set, so the id switch below
-    # still works; switching to a non-zero uid then clears permitted/effective as usual.
+    # 17. Capabilities: bounding set first (it limits what any later exec can gain); the
+    # process's own sets after the id switch (step 18), as runc orders it, so that a set
+    # without CAP_SETUID/CAP_SETGID (`--cap-drop ALL`) still gets its ids.
     keep = plan["cap_mask"]
     for cap in range(plan["cap_last"] + 1):
         if not keep >> cap & 1:
@@ -442,13 +446,13 @@ def become_process(plan: dict) -> None:
         pass  # kernels without ambient capabilities have none to clear
     seccomp = plan.get("seccomp")
     if seccomp and not cfg["no_new_privileges"]:
-        # Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the drop.
+        # Without no_new_privs, installing a filter needs CAP_SYS_ADMIN in effect: before the
+        # id switch below clears the effective set.
         _install_seccomp(seccomp)
         seccomp = None
-    sc.capset(keep, keep, keep)
-    if cfg["no_new_privileges"]:
-        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     # 18. Groups before gid before uid: once the uid is not 0 we may no longer change the others.
+    #     KEEPCAPS holds the permitted set across the uid change, for the capset below.
+    sc.prctl(sc.PR_SET_KEEPCAPS, 1)
     try:
         if not plan["self_map"]:
             os.setgroups(proc["additional_gids"])
@@ -456,6 +460,12 @@ def become_process(plan: dict) -> None:
         os.setresuid(proc["uid"], proc["uid"], proc["uid"])
     except OSError as e:
         raise ExecError(f"switching to uid {proc['uid']} gid {proc['gid']}: {e.strerror}") from None
+    sc.prctl(sc.PR_SET_KEEPCAPS, 0)
+    # root gets the container's set; another user none effective or permitted (what a plain
+    # uid change leaves), the set as inheritable, as before the reordering
+    sc.capset(keep, keep, keep) if proc["uid"] == 0 else sc.capset(0, 0, keep)
+    if cfg["no_new_privileges"]:
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)  # a credential change clears it
     # 19. umask, working directory, controlling terminal, default signal dispositions, exec.
     os.umask(proc["umask"])

@@ -55,3 +55,16 @@ def join_cgroups(procs_files: list[str]) -> None:
                 f.write("0")
         except OSError as e:
             raise NamespaceError(f"joining cgroup {path}: {e.strerror}") from None
+
+
+def join_netns(path: str) -> None:
+    """Enter the network namespace bound at `path` (e.g. /run/netns/NAME)."""
+    import os
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            sc.setns(fd, sc.CLONE_NEWNET)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise NamespaceError(f"joining network namespace {path}: {e.strerror}") from None

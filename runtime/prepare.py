@@ -20,7 +20,7 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
     """The plain dict the init child works from (config + everything resolved here)."""
     root_user = os.geteuid() == 0
     ns = list(config.namespaces)
-    if config.network == "none" and "net" not in ns:
+    if config.network == "none" and "net" not in ns and config.netns_path is None:
         ns.append("net")
     self_map = None
     if not root_user:
@@ -44,7 +44,8 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         # builder in a container may lack some): "all capabilities" means all of ours.
         mask &= _own_permitted()
     d, ro = (config.etc_files_dir, False) if config.etc_files_dir else (private_dir, True)
-    files = [("/etc/hosts", f"{d}/hosts", ro), ("/etc/resolv.conf", f"{d}/resolv.conf", ro),
+    files = [("/etc/hosts", config.hosts_file or f"{d}/hosts", ro if not config.hosts_file else False),
+             ("/etc/resolv.conf", f"{d}/resolv.conf", ro),
              ("/etc/hostname", f"{d}/hostname", ro)]
     cfg = config.to_dict()
     if config.rootfs.is_overlay:
@@ -64,6 +65,7 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         "rlimit_numbers": RLIMITS,
         # compiled here (cached per process), installed by init just before execve
         "seccomp": program_for(config.seccomp, config.capabilities),
+        "join_netns": config.netns_path,
     }
 
 

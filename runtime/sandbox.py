@@ -63,7 +63,8 @@ def prewarm() -> None:
 
 
 def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, stderr: Sink = None,
-        cancel: threading.Event | None = None, relay: bool = False) -> RunResult:
+        cancel: threading.Event | None = None, relay: bool = False,
+        on_start: Callable[[int], None] | None = None) -> RunResult:
     """Run config.process in a fresh sandbox and wait for it.
 
     stdout/stderr: an int fd (given to the process as is), a callable receiving output
@@ -75,6 +76,8 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
     but read and written here, the process getting pipes (or its pty) as under docker, so it
     cannot re-open the caller's files through /proc/self/fd. Raises SandboxError (ConfigError,
     MountError, NamespaceError, ExecError) when the process could not be started.
+    `on_start(pid)`, if given, is called once the container's pid 1 exists, with its pid as
+    the host sees it (a detached container's monitor records it for exec/stop).
     """
     config.check()
     snap = None
@@ -83,7 +86,9 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
         snap = fallback.CopySnapshot(config.rootfs.lowerdirs, config.rootfs.upperdir)
         config = replace(config, rootfs=Rootfs(path=snap.prepare()))
     try:
-        result = _Run(config, stdin, stdout, stderr, cancel, relay).go()
+        r = _Run(config, stdin, stdout, stderr, cancel, relay)
+        r.on_start = on_start
+        result = r.go()
         if snap is not None:
             snap.commit()
         return result
@@ -107,6 +112,7 @@ class _Run:
         self.killed_for: str | None = None
         self.kill_sent_at: float | None = None
         self.master = -1
+        self.on_start: Callable[[int], None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def go(self) -> RunResult:
@@ -508,6 +514,9 @@ class _Run:
             kind, _, rest = raw.decode("utf-8", "surrogateescape").partition(" ")
             if kind == "U":
                 self._write_id_maps(int(rest), sync_w)
+            elif kind == "P":
+                if self.on_start is not None:
+                    self.on_start(int(rest))
             else:
                 self.records.append([kind, rest])
 

@@ -326,6 +326,10 @@ def cmd_inspect(args) -> int:
             info["Size"] = sizes.image(store.blobs, img)
             out.append(info)
         except ImageNotFound as e:
+            container = _container(ref)  # docker's inspect takes containers as well
+            if container is not None:
+                out.append(container)
+                continue
             sys.stderr.write(f"error: {e}\n")
             failed = True
     sizes.save()
@@ -352,6 +356,16 @@ def _walk(obj, path: str):
             return MISSING
         cur = cur[part]
     return cur
+
+
+def _container(ref: str) -> dict | None:
+    from builder.commands.containers import inspect_json
+    from builder.containers.state import NoSuchContainer, find
+
+    try:
+        return inspect_json(find(_store().root, ref))
+    except NoSuchContainer:
+        return None
 
 
 def cmd_history(args) -> int:

@@ -25,8 +25,10 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
     p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user (name or uid) to run as")
     p.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
-    p.add_argument("--network", choices=["host", "none"], default="host",
-                   help="host (default: there is no bridge) or none (loopback only)")
+    p.add_argument("--network", "--net", metavar="NET", default=None,
+                   help="host (default in the foreground), none (loopback only), bridge (default with -d) "
+                        "or a network made by `pybuild network create`")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP", help="add a line to /etc/hosts")
     p.add_argument("--hostname", metavar="NAME", help="container host name (default: the container id)")
     p.add_argument("--memory", "-m", metavar="BYTES", help="memory limit, e.g. 256m, 1g")
     p.add_argument("--cpus", type=float, metavar="N", help="number of CPUs (fractions allowed)")
@@ -37,8 +39,40 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="seccomp=unconfined (no filter) or seccomp=FILE (a docker JSON profile)")
     p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]",
                    help="the image of this platform from a multi-platform image (default: this machine's)")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (or ALL)")
+    p.add_argument("--privileged", action="store_true", help="every capability (no other relaxation here)")
+    p.add_argument("--ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]", help="lower a resource limit")
+    p.add_argument("--mount", action="append", default=[], metavar="type=bind|volume|tmpfs,…",
+                   help="mount: type=bind,source=,target=[,readonly] | type=volume[,source=NAME],target= | "
+                        "type=tmpfs,target=[,tmpfs-size=][,tmpfs-mode=]")
+    p.add_argument("--pull", choices=["missing", "always", "never"], default="never",
+                   help="pull the image: missing, always, never (the default: unlike docker, `run` never "
+                        "reaches a registry unless asked)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments")
+
+
+def _add_container_flags(p: argparse.ArgumentParser) -> None:
+    """Flags for containers that outlive the command (builder.containers: `run -d`)."""
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the container id")
+    p.add_argument("--name", metavar="NAME", help="name the container (unique)")
+    p.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOST:CTR[/tcp|udp]",
+                   help="publish a container port on the host")
+    p.add_argument("-P", "--publish-all", action="store_true", help="publish every EXPOSEd port on a free host port")
+    p.add_argument("--restart", metavar="POLICY", help="no, always, on-failure[:N], unless-stopped")
+    p.add_argument("--network-alias", action="append", default=[], metavar="NAME", help="another name on the network")
+    p.add_argument("--volumes-from", action="append", default=[], metavar="CONTAINER",
+                   help="mount the volumes of another container")
+    p.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container (default: the image's, else SIGTERM)")
+    p.add_argument("--stop-timeout", type=int, metavar="SECONDS", help="seconds to wait before SIGKILL on stop")
+    p.add_argument("-l", "--label", action="append", default=[], metavar="K=V", help="set a container label")
+    p.add_argument("--health-cmd", metavar="CMD", help="command (run by sh -c) that checks the container's health")
+    p.add_argument("--health-interval", metavar="DURATION", help="time between checks (default 30s)")
+    p.add_argument("--health-timeout", metavar="DURATION", help="time a check may take (default 30s)")
+    p.add_argument("--health-retries", type=int, metavar="N", help="failures in a row that make it unhealthy (default 3)")
+    p.add_argument("--health-start-period", metavar="DURATION", help="failures do not count during this start-up time")
+    p.add_argument("--no-healthcheck", action="store_true", help="disable the image's HEALTHCHECK")
 
 
 def add_parser(sub) -> None:
@@ -46,6 +80,7 @@ def add_parser(sub) -> None:
     p.add_argument("--rm", action="store_true", help="discard the container's writable layer on exit")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin attached")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
+    _add_container_flags(p)
     _add_run_flags(p)
     # cmd_run removes what it made and holds no buffered files when it returns: cli.main may
     # skip the interpreter's teardown.
@@ -133,6 +168,118 @@ def security_opts(args) -> str:
             raise UsageError(f"invalid --security-opt {opt!r}: {e}") from None
         seccomp = json.dumps(prof, sort_keys=True, separators=(",", ":"))
     return seccomp
+
+
+def _normalize_mounts(args) -> None:
+    """--mount values become the -v / --tmpfs forms they mean (docker's key names)."""
+    from builder.errors import UsageError
+
+    for spec in getattr(args, "mount", []):
+        kv: dict[str, str] = {}
+        flags = set()
+        for part in spec.split(","):
+            k, sep, v = part.partition("=")
+            k = k.strip()
+            if sep:
+                kv[k] = v
+            else:
+                flags.add(k)
+        kind = kv.get("type", "volume")
+        target = kv.get("target") or kv.get("destination") or kv.get("dst")
+        source = kv.get("source") or kv.get("src") or ""
+        ro = "readonly" in flags or "ro" in flags or kv.get("readonly", kv.get("ro", "false")) in ("1", "true")
+        if not target or not target.startswith("/"):
+            raise UsageError(f"invalid --mount {spec!r}: target= must be an absolute path")
+        if kind == "bind":
+            if not source.startswith("/"):
+                raise UsageError(f"invalid --mount {spec!r}: a bind needs an absolute source=")
+            if not os.path.exists(source):
+                raise UsageError(f"invalid --mount {spec!r}: bind source path does not exist: {source}")
+            args.volume.append(f"{source}:{target}" + (":ro" if ro else ""))
+        elif kind == "volume":
+            if source.startswith(("/", ".")):
+                raise UsageError(f"invalid --mount {spec!r}: a volume source is a volume name")
+            args.volume.append(f"{source}:{target}" + (":ro" if ro else "") if source else target)
+        elif kind == "tmpfs":
+            opts = []
+            if "tmpfs-size" in kv:
+                opts.append(f"size={kv['tmpfs-size']}")
+            if "tmpfs-mode" in kv:
+                opts.append(f"mode={kv['tmpfs-mode']}")
+            args.tmpfs.append(target + (":" + ",".join(opts) if opts else ""))
+        else:
+            raise UsageError(f"invalid --mount {spec!r}: type must be bind, volume or tmpfs")
+    args.mount = []
+
+
+def _capabilities(args) -> tuple[str, ...]:
+    from builder.errors import UsageError
+    from runtime.config import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES
+
+    def norm(c: str) -> str:
+        c = c.upper()
+        return c if c == "ALL" or c.startswith("CAP_") else "CAP_" + c
+    caps = list(CAPABILITY_NUMBERS) if getattr(args, "privileged", False) else list(DEFAULT_CAPABILITIES)
+    adds, drops = [norm(c) for c in getattr(args, "cap_add", [])], [norm(c) for c in getattr(args, "cap_drop", [])]
+    for c in adds + drops:
+        if c != "ALL" and c not in CAPABILITY_NUMBERS:
+            raise UsageError(f"unknown capability {c!r}")
+    if "ALL" in drops:
+        caps = []
+    caps = [c for c in caps if c not in drops]
+    if "ALL" in adds:
+        caps = list(CAPABILITY_NUMBERS)
+    caps += [c for c in adds if c != "ALL" and c not in caps]
+    # never more than this host's bounding set allows (a host may itself lack some)
+    try:
+        with open("/proc/self/status") as f:
+            bnd = int(next(ln for ln in f if ln.startswith("CapBnd:")).split()[1], 16)
+        caps = [c for c in caps if bnd >> CAPABILITY_NUMBERS[c] & 1]
+    except (OSError, StopIteration, ValueError):
+        pass
+    return tuple(caps)
+
+
+def _rlimits(args) -> tuple:
+    from builder.errors import UsageError
+    from runtime.config import RLIMITS, Rlimit
+
+    out = []
+    for u in getattr(args, "ulimit", []):
+        name, sep, vals = u.partition("=")
+        soft, _, hard = vals.partition(":")
+        hard = hard or soft
+        if not sep or name not in RLIMITS or not soft.lstrip("-").isdigit() or not hard.lstrip("-").isdigit():
+            raise UsageError(f"invalid --ulimit {u!r}: expected NAME=SOFT[:HARD] with NAME one of {', '.join(RLIMITS)}")
+        s_, h_ = int(soft), int(hard)
+        s_ = (1 << 64) - 1 if s_ < 0 else s_
+        h_ = (1 << 64) - 1 if h_ < 0 else h_
+        if s_ > h_:
+            raise UsageError(f"invalid --ulimit {u!r}: the soft limit is above the hard one")
+        out.append(Rlimit(name, s_, h_))
+    return tuple(out)
+
+
+def _pull_if_needed(args) -> None:
+    """--pull missing|always|never, as docker run does it."""
+    policy = getattr(args, "pull", "missing")
+    if policy == "never":
+        return
+    from builder import settings as settings_mod
+    from builder.errors import ImageNotFound
+    from builder.oci.layout import ImageStore
+
+    store = ImageStore(settings_mod.load().store_dir)
+    if policy == "missing":
+        try:
+            store.resolve(args.image)
+            return
+        except ImageNotFound:
+            pass
+    from builder.commands.registry import _options
+    from builder.registry.transfer import pull
+    sys.stderr.write(f"Unable to find image '{args.image}' locally\n" if policy == "missing" else "")
+    pull(args.image, store, options=_options(args))
 
 
 def _limits(args):
@@ -230,23 +377,48 @@ def _sandbox_config(args, spec, rootfs, *, tty: bool, cid: str):
         process=Process(argv=spec.argv, env=spec.env, cwd=spec.cwd, uid=spec.uid, gid=spec.gid,
                         additional_gids=spec.additional_gids, tty=tty, terminal_size=term),
         mounts=tuple(_mounts(args, create_host_dirs=True)),
-        hostname=args.hostname or cid[:12],
-        network=args.network,
+        hostname=args.hostname or (os.uname().nodename if args.network == "host" else cid[:12]),
+        network=args.network if args.network in ("host", "none") else "host",
         limits=_limits(args),
         readonly_rootfs=args.read_only,
         init=args.init,
         seccomp=security_opts(args),
+        extra_hosts=_extra_hosts(args),
+        capabilities=_capabilities(args),
+        rlimits=_rlimits(args),
     )
 
 
+def _extra_hosts(args) -> tuple:
+    from builder.errors import UsageError
+
+    out = []
+    for h in getattr(args, "add_host", []):
+        name, sep, addr = h.partition(":")
+        if not sep or not name or not addr:
+            raise UsageError(f"invalid --add-host {h!r}: expected NAME:IP")
+        out.append((name, addr))
+    return tuple(out)
+
+
 def cmd_run(args) -> int:
+    _normalize_mounts(args)
+    _capabilities(args)
+    _rlimits(args)
+    if args.pull == "always":
+        _pull_if_needed(args)
+    if args.detach or (args.network not in (None, "host", "none")) or args.publish or args.publish_all \
+            or args.restart or args.volumes_from or args.health_cmd or any(":" not in v or not v.startswith(("/", ".")) for v in args.volume):
+        # a container with a life of its own (a monitor, a network, volumes): builder.containers
+        from builder.commands.containers import run_container
+        return run_container(args)
     from runtime import zygote
 
     # First thing: the sandbox's fork server (a `python -I -S` child) starts on the other core
     # while this process imports the rest and resolves the image. runtime.zygote directly, not
     # sandbox.prewarm(): importing runtime.sandbox first would delay it by ~5 ms.
     zygote.prewarm()
-    from builder.errors import PybuildError
+    from builder.errors import ImageNotFound, PybuildError
     from runtime import sandbox
     from runtime.config import Rootfs
     from runtime.errors import ExecError
@@ -254,7 +426,13 @@ def cmd_run(args) -> int:
     _limits(args)  # flag errors before any work
     security_opts(args)
     cid = os.urandom(16).hex()  # uuid would import platform (~1.5 ms)
-    st, img, snaps, lowers, spec = _prepare(args, for_bundle=False, hostname=args.hostname or cid[:12])
+    try:
+        st, img, snaps, lowers, spec = _prepare(args, for_bundle=False, hostname=_hostname(args, cid))
+    except ImageNotFound:
+        if args.pull != "missing":
+            raise
+        _pull_if_needed(args)  # --pull missing: as docker run does by default
+        st, img, snaps, lowers, spec = _prepare(args, for_bundle=False, hostname=_hostname(args, cid))
     from builder.oci.layout import protect_state_dir
     protect_state_dir(st.root)
     (st.root / "containers").mkdir(mode=0o700, exist_ok=True)
@@ -288,6 +466,11 @@ def cmd_run(args) -> int:
     return res.exit_code
 
 
+def _hostname(args, cid: str) -> str:
+    """docker's: --hostname, else the host's own with --network host, else the short id."""
+    return args.hostname or (os.uname().nodename if args.network == "host" else cid[:12])
+
+
 def container_alive(cdir: Path) -> bool:
     """Is the `pybuild run` that owns this container directory still running?"""
     try:
@@ -314,7 +497,8 @@ def cmd_bundle(args) -> int:
     _limits(args)  # flag errors before any work
     security_opts(args)
     cid = os.urandom(16).hex()
-    st, img, snaps, lowers, spec = _prepare(args, for_bundle=True, hostname=args.hostname or cid[:12])
+    _normalize_mounts(args)
+    st, img, snaps, lowers, spec = _prepare(args, for_bundle=True, hostname=_hostname(args, cid))
     # The bundle's rootfs is the image's snapshots flattened (whiteouts honoured) by write_bundle.
     config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers)), tty=args.tty, cid=cid)
     try:

@@ -84,6 +84,10 @@ def _live_chains(store) -> set[str]:
             continue
         for img in images:
             live.update(chain_ids(img.diff_ids))
+    # detached containers, running or stopped, keep their image's layers (docker keeps the image)
+    from builder.containers.state import all_containers
+    for c in all_containers(store.root):
+        live.update(c.config.get("Chains", []))
     return live
 
 
@@ -106,6 +110,8 @@ def _prune_containers(s, dry_run: bool) -> int:
         return 0
     n = 0
     for d in sorted(base.iterdir()):
+        if (d / "config.json").exists() or d.name.startswith("."):
+            continue  # a detached container (builder.containers): `rm` / `container prune` remove those
         if d.is_dir() and not container_alive(d):
             n += 1
             if not dry_run:

@@ -1,0 +1,647 @@
+"""Container commands: ps, logs, stop, kill, rm, wait, start, restart, rename, exec, top, port,
+`container inspect|prune|ls`, and `run` of containers with a life of their own (`-d`, a
+network, published ports, volumes).
+
+Owns: flags, output formats (docker's table, `--format` templates, inspect JSON) and
+choosing containers by name or id prefix. Must not: run containers (builder.containers'
+monitor does) or keep state of its own.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+
+SUMMARY = {
+    "ps": "list containers",
+    "logs": "show a container's output",
+    "stop": "stop running containers (stop signal, then SIGKILL)",
+    "kill": "send a signal to running containers",
+    "rm": "remove containers",
+    "wait": "wait for containers to stop and print their exit codes",
+    "start": "start stopped containers",
+    "restart": "restart containers",
+    "rename": "rename a container",
+    "exec": "run a command in a running container",
+    "top": "show the processes of a running container",
+    "port": "list a container's published ports",
+    "container": "manage containers (ls, inspect, prune, and the commands above)",
+}
+
+
+def add_parser(sub, only: str | None = None) -> None:
+    """Every command of this module, or just `only` (argparse sub-parsers cost ~0.3 ms each,
+    and `exec CONTAINER true` has a 60 ms budget)."""
+    if only is None or only == "ps":
+        _ps_flags(sub.add_parser("ps", help=SUMMARY["ps"]))
+    if only not in (None, "container"):
+        if only != "ps":
+            _add(sub, only)
+        return
+    p = sub.add_parser("container", help=SUMMARY["container"])
+    csub = p.add_subparsers(dest="container_command", metavar="COMMAND", required=True)
+    _ps_flags(csub.add_parser("ls", aliases=["list", "ps"], help=SUMMARY["ps"]))
+    q = csub.add_parser("inspect", help="show container details as JSON (like docker container inspect)")
+    q.add_argument("-f", "--format", metavar="TEMPLATE")
+    q.add_argument("containers", nargs="+", metavar="CONTAINER")
+    q = csub.add_parser("prune", help="remove every stopped container")
+    q.add_argument("-f", "--force", action="store_true", help="do not ask (pybuild never asks)")
+    for name in ("logs", "stop", "kill", "rm", "wait", "start", "restart", "rename", "exec", "top", "port"):
+        _add(csub, name)
+    if only is None:
+        for name in ("logs", "stop", "kill", "rm", "wait", "start", "restart", "rename", "exec", "top", "port"):
+            _add(sub, name)
+
+
+def _ps_flags(p) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="show stopped containers too")
+    p.add_argument("-q", "--quiet", action="store_true", help="ids only")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
+                   help="status=, name=, id=, ancestor=, label=, network=")
+    p.add_argument("--format", metavar="TEMPLATE", help="Go-template-like: '{{.ID}} {{.Names}}', 'table …', 'json'")
+    p.set_defaults(container_command="ps")
+
+
+def _add(sub, name: str) -> None:
+    p = sub.add_parser(name, help=SUMMARY[name])
+    if name == "logs":
+        p.add_argument("-f", "--follow", action="store_true")
+        p.add_argument("-n", "--tail", metavar="N", default="all")
+        p.add_argument("-t", "--timestamps", action="store_true")
+        p.add_argument("--since", metavar="TIME")
+        p.add_argument("container", metavar="CONTAINER")
+    elif name in ("stop", "restart"):
+        p.add_argument("-t", "--time", "--timeout", type=int, dest="time", metavar="SECONDS")
+        p.add_argument("-s", "--signal", metavar="SIG")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    elif name == "kill":
+        p.add_argument("-s", "--signal", default="KILL", metavar="SIG")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    elif name == "rm":
+        p.add_argument("-f", "--force", action="store_true", help="kill it first if it runs")
+        p.add_argument("-v", "--volumes", action="store_true", help="remove its anonymous volumes too")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    elif name == "wait":
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    elif name == "start":
+        p.add_argument("-a", "--attach", action="store_true", help="follow its output and return its status")
+        p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    elif name == "rename":
+        p.add_argument("container", metavar="CONTAINER")
+        p.add_argument("new_name", metavar="NEW_NAME")
+    elif name == "exec":
+        p.add_argument("-i", "--interactive", action="store_true")
+        p.add_argument("-t", "--tty", action="store_true")
+        p.add_argument("-d", "--detach", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("-e", "--env", action="append", default=[], metavar="K=V")
+        p.add_argument("--env-file", action="append", default=[], metavar="FILE")
+        p.add_argument("-u", "--user", metavar="USER[:GROUP]")
+        p.add_argument("-w", "--workdir", metavar="DIR")
+        p.add_argument("--privileged", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("container", metavar="CONTAINER")
+        p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD")
+    elif name == "top":
+        p.add_argument("container", metavar="CONTAINER")
+        p.add_argument("ps_args", nargs=argparse.REMAINDER)
+    elif name == "port":
+        p.add_argument("container", metavar="CONTAINER")
+        p.add_argument("port", nargs="?", metavar="PORT[/PROTO]")
+    p.set_defaults(container_command=name)
+
+
+def _root():
+    from builder import settings as settings_mod
+    return settings_mod.load().root
+
+
+def run(args: argparse.Namespace) -> int:
+    cmd = getattr(args, "container_command", None) or args.command
+    return globals()[f"cmd_{cmd.replace('-', '_')}"](args)
+
+
+def _find(ref: str):
+    from builder.containers.state import find
+    return find(_root(), ref)
+
+
+def _each(refs: list[str], fn) -> int:
+    """docker's way with several containers: go on after an error, exit 1 if any failed."""
+    from builder.errors import PybuildError
+    rc = 0
+    for ref in refs:
+        try:
+            fn(_find(ref), ref)
+        except PybuildError as e:
+            sys.stderr.write(f"error: {e}\n")
+            rc = 1
+    return rc
+
+
+# --- run ------------------------------------------------------------------------------------
+def run_container(args) -> int:
+    from builder.containers import lifecycle
+    from builder.errors import UsageError
+
+    if not args.detach and (args.interactive or args.tty):
+        raise UsageError("-i/-t with a network, published ports or volumes needs -d for now "
+                         "(start it detached and use `pybuild exec -it`)")
+    auto_remove = args.rm
+    if not args.detach and args.network is None and not (args.publish or args.publish_all):
+        args.network = "host"  # the foreground `run`'s default, whatever path it takes
+    if not args.detach:
+        args.rm = False  # the CLI removes it itself, after it has read the last output
+    if args.pull == "missing":
+        from builder.commands.run import _pull_if_needed
+        _pull_if_needed(args)
+    root = _root()
+    c = lifecycle.create(args)
+    try:
+        lifecycle.start(c, root)
+    except BaseException:
+        if auto_remove:
+            lifecycle.remove(c, root, force=True, volumes=True)
+        raise
+    if args.detach:
+        print(c.id)
+        return 0
+    code = _attach(c)
+    if auto_remove:
+        lifecycle.remove(c, root, force=True, volumes=True)
+    return code
+
+
+def _attach(c) -> int:
+    from builder.containers import lifecycle, logs
+
+    path = c.path / logs.LOG_NAME
+    if not path.exists():
+        path.touch()
+    for e in logs.follow(path, 0, c.monitor_alive):
+        (sys.stdout if e.get("stream") == "stdout" else sys.stderr).write(e["log"])
+        (sys.stdout if e.get("stream") == "stdout" else sys.stderr).flush()
+    lifecycle.wait_monitor(c)
+    return int(c.status().get("ExitCode") or 0) & 0xFF if c.status().get("ExitCode", 0) >= 0 else 255
+
+
+# --- ps ---------------------------------------------------------------------------------------
+def _ago(iso: str | None) -> str:
+    if not iso:
+        return ""
+    from builder.containers.logs import _time_of
+    s = max(0.0, time.time() - _time_of(iso))
+    for unit, n in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if s >= n:
+            k = int(s // n)
+            return f"{k} {unit}{'s' if k != 1 else ''}"
+    return "Less than a second" if s < 1 else f"{int(s)} seconds"
+
+
+def _status_text(st: dict) -> str:
+    s = st.get("Status")
+    if s == "running":
+        health = (st.get("Health") or {}).get("Status")
+        tail = {"starting": " (health: starting)", "healthy": " (healthy)", "unhealthy": " (unhealthy)"}.get(health, "")
+        return f"Up {_ago(st.get('StartedAt'))}{tail}"
+    if s == "restarting":
+        return f"Restarting ({st.get('ExitCode', 0)}) {_ago(st.get('FinishedAt'))} ago"
+    if s == "exited":
+        if st.get("MonitorLost"):
+            return "Exited (unknown: monitor lost)"
+        return f"Exited ({st.get('ExitCode', 0)}) {_ago(st.get('FinishedAt'))} ago"
+    return "Created"
+
+
+def _ports_text(st: dict, cfg: dict) -> str:
+    out = []
+    for p in st.get("Ports") or cfg.get("Ports") or []:
+        if st.get("Status") != "running":
+            continue
+        out.append(f"{p['HostIp']}:{p['HostPort']}->{p['ContainerPort']}/{p['Proto']}")
+    return ", ".join(out)
+
+
+def _row(c, no_trunc: bool = False) -> dict:
+    cfg, st = c.config, c.status()
+    cmd = " ".join([cfg.get("Path", "")] + cfg.get("Args", []))
+    if not no_trunc and len(cmd) > 20:
+        cmd = cmd[:19] + "…"
+    return {"ID": c.id if no_trunc else c.id[:12], "Image": cfg.get("Image", ""), "Command": f'"{cmd}"',
+            "CreatedAt": cfg.get("Created", ""), "RunningFor": f"{_ago(cfg.get('Created'))} ago",
+            "Status": _status_text(st), "State": st.get("Status", "created"), "Ports": _ports_text(st, cfg),
+            "Names": cfg.get("Name", ""), "Networks": cfg.get("Network", ""),
+            "Labels": ",".join(f"{k}={v}" for k, v in (cfg.get("Labels") or {}).items()),
+            "Mounts": ",".join(m["Name"][:15] for m in cfg.get("Mounts", []))}
+
+
+def _matches(c, filters: list[str]) -> bool:
+    from builder.errors import UsageError
+    cfg, st = c.config, None
+    by: dict[str, list[str]] = {}
+    for f in filters:
+        k, sep, v = f.partition("=")
+        if not sep:
+            raise UsageError(f"invalid --filter {f!r}: expected KEY=VALUE")
+        by.setdefault(k, []).append(v)
+    for k, vals in by.items():
+        if k == "status":
+            st = st or c.status()
+            if st.get("Status", "created") not in vals:
+                return False
+        elif k == "name":
+            if not any(re.search(v, cfg.get("Name", "")) for v in vals):
+                return False
+        elif k == "id":
+            if not any(c.id.startswith(v) for v in vals):
+                return False
+        elif k == "ancestor":
+            img = cfg.get("Image", "")
+            if not any(v in (img, img.split(":")[0]) or cfg.get("ImageID", "").startswith(v)
+                       or cfg.get("ImageID", "").removeprefix("sha256:").startswith(v) for v in vals):
+                return False
+        elif k == "label":
+            labels = cfg.get("Labels") or {}
+            for v in vals:
+                lk, eq, lv = v.partition("=")
+                if lk not in labels or (eq and labels[lk] != lv):
+                    return False
+        elif k == "network":
+            if cfg.get("Network") not in vals:
+                return False
+        else:
+            raise UsageError(f"invalid --filter key {k!r}: one of status, name, id, ancestor, label, network")
+    return True
+
+
+def render_template(fmt: str, row: dict) -> str:
+    from builder.errors import UsageError
+
+    def sub(m: re.Match) -> str:
+        expr = m.group(1).strip()
+        if expr == "json .":
+            return json.dumps(row)
+        if expr.startswith("."):
+            key = expr[1:]
+            if key in row:
+                return str(row[key])
+        raise UsageError(f"--format: cannot evaluate {{{{{expr}}}}}")
+    return re.sub(r"\{\{(.*?)\}\}", sub, fmt.replace("\\t", "\t").replace("\\n", "\n"))
+
+
+def cmd_ps(args) -> int:
+    from builder.containers.state import all_containers
+
+    cs = [c for c in all_containers(_root()) if args.all or c.status().get("Status") in ("running", "restarting")]
+    if args.filter:
+        cs = [c for c in cs if _matches(c, args.filter)]
+    rows = [_row(c, args.no_trunc) for c in cs]
+    if args.quiet:
+        for r in rows:
+            print(r["ID"])
+        return 0
+    fmt = args.format
+    if fmt == "json":
+        for r in rows:
+            print(json.dumps(r))
+        return 0
+    if fmt and not fmt.startswith("table"):
+        for r in rows:
+            print(render_template(fmt, r))
+        return 0
+    if fmt:
+        tmpl = fmt[len("table"):].strip()
+        heads = re.findall(r"\{\{\s*\.(\w+)\s*\}\}", tmpl)
+        cols = [(h.upper(), h) for h in heads]
+    else:
+        cols = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
+                ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
+    table = [[h for h, _ in cols]] + [[str(r.get(k, "")) for _, k in cols] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+    for line in table:
+        print("   ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
+    return 0
+
+
+def cmd_ls(args) -> int:
+    return cmd_ps(args)
+
+
+# --- logs -------------------------------------------------------------------------------------
+def cmd_logs(args) -> int:
+    from builder.containers import logs
+    from builder.errors import UsageError
+
+    c = _find(args.container)
+    since = logs.parse_since(args.since) if args.since else None
+    path = c.path / logs.LOG_NAME
+    if args.tail != "all" and not str(args.tail).isdigit():
+        raise UsageError(f"invalid --tail {args.tail!r}: a number or 'all'")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = b""
+    cut = data.rfind(b"\n") + 1  # whole lines now; anything later is followed
+    es = logs.parse(data[:cut], since)
+    if args.tail != "all":
+        n = int(args.tail)
+        es = es[-n:] if n else []
+
+    def emit(e: dict) -> None:
+        out = sys.stdout if e.get("stream") == "stdout" else sys.stderr
+        out.write((e["time"] + " " if args.timestamps else "") + e["log"])
+        out.flush()
+    for e in es:
+        emit(e)
+    if args.follow and path.exists():
+        for e in logs.follow(path, cut, c.monitor_alive):
+            if since is None or logs._time_of(e["time"]) >= since:
+                emit(e)
+    return 0
+
+
+# --- stop/kill/rm/wait/start/restart/rename -----------------------------------------------------
+def cmd_stop(args) -> int:
+    from builder.containers import lifecycle
+    sig = lifecycle.signal_number(args.signal) if args.signal else None
+    return _each(args.containers, lambda c, ref: (lifecycle.stop(c, args.time, sig), print(ref)))
+
+
+def cmd_kill(args) -> int:
+    from builder.containers import lifecycle
+    sig = lifecycle.signal_number(args.signal)
+    return _each(args.containers, lambda c, ref: (lifecycle.kill(c, sig), print(ref)))
+
+
+def cmd_rm(args) -> int:
+    from builder.containers import lifecycle
+    root = _root()
+    return _each(args.containers, lambda c, ref: (lifecycle.remove(c, root, force=args.force, volumes=args.volumes),
+                                                  print(ref)))
+
+
+def cmd_wait(args) -> int:
+    from builder.containers import lifecycle
+
+    def one(c, _ref) -> None:
+        lifecycle.wait_monitor(c)
+        print(c.status().get("ExitCode", 0))
+    return _each(args.containers, one)
+
+
+def cmd_start(args) -> int:
+    from builder.containers import lifecycle
+    root = _root()
+    if args.attach:
+        if len(args.containers) != 1:
+            from builder.errors import UsageError
+            raise UsageError("start -a takes one container")
+        c = _find(args.containers[0])
+        offset = (c.path / "container.log").stat().st_size if (c.path / "container.log").exists() else 0
+        lifecycle.start(c, root)
+        from builder.containers import logs
+        for e in logs.follow(c.path / logs.LOG_NAME, offset, c.monitor_alive):
+            (sys.stdout if e.get("stream") == "stdout" else sys.stderr).write(e["log"])
+        lifecycle.wait_monitor(c)
+        return int(c.status().get("ExitCode") or 0) & 0xFF
+    return _each(args.containers, lambda c, ref: (lifecycle.start(c, root), print(ref)))
+
+
+def cmd_restart(args) -> int:
+    from builder.containers import lifecycle
+    root = _root()
+    sig = lifecycle.signal_number(args.signal) if args.signal else None
+
+    def one(c, ref) -> None:
+        lifecycle.stop(c, args.time, sig)
+        lifecycle.start(c, root)
+        print(ref)
+    return _each(args.containers, one)
+
+
+def cmd_rename(args) -> int:
+    from builder.containers.state import check_name, names_lock, write_json
+    root = _root()
+    c = _find(args.container)
+    with names_lock(root):
+        check_name(root, args.new_name)
+        cfg = dict(c.config, Name=args.new_name)
+        write_json(c.path / "config.json", cfg)
+    return 0
+
+
+def cmd_prune(args) -> int:
+    from builder.containers import lifecycle
+    from builder.containers.state import all_containers
+    root = _root()
+    n = 0
+    for c in all_containers(root):
+        if not c.monitor_alive() and c.status().get("Status") != "running":
+            lifecycle.remove(c, root)
+            print(c.id)
+            n += 1
+    print(f"Total reclaimed: {n} containers")
+    return 0
+
+
+# --- exec / top / port -------------------------------------------------------------------------
+def cmd_exec(args) -> int:
+    # kept lean: `exec CONTAINER true` has a 60 ms budget (builder.container and the layered
+    # file view are imported only for -u, which needs the container's /etc/passwd)
+    from builder.errors import PybuildError, UsageError
+    from runtime.config import Process, SandboxConfig
+    from runtime.enter import enter
+    from runtime.errors import ExecError
+
+    if not args.cmd:
+        raise UsageError("exec needs a command")
+    c = _find(args.container)
+    pid = c.live_pid() if c.status().get("Status") == "running" else None
+    if pid is None:
+        raise PybuildError(f"container {c.name or c.id[:12]} is not running")
+    sb = SandboxConfig.from_dict(c.config["Sandbox"])
+    uid, gid, groups = sb.process.uid, sb.process.gid, sb.process.additional_gids
+    overrides = []
+    if args.env_file:
+        from builder.container import read_env_file
+        for f in args.env_file:
+            overrides.extend(read_env_file(f))
+    overrides.extend(args.env)
+    env = dict(e.split("=", 1) for e in sb.process.env)
+    if args.tty:
+        env.setdefault("TERM", "xterm")
+    for item in overrides:
+        k, sep, v = item.partition("=")
+        if not k:
+            raise UsageError(f"invalid -e {item!r}")
+        if sep:
+            env[k] = v
+        elif k in os.environ:
+            env[k] = os.environ[k]
+    if args.user is not None:
+        from builder.container import resolve_user, user_home
+        from builder.engine.fsview import LayeredFS
+        view = LayeredFS([str(c.path / "upper"), *sb.rootfs.lowerdirs])
+        uid, gid, groups = resolve_user(args.user, view.read_file)
+        if not any(i.partition("=")[0] == "HOME" for i in overrides):
+            env["HOME"] = user_home(args.user, view.read_file)
+    cwd = args.workdir or sb.process.cwd
+    if not cwd.startswith("/"):
+        raise UsageError(f"exec -w {cwd!r}: the working directory must be absolute")
+    if args.tty and args.interactive and not os.isatty(0):
+        raise PybuildError("the input device is not a TTY (drop -t, or run from a terminal)")
+    proc = Process(argv=tuple(args.cmd), env=tuple(f"{k}={v}" for k, v in env.items()), cwd=cwd, uid=uid, gid=gid,
+                   additional_gids=groups, tty=args.tty)
+    try:
+        return enter(pid, sb, proc, stdin=0 if args.interactive else None)
+    except ExecError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 126 if "permission denied" in str(e).lower() else 127
+
+
+def cmd_top(args) -> int:
+    from builder.errors import PybuildError
+    c = _find(args.container)
+    pid = c.live_pid()
+    if pid is None:
+        raise PybuildError(f"container {c.name or c.id[:12]} is not running")
+    ns = os.stat(f"/proc/{pid}/ns/pid").st_ino
+    import pwd
+    rows = [("UID", "PID", "PPID", "CMD")]
+    for d in sorted((p for p in os.listdir("/proc") if p.isdigit()), key=int):
+        try:
+            if os.stat(f"/proc/{d}/ns/pid").st_ino != ns:
+                continue
+            with open(f"/proc/{d}/stat", "rb") as f:
+                stat = f.read()
+            ppid = stat[stat.rindex(b")") + 2:].split()[1].decode()
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            uid = os.stat(f"/proc/{d}").st_uid
+        except OSError:
+            continue
+        try:
+            uname = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            uname = str(uid)
+        rows.append((uname, d, ppid, cmd))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("   ".join(v.ljust(w) for v, w in zip(r[:3], widths)) + "   " + r[3])
+    return 0
+
+
+def cmd_port(args) -> int:
+    from builder.errors import PybuildError
+    c = _find(args.container)
+    st = c.status()
+    ports = st.get("Ports") or [] if st.get("Status") == "running" else []
+    want = None
+    if args.port:
+        num, _, proto = args.port.partition("/")
+        want = (int(num), proto or "tcp")
+    shown = 0
+    for p in ports:
+        if want and (p["ContainerPort"], p["Proto"]) != want:
+            continue
+        line = f"{p['HostIp']}:{p['HostPort']}"
+        print(line if want else f"{p['ContainerPort']}/{p['Proto']} -> {line}")
+        shown += 1
+    if want and not shown:
+        raise PybuildError(f"no public port '{args.port}' published for {c.name or c.id[:12]}")
+    return 0
+
+
+# --- inspect ------------------------------------------------------------------------------------
+def inspect_json(c) -> dict:
+    cfg, st = c.config, c.status()
+    status = st.get("Status", "created")
+    ports: dict = {}
+    for key in cfg.get("ExposedPorts") or {}:
+        ports.setdefault(key, None)
+    for p in (st.get("Ports") or cfg.get("Ports") or []):
+        ports.setdefault(f"{p['ContainerPort']}/{p['Proto']}", [])
+        if status == "running":
+            if ports[f"{p['ContainerPort']}/{p['Proto']}"] is None:
+                ports[f"{p['ContainerPort']}/{p['Proto']}"] = []
+            ports[f"{p['ContainerPort']}/{p['Proto']}"].append({"HostIp": p["HostIp"], "HostPort": str(p["HostPort"])})
+    sb = cfg.get("Sandbox") or {}
+    net = cfg.get("Network", "")
+    ip = st.get("IPAddress", "") if status == "running" else ""
+    networks = {net: {"Aliases": cfg.get("Aliases") or None, "NetworkID": st.get("NetworkID", ""),
+                      "IPAddress": ip, "Gateway": st.get("Gateway", "") if ip else "",
+                      "IPPrefixLen": st.get("PrefixLen", 0) if ip else 0}} if net else {}
+    return {
+        "Id": c.id, "Created": cfg.get("Created"), "Path": cfg.get("Path"), "Args": cfg.get("Args", []),
+        "State": {"Status": status, "Running": status == "running", "Paused": False,
+                  "Restarting": status == "restarting", "OOMKilled": bool(st.get("OOMKilled")), "Dead": False,
+                  "Pid": st.get("Pid", 0) if status == "running" else 0, "ExitCode": st.get("ExitCode", 0),
+                  "Error": st.get("Error", ""), "StartedAt": st.get("StartedAt", "0001-01-01T00:00:00Z"),
+                  "FinishedAt": st.get("FinishedAt", "0001-01-01T00:00:00Z"),
+                  **({"Health": st["Health"]} if cfg.get("Healthcheck") and st.get("Health") else {})},
+        "Image": cfg.get("ImageID"), "ResolvConfPath": "", "HostnamePath": "",
+        "HostsPath": str(c.path / "hosts"), "LogPath": str(c.path / "container.log"),
+        "Name": "/" + cfg.get("Name", ""), "RestartCount": st.get("RestartCount", 0), "Driver": "overlay",
+        "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+        "HostConfig": {"Binds": cfg.get("Binds") or None, "NetworkMode": net,
+                       "PortBindings": _bindings(cfg.get("Ports") or []),
+                       "RestartPolicy": cfg.get("RestartPolicy") or {"Name": "", "MaximumRetryCount": 0},
+                       "AutoRemove": bool(cfg.get("AutoRemove")), "VolumesFrom": None,
+                       "ReadonlyRootfs": bool(sb.get("readonly_rootfs")),
+                       "ExtraHosts": [f"{n}:{a}" for n, a in sb.get("extra_hosts") or []] or None,
+                       "Init": bool(sb.get("init"))},
+        "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": str(c.path / "upper"), "WorkDir": str(c.path / "work"),
+                                                    "LowerDir": ":".join((sb.get("rootfs") or {}).get("lowerdirs", []))}},
+        "Mounts": cfg.get("Mounts", []),
+        "Config": {"Hostname": sb.get("hostname", ""), "User": cfg.get("User", ""), "Tty": bool(cfg.get("Tty")),
+                   "OpenStdin": bool(cfg.get("OpenStdin")), "Env": cfg.get("Env", []), "Cmd": cfg.get("Cmd"),
+                   "Image": cfg.get("Image"), "WorkingDir": cfg.get("WorkingDir", ""),
+                   "Entrypoint": cfg.get("Entrypoint"), "Labels": cfg.get("Labels") or {},
+                   "StopSignal": cfg.get("StopSignal"), "StopTimeout": cfg.get("StopTimeout"),
+                   "ExposedPorts": {k: {} for k in cfg.get("ExposedPorts") or {}} or None,
+                   **({"Healthcheck": cfg["Healthcheck"]} if cfg.get("Healthcheck") else {})},
+        "NetworkSettings": {"Ports": ports, "IPAddress": ip, "Gateway": st.get("Gateway", "") if ip else "",
+                            "IPPrefixLen": st.get("PrefixLen", 0) if ip else 0,
+                            "SandboxKey": f"/run/netns/pb-{c.id[:12]}" if ip else "", "Networks": networks},
+    }
+
+
+def _bindings(ports: list[dict]) -> dict:
+    out: dict = {}
+    for p in ports:
+        out.setdefault(f"{p['ContainerPort']}/{p['Proto']}", []).append(
+            {"HostIp": "" if p["HostIp"] == "0.0.0.0" else p["HostIp"], "HostPort": str(p["HostPort"] or "")})
+    return out
+
+
+def cmd_inspect(args) -> int:
+    from builder.errors import PybuildError
+    out, rc = [], 0
+    for ref in args.containers:
+        try:
+            out.append(inspect_json(_find(ref)))
+        except PybuildError as e:
+            sys.stderr.write(f"error: {e}\n")
+            rc = 1
+    if args.format:
+        for d in out:
+            print(_field(d, args.format))
+    else:
+        print(json.dumps(out, indent=4))
+    return rc
+
+
+def _field(d: dict, fmt: str) -> str:
+    """`-f '{{.State.Status}}'`, `-f '{{json .NetworkSettings}}'` (dotted paths only)."""
+    def sub(m: re.Match) -> str:
+        expr = m.group(1).strip()
+        as_json = expr.startswith("json ")
+        path = expr[5:].strip() if as_json else expr
+        v = d
+        for part in [p for p in path.split(".") if p]:
+            v = v.get(part) if isinstance(v, dict) else None
+        return json.dumps(v) if as_json or isinstance(v, (dict, list)) else ("" if v is None else str(v).lower()
+                                                                                if isinstance(v, bool) else str(v))
+    return re.sub(r"\{\{(.*?)\}\}", sub, fmt)

@@ -1,0 +1,1 @@
+"""Containers: see the modules' docstrings (docs/design.md, module map)."""

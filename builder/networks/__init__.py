@@ -1,0 +1,1 @@
+"""Networks: see the modules' docstrings (docs/design.md, module map)."""

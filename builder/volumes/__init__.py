@@ -1,0 +1,1 @@
+"""Volumes: see the modules' docstrings (docs/design.md, module map)."""
