@@ -69,6 +69,14 @@ def _created_by(step: Step) -> str:
     return step.text
 
 
+# BuildKit's Dockerfile frontend marks every history entry it writes with this comment.
+HISTORY_COMMENT = "buildkit.dockerfile.v0"
+
+
+def _history(created: str | None, step: Step) -> History:
+    return History(created=created, created_by=_created_by(step), comment=HISTORY_COMMENT)
+
+
 def _set_env(env: tuple[str, ...], key: str, value: str) -> tuple[str, ...]:
     out = list(env)
     for i, e in enumerate(out):
@@ -236,10 +244,10 @@ class Solver:
         if isinstance(op, CopyOp) and op.link:
             next_key = ck.make_key("chain", state.key, {}, [key]).key  # a linked layer still follows its parent
         if rec.layer is None:
-            cfg = state.config.with_history(History(created=rec.created, created_by=_created_by(step)))
+            cfg = state.config.with_history(_history(rec.created, step))
             return replace(state, config=cfg, key=next_key, created=rec.created)
         chain = chain_id(state.chains[-1] if state.chains else None, rec.diff_id)  # type: ignore[arg-type]
-        cfg = state.config.with_layer(rec.diff_id, History(created=rec.created, created_by=_created_by(step)))  # type: ignore[arg-type]
+        cfg = state.config.with_layer(rec.diff_id, _history(rec.created, step))  # type: ignore[arg-type]
         return State(cfg, state.layers + (rec.descriptor,), state.chains + (chain,), next_key, rec.created)
 
     def _now(self) -> str:
@@ -293,7 +301,7 @@ class Solver:
                 state = replace(state, config=cfg)
                 if op.name != "WORKDIR":
                     state = replace(state, config=state.config.with_history(
-                        History(created=state.created, created_by=_created_by(step))))
+                        _history(state.created, step)))
                     continue
             state = self._fs_step(step, state)
         return state
