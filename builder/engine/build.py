@@ -79,6 +79,7 @@ class Bases:
         self.states: dict[str, State] = {}
         self.digests: dict[str, str] = {}  # ref -> manifest digest (for the no-op memo)
         self.lock = threading.Lock()
+        self.failed: dict[str, PybuildError] = {}  # bases that could not be had, while planning
 
     def _load(self, ref: str) -> Image:
         if ref.startswith("oci-layout://"):
@@ -146,9 +147,22 @@ class Bases:
             return st
 
     def config(self, ref: str):
+        """A base's config for the planner. One that cannot be had is not an error yet: as in
+        BuildKit, only the stages the target needs resolve their bases (check_needed)."""
         if ref.lower() == "scratch":
             return None
-        return self.state(ref).config
+        try:
+            return self.state(ref).config
+        except PybuildError as e:
+            self.failed[ref] = e
+            return None
+
+    def check_needed(self, graph: BuildGraph) -> None:
+        for i in graph.needed():
+            op = graph.stages[i].steps[0].op
+            ref = getattr(op, "image", None)
+            if ref in self.failed:
+                raise self.failed[ref]
 
 
 def _parse(req: BuildRequest, settings: Settings):
@@ -182,6 +196,7 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
 
     graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
                  base_config=bases.config, parse_trigger=_trigger_parser)
+    bases.check_needed(graph)
     from builder.dockerfile.lint import enforce, lint
     from builder.report import Warning as W
 
@@ -202,8 +217,9 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
         reporter.emit(StepProgress(0, f"imported {n} cache records from {src}"))
     # images read by COPY --from=IMAGE and RUN --mount=...,from=IMAGE: resolved (pulled) up front,
     # before the worker threads need them
-    froms = [s.op.source_from for st in graph.stages for s in st.steps if getattr(s.op, "source_from", None)]
-    froms += [m.source_from for st in graph.stages for s in st.steps for m in getattr(s.op, "mounts", ())
+    needed = [graph.stages[i] for i in graph.needed()]
+    froms = [s.op.source_from for st in needed for s in st.steps if getattr(s.op, "source_from", None)]
+    froms += [m.source_from for st in needed for s in st.steps for m in getattr(s.op, "mounts", ())
               if m.source_from is not None]
     for ref in sorted({f.image for f in froms if f.image}):
         bases.state(ref)  # COPY --from=image: resolve before the worker threads need it
