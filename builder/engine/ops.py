@@ -12,6 +12,7 @@ let secrets reach layers, keys or history.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,11 +108,9 @@ def default_pids_limit() -> int | None:
 
 
 def commit(sv: Services, active: Active, state: State) -> LayerResult | None:
-    """The upper as a layer (None when nothing changed) and as the next snapshot."""
+    """The upper as a layer and as the next snapshot. A step that changed nothing still gets
+    its (empty) layer, as BuildKit's exporter writes one for every RUN/COPY/ADD/WORKDIR."""
     changes = changes_from_upper(active.upper)
-    if len(changes) == 0:
-        sv.snaps.discard(active)
-        return None
     try:
         info = write_layer(changes, sv.blobs, compression=sv.compression, source_date_epoch=sv.source_date_epoch)
     except BaseException:
@@ -147,8 +146,12 @@ def resolve_user(spec: str, view: LayeredFS) -> tuple[int, int, tuple[int, ...]]
 
 def _env_for_run(state: State, step: Step) -> tuple[str, ...]:
     env = list(state.config.config.env)
-    have = {e.split("=", 1)[0] for e in env}
-    env += [f"{k}={v}" for k, v in step.args if k not in have]
+    at = {e.split("=", 1)[0]: i for i, e in enumerate(env)}
+    for k, v in step.args:
+        if k in at:
+            env[at[k]] = f"{k}={v}"  # an ARG declared after an ENV of its name wins in RUN (BuildKit)
+        else:
+            env.append(f"{k}={v}")
     return tuple(env)
 
 
@@ -216,4 +219,19 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
         sv.snaps.discard(active)
         raise
     mounts.close()
+    _keep_mount_points(view, active.upper)
     return commit(sv, active, state)
+
+
+# runc makes these mount points in a rootfs that lacks them; BuildKit's RUN leaves them in its
+# layer (its /etc/hosts and /etc/resolv.conf stubs it removes): FROM scratch + RUN keeps /dev,
+# /proc and /sys as empty 0755 directories.
+_RUNC_MOUNT_POINTS = ("dev", "proc", "sys")
+
+
+def _keep_mount_points(view: LayeredFS, upper: Path) -> None:
+    for name in _RUNC_MOUNT_POINTS:
+        p = Path(upper) / name
+        if view.find("/" + name) is None and not os.path.lexists(p):
+            p.mkdir(mode=0o755)
+            os.chmod(p, 0o755)

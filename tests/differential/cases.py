@@ -51,6 +51,7 @@ c("copy_chown_numbers", FROM + "COPY --chown=1234:5678 f /f\n", {"f": "x"})
 c("copy_chown_uid_only_numeric", FROM + "COPY --chown=1001 f /f\n", {"f": "x"})
 c("copy_chown_name_primary_group_differs", FROM + "COPY --chown=svc f /f\n", {"f": "x"})
 c("copy_chown_name_numeric_group", FROM + "COPY --chown=alice:2001 f /f\n", {"f": "x"})
+c("copy_chown_numeric_uid_of_named_user", FROM + "COPY --chown=999 f /f\n", {"f": "x"})
 c("copy_chown_numeric_user_named_group", FROM + "COPY --chown=4242:ops f /f\n", {"f": "x"})
 c("copy_chown_unknown_user_fails", FROM + "COPY --chown=nosuchuser f /f\n", {"f": "x"})
 c("copy_chown_unknown_group_fails", FROM + "COPY --chown=alice:nosuchgroup f /f\n", {"f": "x"})
@@ -219,9 +220,9 @@ c("mount_bind_dockerignore_exception_reincludes", FROM + "RUN --mount=target=/m 
   {"d/a.log": "a", "d/keep.log": "k", "d/b": "b"}, dockerignore="d/*.log\n!d/keep.log\n")
 c("mount_bind_keeps_context_modes", FROM + "RUN --mount=target=/m " + STAT + "/m/f /m/d > /o\n",
   {"f": F("x", 0o600, 1000, 1000), "d": D(0o700)})
-c("mount_cache_defaults", FROM + "RUN --mount=type=cache,target=/c " + STAT + "/c > /o\n")
-c("mount_cache_uid_gid_mode", FROM + "RUN --mount=type=cache,target=/c,uid=1000,gid=2000,mode=0700 " + STAT + "/c > /o\n")
-c("mount_cache_as_user", FROM + "USER alice\nRUN --mount=type=cache,target=/tmp/c " + STAT + "/tmp/c > /tmp/o\n")
+c("mount_cache_defaults", FROM + "RUN --mount=type=cache,target=/cache-defaults " + STAT + "/cache-defaults > /o\n")
+c("mount_cache_uid_gid_mode", FROM + "RUN --mount=type=cache,target=/cache-ugm,uid=1000,gid=2000,mode=0700 " + STAT + "/cache-ugm > /o\n")
+c("mount_cache_as_user", FROM + "USER alice\nRUN --mount=type=cache,target=/tmp/cache-user " + STAT + "/tmp/cache-user > /tmp/o\n")
 c("mount_tmpfs_defaults", FROM + "RUN --mount=type=tmpfs,target=/t " + STAT + "/t > /o\n")
 c("mount_secret_missing_not_required", FROM + "RUN --mount=type=secret,id=nope ls /run/secrets > /o 2>&1 || echo none > /o\n")
 c("mount_secret_required_missing_fails", FROM + "RUN --mount=type=secret,id=nope,required=true true\n")
@@ -233,7 +234,7 @@ c("mount_target_existing_dir_untouched", FROM + "RUN --mount=type=tmpfs,target=/
 c("mount_bind_from_stage_source_subdir", "FROM pdbase AS s\nRUN mkdir -p /a/b && echo v > /a/b/f\n" + FROM
   + "RUN --mount=from=s,source=/a/b,target=/m cat /m/f > /o\n")
 c("mount_ro_flag_accepted", FROM + "RUN --mount=type=bind,target=/m,ro cat /m/f > /o\n", {"f": "x"})
-c("mount_cache_target_first_flag", FROM + "RUN --mount=target=/c,type=cache echo ok > /o\n")
+c("mount_cache_target_first_flag", FROM + "RUN --mount=target=/cache-first,type=cache echo ok > /o\n")
 
 # ------------------------------------------------------------ FROM scratch
 c("scratch_copy_only_config", "FROM scratch\nCOPY f /f\n", {"f": "x"})
@@ -301,7 +302,7 @@ c("context_dirs_umask002_0775", FROM + "COPY src /src\n",
 c("context_dir_0700_and_file_0400", FROM + "COPY . /ctx/\n", {"p": D(0o700), "p/f": F("x", 0o400)})
 c("context_empty_dir_kept", FROM + "COPY d /d\n", {"d": D(), "d/empty": D(0o770)})
 c("context_hardlinks_kept", FROM + "COPY d /d\n", {"d/a": F("same", 0o640), "d/b": H("d/a")})
-c("context_xattrs_kept", FROM + "COPY f /f\n", {"f": F("x", 0o644, xattrs={"user.pd": b"v1"})})
+c("context_xattrs_not_copied", FROM + "COPY f /f\n", {"f": F("x", 0o644, xattrs={"user.pd": b"v1"})})
 c("context_fifo_source", FROM + "COPY d /d\n", {"d/f": "x", "d/p": Fifo()})
 c("dockerignore_excludes_from_copy_dot", FROM + "COPY . /c/\n",
   {"keep": "k", "drop.tmp": "t", "sub/drop.tmp": "t2", "sub/keep": "k2"}, dockerignore="*.tmp\n")
