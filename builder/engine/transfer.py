@@ -233,8 +233,11 @@ class _AddFilter:
             self.files.add(name)
         else:
             self.files.discard(name)
+        # BuildKit's unpack keeps security.* attributes (a file capability survives --chown) but
+        # not user.* ones (tests/differential add_archive_keeps_member_xattrs)
         xa = [(k[13:], v.encode("utf-8", "surrogateescape")) for k, v in m.pax_headers.items()
-              if k.startswith("SCHILY.xattr.") and not k[13:].startswith(SKIP_XATTRS)]
+              if k.startswith("SCHILY.xattr.") and not k[13:].startswith(SKIP_XATTRS)
+              and not k[13:].startswith("user.")]
         if xa and not m.islnk():
             self.xattrs[name] = xa
         else:

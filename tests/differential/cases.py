@@ -153,6 +153,12 @@ c("add_archive_without_extension_detected", FROM + "ADD data.bin /x/\n", {"data.
 c("add_archive_dest_without_slash", FROM + "ADD a.tar /xd\n", {"a.tar": Archive(_TREE)})
 c("add_archive_with_hardlinks", FROM + "ADD a.tar /x/\n",
   {"a.tar": Archive({"f": F("h", 0o600, 5, 5), "g": H("f")})})
+c("add_archive_keeps_member_xattrs", FROM + "ADD a.tar /x/\n",
+  {"a.tar": Archive({"f": F("x", 0o644, xattrs={"user.pd": b"v1"}), "g": F("y", 0o755, 1000, 1000, xattrs={
+      "security.capability": bytes.fromhex("0100000200040000000000000000000000000000")})})})
+c("add_chown_archive_keeps_capability", FROM + "ADD --chown=alice a.tar /x/\n",
+  {"a.tar": Archive({"g": F("y", 0o755, xattrs={
+      "security.capability": bytes.fromhex("0100000200040000000000000000000000000000")})})})
 c("add_archive_wildcard", FROM + "ADD *.tar /w/\n",
   {"a.tar": Archive({"a": "1"}), "b.tar": Archive({"b": "2"})})
 c("add_archive_file_replaces_dir_entry", FROM + "ADD a.tar /\n",

@@ -105,6 +105,8 @@ class Archive:
                     spec = F(spec)
                 if isinstance(spec, F):
                     ti.size, ti.mode, ti.uid, ti.gid = len(spec.data), spec.mode, spec.uid, spec.gid
+                    ti.pax_headers = {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape")
+                                      for k, v in spec.xattrs.items()}
                     tf.addfile(ti, io.BytesIO(spec.data))
                     continue
                 if isinstance(spec, D):
