@@ -334,7 +334,9 @@ def reference_bases(env: dict, tars: dict[str, Path]) -> None:
 
 
 def reference_build(env: dict, case: Case, ctx: Path) -> tuple[int, str]:
-    r = docker(env, "buildx", "build", "--network", "host", "--progress=plain", "-t", PREFIX + case.name,
+    # --no-cache: BuildKit's cache keys ignore mtimes, so a layer cached by an earlier run (say of
+    # a base imported with other mtimes) would leak into this verdict
+    r = docker(env, "buildx", "build", "--no-cache", "--network", "host", "--progress=plain", "-t", PREFIX + case.name,
                *case.flags(), str(ctx), check=False)
     return r.returncode, r.stderr.decode(errors="replace")
 
