@@ -234,6 +234,18 @@ c("mount_cache_as_user", FROM + "USER alice\nRUN --mount=type=cache,target=/tmp/
 c("mount_tmpfs_defaults", FROM + "RUN --mount=type=tmpfs,target=/t " + STAT + "/t > /o\n")
 c("mount_secret_missing_not_required", FROM + "RUN --mount=type=secret,id=nope ls /run/secrets > /o 2>&1 || echo none > /o\n")
 c("mount_secret_required_missing_fails", FROM + "RUN --mount=type=secret,id=nope,required=true true\n")
+c("mount_secret_default_mode_and_owner", FROM + "RUN --mount=type=secret,id=s " + STAT
+  + "/run/secrets/s > /o && cat /run/secrets/s >> /o\n", secrets={"s": "sekrit\n"})
+c("mount_secret_uid_gid_mode", FROM + "RUN --mount=type=secret,id=s,uid=1000,gid=2000,mode=0440 " + STAT
+  + "/run/secrets/s > /o\n", secrets={"s": "sekrit\n"})
+c("mount_secret_as_user_readable", FROM + "USER alice\nRUN --mount=type=secret,id=s cat /run/secrets/s > /tmp/o\n",
+  secrets={"s": "sekrit\n"})
+c("mount_secret_custom_target_leaves_nothing", FROM + "RUN --mount=type=secret,id=s,target=/etc/app/key "
+  + STAT + "/etc/app/key > /o\n", secrets={"s": "sekrit\n"})
+c("mount_secret_as_env", FROM + "RUN --mount=type=secret,id=s,env=TOKEN echo \"[$TOKEN]\" > /o\n",
+  secrets={"s": "tok"})
+c("mount_secret_id_defaults_to_target_name", FROM + "RUN --mount=type=secret,target=/run/secrets/s cat /run/secrets/s > /o\n",
+  secrets={"s": "byname\n"})
 c("mount_points_left_in_layer_tmpfs", FROM + "RUN --mount=type=tmpfs,target=/new/deep/t true\n")
 c("mount_points_left_in_layer_cache", FROM + "RUN --mount=type=cache,target=/var/cache/x true\n")
 c("mount_points_left_in_layer_bind", FROM + "RUN --mount=target=/ctx/mnt true\n", {"f": "x"})

@@ -167,10 +167,11 @@ def write_tree(root: Path, files: dict) -> None:
 class Case:
     def __init__(self, name: str, dockerfile: str, files: dict | None = None, *, args: dict | None = None,
                  target: str | None = None, dockerignore: str | None = None, xfail: str | None = None,
-                 history: bool = True) -> None:
+                 history: bool = True, secrets: dict[str, str] | None = None) -> None:
         self.name, self.dockerfile, self.files = name, dockerfile, files or {}
         self.args, self.target, self.dockerignore, self.xfail = args or {}, target, dockerignore, xfail
         self.history = history
+        self.secrets = secrets or {}  # id -> content, given as --secret id=ID,src=FILE to both
 
     def write(self, ctx: Path) -> Path:
         write_tree(ctx, dict(self.files))
@@ -183,8 +184,13 @@ class Case:
         os.utime(ctx, (fm.T_CONTEXT, fm.T_CONTEXT))
         return ctx
 
-    def flags(self) -> list[str]:
+    def flags(self, ctx: Path | None = None) -> list[str]:
         out = []
+        for sid, content in sorted(self.secrets.items()):
+            assert ctx is not None
+            f = ctx.parent / f"{ctx.name}.secret-{sid}"  # outside the context
+            f.write_text(content)
+            out += ["--secret", f"id={sid},src={f}"]
         for k, v in self.args.items():
             out += ["--build-arg", k if v is None else f"{k}={v}"]
         if self.target:
@@ -283,7 +289,7 @@ def pybuild_bases(root: Path, tars: dict[str, Path]) -> None:
 
 def pybuild_build(root: Path, case: Case, ctx: Path) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "builder.cli", "build", "--progress=plain", "-t", PREFIX + case.name,
-           *case.flags(), str(ctx)]
+           *case.flags(ctx), str(ctx)]
     r = subprocess.run(cmd, env=pybuild_env(root), capture_output=True, timeout=300)
     return r.returncode, r.stderr.decode(errors="replace")
 
@@ -337,7 +343,7 @@ def reference_build(env: dict, case: Case, ctx: Path) -> tuple[int, str]:
     # --no-cache: BuildKit's cache keys ignore mtimes, so a layer cached by an earlier run (say of
     # a base imported with other mtimes) would leak into this verdict
     r = docker(env, "buildx", "build", "--no-cache", "--network", "host", "--progress=plain", "-t", PREFIX + case.name,
-               *case.flags(), str(ctx), check=False)
+               *case.flags(ctx), str(ctx), check=False)
     return r.returncode, r.stderr.decode(errors="replace")
 
 
@@ -480,6 +486,30 @@ def run_reference(env: dict, cases: list[Case], work: Path, jobs: int = 4) -> di
     results["__base__"] = {"listing": base[2], "config": fm.config_view(base_cfg)}
     docker(env, "image", "rm", "-f", *ok, check=False)
     return results
+
+
+# `pybuild run -u USER` against `docker run -u USER`: what `id` prints (runc's groups)
+RUN_USERS = ("", "alice", "1000", "4242", "alice:ops", "1001:2001", "svc", "bob:2001", "nohome")
+
+
+def run_ids_pybuild(root: Path) -> dict[str, str]:
+    out = {}
+    for u in RUN_USERS:
+        cmd = [sys.executable, "-m", "builder.cli", "run", "--rm", "--network", "none"]
+        cmd += ["-u", u] if u else []
+        r = subprocess.run(cmd + [BASE, "sh", "-c", 'id; echo "HOME=$HOME"'], env=pybuild_env(root),
+                           capture_output=True, timeout=120)
+        out[u or "(image)"] = r.stdout.decode(errors="replace") if r.returncode == 0 else f"exit {r.returncode}"
+    return out
+
+
+def run_ids_reference(env: dict) -> dict[str, str]:
+    out = {}
+    for u in RUN_USERS:
+        r = docker(env, "run", "--rm", "--network", "none", *(["-u", u] if u else []), BASE,
+                   "sh", "-c", 'id; echo "HOME=$HOME"', check=False)
+        out[u or "(image)"] = r.stdout.decode(errors="replace") if r.returncode == 0 else f"exit {r.returncode}"
+    return out
 
 
 def public(v: dict) -> dict:

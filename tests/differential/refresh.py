@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
             for c in cases:
                 harness.save_expected(harness.public(ref[c.name]))
             harness.save_expected({"case": "__base__", **ref["__base__"]})
+            if not a.only:
+                harness.save_expected({"case": "__run_ids__", "ids": harness.run_ids_reference(env)})
         if a.compare:
             t = time.monotonic()
             got = harness.run_pybuild(cases, Path(tmp) / "pyb")

@@ -64,6 +64,22 @@ def test_bases_are_the_same(pybuild_results, reference_results):
         assert reference_results["__base__"] == want
 
 
+def test_run_user_ids_and_home(diff_work, pybuild_results, reference_results):
+    """`pybuild run -u USER` runs as `docker run -u USER` does: uid, gid, the groups runc sets
+    (the primary gid first, then /etc/group's memberships unless a group is named), HOME."""
+    want = harness.load_expected("__run_ids__")
+    assert want is not None, "expected/__run_ids__.json missing: refresh the verdicts"
+    if reference_results is not None:
+        env = harness.reference_env()
+        live = harness.run_ids_reference(env)
+        if REFRESH:
+            harness.save_expected({"case": "__run_ids__", "ids": live})
+            want = {"ids": live}
+        assert live == want["ids"], "the recorded __run_ids__ verdict is stale (PYBUILD_DIFF_REFRESH=1)"
+    got = harness.run_ids_pybuild(diff_work / "pybuild" / "pybuild-root")
+    assert got == want["ids"]
+
+
 @pytest.mark.parametrize("case", [_param(c) for c in CASES])
 def test_case(case, pybuild_results, reference_results):
     got = pybuild_results[case.name]
@@ -84,7 +100,7 @@ def test_case(case, pybuild_results, reference_results):
 def test_case_names_are_unique_and_verdicts_complete():
     names = [c.name for c in CASES]
     assert len(names) == len(set(names)) and len(names) >= 120
-    recorded = {p.stem for p in harness.EXPECTED.glob("*.json")} - {"__base__"}
+    recorded = {p.stem for p in harness.EXPECTED.glob("*.json")} - {"__base__", "__run_ids__"}
     assert recorded == set(names), f"stale or missing verdicts: {sorted(recorded ^ set(names))}"
     for n in names:
         json.loads((harness.EXPECTED / f"{n}.json").read_text())
