@@ -91,7 +91,11 @@ def parse_chmod(spec: str | None):
         return None
     if re.fullmatch(r"[0-7]{1,4}", spec):
         bits = int(spec, 8)
-        return lambda mode, is_dir=False: bits
+
+        def octal(mode: int, is_dir: bool = False) -> int:
+            return bits
+        octal.octal = True  # type: ignore[attr-defined]  # BuildKit makes new dirs with these bits
+        return octal
     clauses = []
     for part in spec.split(","):
         m = _SYMBOLIC.match(part)
@@ -180,7 +184,8 @@ class Copier:
         self._archive = False  # the current item is an unpacked archive
         # directories the copy creates (parents, a copied directory's own destination): mkdir
         # with --chmod's bits (else 0755) under umask 022, owned by --chown (else root), as BuildKit
-        self.new_dir_mode = (chmod(0o755, True) if chmod is not None else 0o755) & 0o755
+        # (a symbolic --chmod leaves them 0755)
+        self.new_dir_mode = (chmod(0o755, True) if getattr(chmod, "octal", False) else 0o755) & 0o755
         self.new_owner = (owner.uid, owner.gid) if owner else (0, 0)
         self.exclude = PatternMatcher(list(excludes)) if excludes else None
         self.follow_dest = follow_dest  # False for --link: the layer must not depend on the lower

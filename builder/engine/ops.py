@@ -163,6 +163,10 @@ def _from_state(sv: Services, src) -> State:
     return sv.image_state(src.image)
 
 
+# the host name a RUN step sees under BuildKit (its `hostname`, $HOSTNAME in heredocs)
+RUN_HOSTNAME = "buildkitsandbox"
+
+
 def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], None],
              cancel=None) -> LayerResult | None:
     """Execute a RUN on a miss; raises RunFailed with the exit status and the output tail."""
@@ -191,6 +195,7 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
                                                         view.read_file), cwd=workdir,
                             uid=uid, gid=gid, additional_gids=extra),
             mounts=tuple(mount_list),
+            hostname=RUN_HOSTNAME,
             network="none" if network == "none" else "host",
             limits=Limits(pids=default_pids_limit() if sv.pids_limit is None
                           else None if sv.pids_limit < 0 else sv.pids_limit),

@@ -337,3 +337,37 @@ c("dockerignore_excludes_dockerfile_still_builds", FROM + "COPY . /c/\n", {"a": 
   dockerignore="Dockerfile\n.dockerignore\n")
 c("dockerignore_leading_slash_and_dot", FROM + "COPY . /c/\n", {"a": "a", "b": "b", "c/d": "d"},
   dockerignore="/a\n./c/d\n")
+
+# ------------------------------------------------------------ more angles
+c("copy_wildcard_hardlinked_matches", FROM + "COPY *.bin /d/\n", {"a.bin": F("same", 0o640), "b.bin": H("a.bin")})
+c("copy_two_sources_hardlinked", FROM + "COPY a.bin b.bin /d/\n", {"a.bin": F("same", 0o640), "b.bin": H("a.bin")})
+c("copy_link_flag", FROM + "COPY --link f /l/\n", {"f": "x"})
+c("copy_link_onto_symlinked_dest", FROM + "COPY --link f /opt/absdir/\n", {"f": "x"},
+  xfail="the reference (docker 28's classic image store) writes a COPY --link through the image's "
+        "symlinked /opt/absdir; pybuild's --link layer never looks at the image below it (that is what "
+        "lets its cache record be reused on another base), so it makes /opt/absdir a directory")
+c("add_link_archive", FROM + "ADD --link a.tar /x/\n", {"a.tar": Archive({"d/f": F("x", 0o600, 1000, 1000)})})
+c("copy_chmod_symbolic_on_dir", FROM + "COPY --chmod=go-rwx d /d\n", {"d": D(0o755), "d/f": F("x", 0o644)})
+c("copy_heredoc_with_chown", FROM + "COPY --chown=alice <<EOF /home/alice/f\nx\nEOF\n")
+c("add_heredoc", FROM + "ADD <<EOF /added\nviaadd\nEOF\n")
+c("run_heredoc_as_stdin", FROM + "RUN cat <<EOF > /f\nhello $HOSTNAME\nEOF\n")
+c("copy_from_stage_wildcard", "FROM pdbase AS s\nRUN mkdir /src && echo 1 > /src/a.txt && echo 2 > /src/b.log\n"
+  + FROM + "COPY --from=s /src/*.txt /d/\n")
+c("copy_from_stage_wildcard_nomatch", "FROM pdbase AS s\nRUN mkdir /src\n" + FROM + "COPY --from=s /src/*.none /d/\n")
+c("copy_from_stage_missing_path_fails", "FROM pdbase AS s\n" + FROM + "COPY --from=s /nope /d/\n")
+c("copy_from_unknown_image_fails", FROM + "COPY --from=pdnonexistent:never /x /x\n")
+c("mount_cache_sharing_locked", FROM + "RUN --mount=type=cache,target=/cache-locked,sharing=locked " + STAT
+  + "/cache-locked > /o\n")
+c("mount_ssh_missing_not_required", FROM + "RUN --mount=type=ssh echo ok > /o\n")
+c("mount_tmpfs_size_option", FROM + "RUN --mount=type=tmpfs,target=/tsz,size=1048576 " + STAT + "/tsz > /o\n")
+c("expose_port_range", FROM + "EXPOSE 8000-8002/udp 9000\n")
+c("healthcheck_inherited_then_none", "FROM pdbase AS p\nHEALTHCHECK CMD true\nFROM p\nHEALTHCHECK NONE\n")
+c("env_and_shell_inherited_from_stage", "FROM pdbase AS p\nENV A=1\nSHELL [\"/bin/sh\", \"-ec\"]\nFROM p\nCMD echo $A\n")
+c("stopsignal_from_arg", FROM + "ARG S=SIGTERM\nSTOPSIGNAL $S\n")
+c("dockerignore_everything_but_one_dir", FROM + "COPY . /c/\n", {"keep/a": "a", "drop/b": "b", "top": "t"},
+  dockerignore="*\n!keep\n")
+c("dockerignore_comments_and_blank_lines", FROM + "COPY . /c/\n", {"a": "a", "b": "b"},
+  dockerignore="# a comment\n\n  b  \n")
+c("workdir_relative_with_user_owner", FROM + "USER bob\nWORKDIR rel/dir\n")
+c("user_then_workdir_existing_owner_unchanged", FROM + "USER alice\nWORKDIR /srv\n")
+c("arg_meta_overridden_by_build_arg_in_from", "ARG IMG=nope\nFROM $IMG\nRUN echo ok > /o\n", args={"IMG": "pdbase"})
