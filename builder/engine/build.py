@@ -194,8 +194,18 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     bases = Bases(store, pull=req.pull, platform=req.platform, reporter=reporter, settings=settings)
     from builder.plan.planner import plan
 
-    graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
-                 base_config=bases.config, parse_trigger=_trigger_parser)
+    # As BuildKit: only the bases of the stages the target needs are resolved (or pulled). Plan
+    # once knowing no base, then again with the needed ones, until the needed set is stable (a
+    # base's ONBUILD trigger or ENV can add a dependency on another stage).
+    wanted: set[str] = set()
+    while True:
+        graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
+                     base_config=lambda ref: bases.config(ref) if ref in wanted else None,
+                     parse_trigger=_trigger_parser)
+        refs = {getattr(graph.stages[i].steps[0].op, "image", None) for i in graph.needed()} - {None, "scratch"}
+        if refs <= wanted:
+            break
+        wanted |= refs  # type: ignore[arg-type]
     bases.check_needed(graph)
     from builder.dockerfile.lint import enforce, lint
     from builder.report import Warning as W
