@@ -379,6 +379,11 @@ class Copier:
                            create_only_if_needed: bool = False, host_parent: str | None = None,
                            fresh: bool = False, top: bool = False) -> None:
         existed = top and self._is_dir(in_root)
+        if top and not existed and self.follow_dest:
+            hit = self.view.find(self.view.resolve(in_root))
+            if hit is not None:
+                # a directory copied onto a file the image has: BuildKit refuses, so do we
+                raise BuildStepError(f"cannot copy to non-directory: {in_root}")
         if host_parent is not None and self._archive and self.follow_dest:
             # an archive is unpacked as docker's untar does: through a symlink to a directory
             # that the image already has (`opt/link/f` lands in the link's target)
