@@ -380,3 +380,17 @@ c("copy_star_includes_dockerfile", FROM + "COPY * /all/\n", {"a": "a", "sub/b": 
 c("copy_file_mode_0000", FROM + "COPY f /f\n", {"f": F("x", 0o000)})
 c("add_archive_member_dotdot_fails", FROM + "ADD a.tar /x/\n", {"a.tar": Archive({"../escape": "x"})})
 c("copy_chown_group_only_name", FROM + "COPY --chown=:dev f /f\n", {"f": "x"})
+c("mount_bind_source_subdir_relative_target", FROM + "WORKDIR /w\nRUN --mount=source=sub,target=m ls m > /o\n",
+  {"sub/a": "a", "sub/b": "b", "other": "o"})
+c("mount_bind_target_existing_file", FROM + "RUN --mount=source=f,target=/opt/real/keep.txt cat /opt/real/keep.txt > /o\n",
+  {"f": "over"})
+c("mount_cache_shared_between_runs", FROM + "RUN --mount=type=cache,id=pdiff-shared-x,target=/c1 echo v > /c1/f\n"
+  "RUN --mount=type=cache,id=pdiff-shared-x,target=/c2 cat /c2/f > /o\n")
+c("mount_cache_from_stage_seed", "FROM pdbase AS s\nRUN mkdir /seed && echo seeded > /seed/f\n" + FROM
+  + "RUN --mount=type=cache,id=pdiff-seed-y,target=/cs,from=s,source=/seed cat /cs/f > /o\n")
+c("mount_tmpfs_relative_target", FROM + "WORKDIR /w\nRUN --mount=type=tmpfs,target=t " + STAT + "/w/t > /o\n")
+c("mount_bind_from_stage_rw_not_persisted", "FROM pdbase AS s\nRUN mkdir /d && echo s > /d/f\n" + FROM
+  + "RUN --mount=from=s,source=/d,target=/m,rw echo changed > /m/f && cat /m/f > /o\n"
+  "RUN --mount=from=s,source=/d,target=/m cat /m/f > /o2\n")
+c("mount_secret_and_bind_together", FROM + "RUN --mount=type=secret,id=s --mount=target=/m cat /run/secrets/s /m/f > /o\n",
+  {"f": "ctx\n"}, secrets={"s": "sec\n"})
