@@ -167,12 +167,14 @@ def resolve_user(user: str, read_file: ReadFile | None) -> tuple[int, int, tuple
                     break
             else:
                 raise PybuildError(f"unable to find group {group}: no matching entries in group file")
-    extra: list[int] = []
+    # As runc under docker/BuildKit: the additional groups always hold the primary gid, then
+    # (when no group was named) every /etc/group entry that lists the user.
+    extra: list[int] = [gid]
     if uname is not None and not group:
         for ent in groups:
             if len(ent) >= 4 and ent[2].isdigit() and uname in ent[3].split(","):
                 g = int(ent[2])
-                if g != gid and g not in extra:
+                if g not in extra:
                     extra.append(g)
     return uid, gid, tuple(extra)
 

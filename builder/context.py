@@ -320,6 +320,7 @@ class Source(Record):
     rel: str
     abspath: str
     is_dir: bool
+    name: str = ""  # the name it is copied as, when not rel's base name (a followed symlink)
 
 
 class BuildContext:
@@ -405,17 +406,61 @@ class BuildContext:
         if not any(c in rel for c in "*?["):
             full = os.path.join(self.root, rel)
             if os.path.lexists(full) and not self.ignored(rel) and self._inside(full):
-                self.selects[pattern] = [rel]
-                return [Source(rel, full, os.path.isdir(full) and not os.path.islink(full))]
+                src = self._followed(Source(rel, full, os.path.isdir(full) and not os.path.islink(full)))
+                if src is not None:
+                    self.selects[pattern] = [src.rel]
+                    return [src]
             hint = f'.dockerignore excludes "{rel}"' if os.path.lexists(full) and self.ignored(rel) else None
             raise ContextError(f'source "{pattern}" not found in build context', hint=hint)
         rx = re.compile(translate(go_clean(rel)), re.DOTALL)
         depth = rel.count("/")
-        out = [s for s in self.walk() if s.rel.count("/") == depth and rx.match(s.rel)]
-        if not out:
-            raise ContextError(f'no source files were specified: "{pattern}" matches nothing in the build context')
+        out = []
+        for s in self.walk():
+            if s.rel.count("/") == depth and rx.match(s.rel):
+                f = self._followed(s)
+                if f is None:
+                    raise ContextError(f'source "{s.rel}" (matched by "{pattern}") is a symlink to nothing '
+                                       "in the build context")
+                out.append(f)
+        # a wildcard that matches nothing is no error in BuildKit: the source adds nothing
         self.selects[pattern] = [s.rel for s in out]
         return out
+
+    def _followed(self, src: Source) -> Source | None:
+        """A named (top-level) source that is a symlink is followed, as BuildKit does, inside the
+        context (its root is "/"; ".." stops there): the target's content is copied under the
+        link's name. None when the link leads nowhere in the context."""
+        if not os.path.islink(src.abspath):
+            return src
+        done: list[str] = []
+        todo = [p for p in src.rel.split("/") if p]
+        hops = 0
+        while todo:
+            part = todo.pop(0)
+            if part in ("", "."):
+                continue
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            done.append(part)
+            full = os.path.join(self.root, *done)
+            if os.path.islink(full):
+                hops += 1
+                if hops > 40:
+                    return None
+                target = os.readlink(full)
+                done.pop()
+                if target.startswith("/"):
+                    done = []
+                todo = [p for p in target.split("/") if p] + todo
+            elif not os.path.lexists(full):
+                return None
+        rel = "/".join(done)
+        full = os.path.join(self.root, rel) if rel else str(self.root)
+        if not os.path.lexists(full) or (rel and self.ignored(rel)):
+            return None
+        return Source(rel, full, os.path.isdir(full), src.name or src.rel.rsplit("/", 1)[-1])
 
     def _inside(self, full: str) -> bool:
         real = os.path.realpath(os.path.dirname(full))

@@ -10,5 +10,9 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
   fi
 fi
+# The reference BuildKit for tests/differential (root only; `start` is idempotent).
+if [ "$(id -u)" = 0 ] && [ -x ../shared/tools/buildkit-reference ]; then
+  ../shared/tools/buildkit-reference start >/dev/null
+fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as the' || true
 exec python3 -m pytest -q -m 'not slow' "$@"

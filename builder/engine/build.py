@@ -80,6 +80,7 @@ class Bases:
         self.digests: dict[str, str] = {}  # ref -> manifest digest (for the no-op memo)
         self.named: dict[str, str] = {}  # ref -> the digest its local name resolved to (manifest or index)
         self.lock = threading.Lock()
+        self.failed: dict[str, PybuildError] = {}  # bases that could not be had, while planning
 
     def _load(self, ref: str, platform: str) -> Image:
         if ref.startswith("oci-layout://"):
@@ -161,9 +162,22 @@ class Bases:
             return st
 
     def config(self, ref: str, platform: str | None = None):
+        """A base's config for the planner. One that cannot be had is not an error yet: as in
+        BuildKit, only the stages the target needs resolve their bases (check_needed)."""
         if ref.lower() == "scratch":
             return None
-        return self.state(ref, platform).config
+        try:
+            return self.state(ref, platform).config
+        except PybuildError as e:
+            self.failed[ref] = e
+            return None
+
+    def check_needed(self, graph: BuildGraph) -> None:
+        for i in graph.needed():
+            op = graph.stages[i].steps[0].op
+            ref = getattr(op, "image", None)
+            if ref in self.failed:
+                raise self.failed[ref]
 
 
 def _load_for(blobs, desc: Descriptor, platform: str) -> Image:
@@ -215,9 +229,20 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     bases = Bases(store, pull=req.pull, platform=req.platform, reporter=reporter, settings=settings)
     from builder.plan.planner import plan
 
-    graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
-                 base_config=bases.config, parse_trigger=_trigger_parser, build_platform=platforms.host(),
-                 normalize_platform=_normalize_platform)
+    # As BuildKit: only the bases of the stages the target needs are resolved (or pulled). Plan
+    # once knowing no base, then again with the needed ones, until the needed set is stable (a
+    # base's ONBUILD trigger or ENV can add a dependency on another stage).
+    wanted: set[str] = set()
+    while True:
+        graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
+                     base_config=lambda ref, plat=None: bases.config(ref, plat) if ref in wanted else None,
+                     parse_trigger=_trigger_parser, build_platform=platforms.host(),
+                     normalize_platform=_normalize_platform)
+        refs = {getattr(graph.stages[i].steps[0].op, "image", None) for i in graph.needed()} - {None, "scratch"}
+        if refs <= wanted:
+            break
+        wanted |= refs  # type: ignore[arg-type]
+    bases.check_needed(graph)
     _check_entitlements(graph, req.allow)
     from builder.engine.multiplatform import check_emulation
 
@@ -245,8 +270,9 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
         reporter.emit(StepProgress(0, f"imported {n} cache records from {src}"))
     # images read by COPY --from=IMAGE and RUN --mount=...,from=IMAGE: resolved (pulled) up front,
     # before the worker threads need them
-    froms = [s.op.source_from for st in graph.stages for s in st.steps if getattr(s.op, "source_from", None)]
-    froms += [m.source_from for st in graph.stages for s in st.steps for m in getattr(s.op, "mounts", ())
+    needed = [graph.stages[i] for i in graph.needed()]
+    froms = [s.op.source_from for st in needed for s in st.steps if getattr(s.op, "source_from", None)]
+    froms += [m.source_from for st in needed for s in st.steps for m in getattr(s.op, "mounts", ())
               if m.source_from is not None]
     for ref in sorted({f.image for f in froms if f.image}):
         bases.state(ref)  # COPY --from=image: resolve before the worker threads need it

@@ -39,6 +39,8 @@ class Item(Record):
     keep: str = ""  # --parents: the relative directory kept under dest ("a/b")
     contents: bool = True  # a directory source copies its contents (not itself)
     ctx_rel: str | None = None  # path in the build context (children are checked against .dockerignore)
+    keep_owner: bool = False  # COPY --from and archives keep their uid/gid (the context's become 0:0)
+    archive: bool = False  # an unpacked ADD archive: --chmod does not apply to it (as BuildKit)
 
 
 class Owner(Record):
@@ -58,22 +60,26 @@ def _lookup_db(view: LayeredFS, path: str, name: str) -> list[str] | None:
 
 
 def resolve_owner(spec: str | None, view: LayeredFS) -> Owner | None:
-    """`--chown=user[:group]` → numeric ids. A user alone: its gid is the same number as the uid."""
+    """`--chown=user[:group]` → numeric ids, as BuildKit resolves them: a number is a uid whose
+    gid is the same number; a name takes its uid and primary gid from /etc/passwd; a group
+    (number or /etc/group name) replaces that gid. Names the image does not know are no error
+    in BuildKit: an unknown user is 0:0 and an unknown group leaves the user's gid."""
     if not spec:
         return None
     user, _, group = spec.partition(":")
-
-    def ident(value: str, db: str) -> int:
-        if value.isdigit():
-            return int(value)
-        row = _lookup_db(view, db, value)
-        if row is None:
-            raise BuildStepError(f"unable to find {'user' if db == '/etc/passwd' else 'group'} {value!r}: "
-                                 f"no matching entries in {db}")
-        return int(row[2])
-
-    uid = ident(user, "/etc/passwd")
-    gid = ident(group, "/etc/group") if group else uid
+    if user.isdigit():
+        uid = gid = int(user)
+    else:
+        row = _lookup_db(view, "/etc/passwd", user)
+        uid, gid = (0, 0)
+        if row is not None and len(row) >= 4 and row[2].isdigit():
+            uid, gid = int(row[2]), int(row[3]) if row[3].isdigit() else 0
+    if group.isdigit():
+        gid = int(group)
+    elif group:
+        row = _lookup_db(view, "/etc/group", group)
+        if row is not None and row[2].isdigit():
+            gid = int(row[2])
     return Owner(uid, gid)
 
 
@@ -86,7 +92,11 @@ def parse_chmod(spec: str | None):
         return None
     if re.fullmatch(r"[0-7]{1,4}", spec):
         bits = int(spec, 8)
-        return lambda mode, is_dir=False: bits
+
+        def octal(mode: int, is_dir: bool = False) -> int:
+            return bits
+        octal.octal = True  # type: ignore[attr-defined]  # BuildKit makes new dirs with these bits
+        return octal
     clauses = []
     for part in spec.split(","):
         m = _SYMBOLIC.match(part)
@@ -173,6 +183,14 @@ class Copier:
         self.view = view
         self.owner = owner
         self.chmod = chmod
+        self._chmod_all = chmod
+        self._keep_owner = False  # the current item keeps its sources' uid/gid
+        self._archive = False  # the current item is an unpacked archive
+        # directories the copy creates (parents, a copied directory's own destination): mkdir
+        # with --chmod's bits (else 0755) under umask 022, owned by --chown (else root), as BuildKit
+        # (a symbolic --chmod leaves them 0755)
+        self.new_dir_mode = (chmod(0o755, True) if getattr(chmod, "octal", False) else 0o755) & 0o755
+        self.new_owner = (owner.uid, owner.gid) if owner else (0, 0)
         self.exclude = PatternMatcher(list(excludes)) if excludes else None
         self.follow_dest = follow_dest  # False for --link: the layer must not depend on the lower
         self.context = context  # the BuildContext items with ctx_rel come from (.dockerignore)
@@ -194,7 +212,7 @@ class Copier:
             return os.path.join(host_parent, in_root.rsplit("/", 1)[-1])
         path = self.view.resolve(in_root, follow_last=False) if self.follow_dest else "/" + "/".join(split(in_root))
         parent, _, name = path.rpartition("/")
-        copy_up(self.view, self.upper, parent)
+        copy_up(self.view, self.upper, parent, new_mode=self.new_dir_mode, new_owner=self.new_owner)
         return os.path.join(self.upper, *split(parent), name) if name else str(self.upper)
 
     def _is_dir(self, in_root: str) -> bool:
@@ -202,12 +220,18 @@ class Copier:
         hit = self.view.find(path)
         return hit is not None and stat.S_ISDIR(hit[1].st_mode)
 
-    def _meta(self, host: str, st: os.stat_result, *, mode: int | None = None, xattrs: Xattrs = ()) -> None:
+    def _ids(self, st: os.stat_result) -> tuple[int, int]:
+        if self.owner:
+            return self.owner.uid, self.owner.gid
+        return (st.st_uid, st.st_gid) if self._keep_owner else (0, 0)
+
+    def _meta(self, host: str, st: os.stat_result, *, mode: int | None = None, xattrs: Xattrs = (),
+              ids: tuple[int, int] | None = None) -> None:
         is_dir = stat.S_ISDIR(st.st_mode)
         m = stat.S_IMODE(st.st_mode) if mode is None else mode
-        if self.chmod is not None:
+        if self.chmod is not None and mode is None:
             m = self.chmod(m, is_dir)
-        uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (0, 0)
+        uid, gid = ids if ids is not None else self._ids(st)
         os.lchown(host, uid, gid)
         if xattrs:
             _set_xattrs(host, xattrs)  # before chmod: an ACL would otherwise rewrite the group bits
@@ -259,8 +283,8 @@ class Copier:
         self._drive(self._copy_path_task(src, in_root, rel, ctx_rel, host_parent, fresh))
 
     def _copy_dir_contents(self, src: str, in_root: str, rel: str, st: os.stat_result,
-                           ctx_rel: str | None = None) -> None:
-        self._drive(self._copy_dir_task(src, in_root, rel, st, ctx_rel))
+                           ctx_rel: str | None = None, top: bool = False) -> None:
+        self._drive(self._copy_dir_task(src, in_root, rel, st, ctx_rel, top=top))
 
     def _copy_path_task(self, src: str, in_root: str, rel: str = "", ctx_rel: str | None = None,
                         host_parent: str | None = None, fresh: bool = False) -> Iterator:
@@ -287,7 +311,9 @@ class Copier:
         if stat.S_ISLNK(st.st_mode):
             os.symlink(os.readlink(src), host)
         elif stat.S_ISREG(st.st_mode):
-            if xa is None:
+            if ctx_rel is not None:
+                xa = ()  # the build context's extended attributes do not reach the image (BuildKit)
+            elif xa is None:
                 xa = read_xattrs(src)
             if st.st_nlink > 1:  # the only test on the common path: a plain file costs nothing more
                 first = self._inodes.setdefault((st.st_dev, st.st_ino), host)
@@ -299,9 +325,11 @@ class Copier:
                 self._links.pop(host, None)
             self._files[host] = (src, st, xa)  # a later source for the same path wins, as in order
             return
+        elif stat.S_ISFIFO(st.st_mode):
+            os.mkfifo(host)  # a named pipe is copied as one, as BuildKit does
         else:
-            return  # devices, fifos and sockets in a context are skipped, as BuildKit does
-        self._meta(host, st, xattrs=read_xattrs(src) if xa is None else xa)
+            return  # devices and sockets are skipped
+        self._meta(host, st, xattrs=() if ctx_rel is not None else read_xattrs(src) if xa is None else xa)
 
     def _copy_file(self, host: str, src: str, st: os.stat_result, xattrs: Xattrs = ()) -> None:
         """One regular file: create, copy, then owner/xattrs/mode/mtime on the open fd (no path walks).
@@ -311,7 +339,7 @@ class Copier:
         mode = stat.S_IMODE(st.st_mode)
         if self.chmod is not None:
             mode = self.chmod(mode, False)
-        uid, gid = (self.owner.uid, self.owner.gid) if self.owner else (0, 0)
+        uid, gid = self._ids(st)
         fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             # created with its final permission bits (the upper is private until committed), so
@@ -374,12 +402,33 @@ class Copier:
             except OSError:
                 self._copy_file(host, s, st, xa)  # e.g. the link limit: a copy is still right
         dirs, self._dirs = self._dirs, []
-        for host, st, xa in dirs:
-            self._meta(host, st, xattrs=xa)
+        for host, st, xa, mode, ids in dirs:
+            self._meta(host, st, xattrs=xa, mode=mode, ids=ids)
 
     def _copy_dir_task(self, src: str, in_root: str, rel: str, st: os.stat_result, ctx_rel: str | None = None,
                        create_only_if_needed: bool = False, host_parent: str | None = None,
-                       fresh: bool = False) -> Iterator:
+                       fresh: bool = False, top: bool = False) -> Iterator:
+        existed = top and self._is_dir(in_root)
+        if top and not existed and self.follow_dest:
+            hit = self.view.find(self.view.resolve(in_root))
+            if hit is not None:
+                # a directory copied onto a file the image has: BuildKit refuses, so do we
+                raise BuildStepError(f"cannot copy to non-directory: {in_root}")
+        if host_parent is not None and self._archive and self.follow_dest:
+            # an archive is unpacked as docker's untar does: through a symlink to a directory
+            # that the image already has (`opt/link/f` lands in the link's target)
+            path = in_root
+            hit = self.view.find(path)
+            if hit is not None and stat.S_ISLNK(hit[1].st_mode):
+                real = self.view.resolve(path)
+                found = self.view.find(real)
+                if found is not None and stat.S_ISDIR(found[1].st_mode):
+                    host_parent, in_root, fresh = None, real, False
+        elif host_parent is not None and self.follow_dest and not self._archive:
+            hit = self.view.find(in_root)
+            if hit is not None and stat.S_ISLNK(hit[1].st_mode) and not hit[0].startswith(str(self.upper) + os.sep):
+                # BuildKit's copy refuses to merge a directory into a symlink the image has
+                raise BuildStepError(f"cannot copy to non-directory: {in_root}")
         host = self._target(in_root, host_parent)
         present: set[str] = set()
         if fresh:
@@ -411,15 +460,33 @@ class Copier:
             if not os.listdir(host):
                 os.rmdir(host)
                 return
-        self._dirs.append((host, st, self._xattrs(src, ctx_rel)))
+        if top:
+            # The destination of a copied directory is not the source directory: BuildKit
+            # leaves one that exists as it is, and makes a new one like any directory it creates.
+            if existed:
+                return
+            self._dirs.append((host, st, (), self.new_dir_mode, self.new_owner))
+            return
+        self._dirs.append((host, st, () if ctx_rel is not None else self._xattrs(src, ctx_rel), None, self._ids(st)))
 
     def copy(self, items: list[Item], dest: str, *, dest_is_dir: bool) -> None:
         """Copy items to `dest` (absolute, in-root). `dest_is_dir`: trailing slash or several sources."""
+        if not items:
+            return  # a wildcard that matched nothing: BuildKit makes nothing, not even dest
+        if all(it.archive for it in items):
+            self.new_dir_mode = 0o755  # --chmod does not touch an unpacked archive, nor its parents
+        if self.follow_dest:
+            # the destination itself is followed when it is a symlink (to a directory, a file,
+            # or nowhere yet), as BuildKit resolves it in the rootfs
+            dest = self.view.resolve(dest)
         into_dir = dest_is_dir or dest == "/" or self._is_dir(dest)
         if into_dir:
             self._ensure_dir(dest)
         for it in items:
             self._inodes.clear()  # hardlinks are kept within one source, as BuildKit copies each alone
+            self._keep_owner = it.keep_owner
+            self._archive = it.archive
+            self.chmod = None if it.archive else self._chmod_all
             base = dest.rstrip("/") if dest != "/" else ""
             if it.keep:
                 base = f"{base}/{it.keep}"
@@ -428,12 +495,12 @@ class Copier:
                 target = base if it.contents else f"{base}/{it.name}"
                 if not into_dir and not it.keep:
                     target = dest
-                self._copy_dir_contents(it.path, target or "/", "", os.lstat(it.path), it.ctx_rel)
+                self._copy_dir_contents(it.path, target or "/", "", os.lstat(it.path), it.ctx_rel, top=True)
                 self.flush()  # items in order: a later one may replace what an earlier one wrote
                 continue
             target = f"{base}/{it.name}" if (into_dir or it.keep) else dest
             if it.path is not None:
-                self._copy_path(it.path, target, "", None)
+                self._copy_path(it.path, target, "", it.ctx_rel)
                 self.flush()
             else:
                 host = self._target(target)
@@ -448,6 +515,4 @@ class Copier:
 
     def _ensure_dir(self, in_root: str) -> None:
         path = self.view.resolve(in_root) if self.follow_dest else "/" + "/".join(split(in_root))
-        host = copy_up(self.view, self.upper, path)
-        if self.owner and not self.view.exists(path):
-            os.chown(host, self.owner.uid, self.owner.gid)
+        copy_up(self.view, self.upper, path, new_mode=self.new_dir_mode, new_owner=self.new_owner)

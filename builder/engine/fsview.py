@@ -167,8 +167,10 @@ class LayeredFS:
             return f.read()
 
 
-def copy_up(view: LayeredFS, upper: Path, rel_dir: str) -> Path:
-    """Make `rel_dir` exist as a directory in `upper`, metadata taken from the lowers (or 0755 root)."""
+def copy_up(view: LayeredFS, upper: Path, rel_dir: str, *, new_mode: int = 0o755,
+            new_owner: tuple[int, int] | None = None) -> Path:
+    """Make `rel_dir` exist as a directory in `upper`, metadata taken from the lowers; a directory
+    the lowers lack is made with `new_mode` and `new_owner` (default 0755 root)."""
     cur = Path(upper)
     parts = split(rel_dir)
     for i, name in enumerate(parts):
@@ -187,7 +189,9 @@ def copy_up(view: LayeredFS, upper: Path, rel_dir: str) -> Path:
             os.utime(cur, ns=(st.st_atime_ns, st.st_mtime_ns))
         else:
             os.mkdir(cur)
-            os.chmod(cur, 0o755)
+            os.chmod(cur, new_mode)
+            if new_owner is not None and new_owner != (0, 0):
+                os.chown(cur, *new_owner)
     return cur
 
 
@@ -233,6 +237,8 @@ def export_tree(view: LayeredFS, rel: str, dest: Path) -> None:
         dest.mkdir(exist_ok=True)
         _export_children(view.merged_dirs(path), dest, {})
         shutil.copystat(host, dest)
+    elif stat.S_ISREG(st.st_mode):
+        _export_file(host, dest, st, {})  # owner and mode kept: COPY --from keeps them, as BuildKit
     else:
         _copy_entry(host, dest)
 
@@ -260,6 +266,7 @@ def _export_one(host: str, st: os.stat_result, dest: Path, links: dict[tuple[int
     elif stat.S_ISLNK(st.st_mode):
         _copy_entry(host, dest)
         os.lchown(dest, st.st_uid, st.st_gid)
+        os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def _merged_children(dirs: list[str]) -> list[tuple[str, str, os.stat_result, list[str]]]:

@@ -111,15 +111,13 @@ def default_pids_limit() -> int | None:
 
 
 def commit(sv: Services, active: Active, state: State) -> LayerResult | None:
-    """The upper as a layer (None when nothing changed) and as the next snapshot."""
+    """The upper as a layer and as the next snapshot. A step that changed nothing still gets
+    its (empty) layer, as BuildKit's exporter writes one for every RUN/COPY/ADD/WORKDIR."""
     try:
         changes = changes_from_upper(active.upper)
     except BaseException:
         sv.snaps.discard(active)  # (e.g. a tree too deep to name: the upper must not leak)
         raise
-    if len(changes) == 0:
-        sv.snaps.discard(active)
-        return None
     try:
         info = write_layer(changes, sv.blobs, compression=sv.compression, source_date_epoch=sv.source_date_epoch)
     except BaseException:
@@ -155,8 +153,12 @@ def resolve_user(spec: str, view: LayeredFS) -> tuple[int, int, tuple[int, ...]]
 
 def _env_for_run(state: State, step: Step) -> tuple[str, ...]:
     env = list(state.config.config.env)
-    have = {e.split("=", 1)[0] for e in env}
-    env += [f"{k}={v}" for k, v in step.args if k not in have]
+    at = {e.split("=", 1)[0]: i for i, e in enumerate(env)}
+    for k, v in step.args:
+        if k in at:
+            env[at[k]] = f"{k}={v}"  # an ARG declared after an ENV of its name wins in RUN (BuildKit)
+        else:
+            env.append(f"{k}={v}")
     return tuple(env)
 
 
@@ -169,6 +171,9 @@ def _from_state(sv: Services, src) -> State:
 
 
 _TAIL_BYTES = 4096
+
+# the host name a RUN step sees under BuildKit (its `hostname`, $HOSTNAME in heredocs)
+RUN_HOSTNAME = "buildkitsandbox"
 
 
 def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], None],
@@ -202,6 +207,7 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
                                                         view.read_file), cwd=workdir,
                             uid=uid, gid=gid, additional_gids=extra),
             mounts=tuple(mount_list),
+            hostname=RUN_HOSTNAME,
             network="none" if network == "none" else "host",
             limits=Limits(pids=default_pids_limit() if sv.pids_limit is None
                           else None if sv.pids_limit < 0 else sv.pids_limit),
@@ -239,4 +245,19 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
         sv.snaps.discard(active)
         raise
     mounts.close()
+    _keep_mount_points(view, active.upper)
     return commit(sv, active, state)
+
+
+# runc makes these mount points in a rootfs that lacks them; BuildKit's RUN leaves them in its
+# layer (its /etc/hosts and /etc/resolv.conf stubs it removes): FROM scratch + RUN keeps /dev,
+# /proc and /sys as empty 0755 directories.
+_RUNC_MOUNT_POINTS = ("dev", "proc", "sys")
+
+
+def _keep_mount_points(view: LayeredFS, upper: Path) -> None:
+    for name in _RUNC_MOUNT_POINTS:
+        p = Path(upper) / name
+        if view.find("/" + name) is None and not os.path.lexists(p):
+            p.mkdir(mode=0o755)
+            os.chmod(p, 0o755)

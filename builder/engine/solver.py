@@ -65,15 +65,30 @@ def _is_fs(op) -> bool:
     return isinstance(op, (RunOp, CopyOp)) or (isinstance(op, ConfigOp) and op.name == "WORKDIR")
 
 
-def _created_by(step: Step) -> str:
+def _created_by(step: Step, workdir: str = "") -> str:
+    """History `created_by` as BuildKit writes it (the planner formats most: step.history)."""
     op = step.op
     if isinstance(op, RunOp):
-        args = [f"{k}={v}" for k, v in step.args if k not in ck.PROXY_ARGS]
+        args = [f"{k}={v}" for k, v in step.history_args if k not in ck.PROXY_ARGS]
         prefix = f"|{len(args)} {' '.join(args)} " if args else ""
-        return f"RUN {prefix}{' '.join(op.argv)} # buildkit"
+        argv = op.argv
+        if op.heredocs and len(argv) == 1 and argv[0].startswith("/dev/pipes/"):
+            argv = ("/bin/sh", "-c") + argv  # a heredoc script with its own #! (BuildKit's record)
+        return f"RUN {prefix}{' '.join(argv)} # buildkit"
+    if isinstance(op, ConfigOp) and op.name == "WORKDIR":
+        return f"WORKDIR {workdir}"
+    text = step.history or step.text
     if isinstance(op, CopyOp):
-        return f"{step.text} # buildkit"
-    return step.text
+        return f"{text} # buildkit"
+    return text
+
+
+# BuildKit's Dockerfile frontend marks every history entry it writes with this comment.
+HISTORY_COMMENT = "buildkit.dockerfile.v0"
+
+
+def _history(created: str | None, step: Step, workdir: str = "") -> History:
+    return History(created=created, created_by=_created_by(step, workdir), comment=HISTORY_COMMENT)
 
 
 def _set_env(env: tuple[str, ...], key: str, value: str) -> tuple[str, ...]:
@@ -109,11 +124,15 @@ def apply_config(cfg: ImageConfig, op: ConfigOp, cmd_set: bool) -> tuple[ImageCo
     if n == "USER":
         return cfg.with_config(user=v), cmd_set
     if n == "WORKDIR":
+        # as BuildKit: an absolute path is stored as written (a trailing slash stays); a
+        # relative one is joined to the current directory and cleaned
+        if str(v).startswith("/"):
+            return cfg.with_config(working_dir=v), cmd_set
         base = c.working_dir or "/"
         path = os.path.normpath(os.path.join(base, v))  # type: ignore[arg-type]
         return cfg.with_config(working_dir=path), cmd_set
     if n == "CMD":
-        return cfg.with_config(cmd=tuple(v)), True  # type: ignore[arg-type]
+        return cfg.with_config(cmd=tuple(v) or None), True  # type: ignore[arg-type]  # CMD [] clears it
     if n == "ENTRYPOINT":
         return cfg.with_config(entrypoint=tuple(v), cmd=c.cmd if cmd_set else None), cmd_set  # type: ignore[arg-type]
     if n == "SHELL":
@@ -192,7 +211,9 @@ class Solver:
             from builder.oci.config import ContainerConfig
             from builder.plan.planner import DEFAULT_PATH
 
-            cfg = ImageConfig(architecture=arch.split("/")[0], os=os_, config=ContainerConfig(env=(DEFAULT_PATH,)))
+            # BuildKit's empty image: PATH set and the working directory "/"
+            cfg = ImageConfig(architecture=arch.split("/")[0], os=os_,
+                              config=ContainerConfig(env=(DEFAULT_PATH,), working_dir="/"))
             return State(cfg, key=ck.make_key("from", None, {"image": "scratch", "platform": plat}).key)
         st = self.bases[base_ref(op.image, plat, self.g.platform)]
         if st.config.config.on_build:  # triggers ran in this stage: the result does not inherit them
@@ -271,10 +292,10 @@ class Solver:
         if isinstance(op, CopyOp) and op.link:
             next_key = ck.make_key("chain", state.key, {}, [key]).key  # a linked layer still follows its parent
         if rec.layer is None:
-            cfg = state.config.with_history(History(created=rec.created, created_by=_created_by(step)))
+            cfg = state.config.with_history(_history(rec.created, step, state.config.config.working_dir))
             return replace(state, config=cfg, key=next_key, created=rec.created)
         chain = chain_id(state.chains[-1] if state.chains else None, rec.diff_id)  # type: ignore[arg-type]
-        cfg = state.config.with_layer(rec.diff_id, History(created=rec.created, created_by=_created_by(step)))  # type: ignore[arg-type]
+        cfg = state.config.with_layer(rec.diff_id, _history(rec.created, step, state.config.config.working_dir))  # type: ignore[arg-type]
         return State(cfg, state.layers + (rec.descriptor,), state.chains + (chain,), next_key, rec.created)
 
     def _now(self) -> str:
@@ -298,15 +319,15 @@ class Solver:
         ensure_snapshots(self.sv, state)
         path = state.config.config.working_dir
         view = view_of(self.sv, state)
-        if view.find(view.resolve(path)) is not None:
-            return None
         active = self.sv.snaps.prepare()
+        if view.find(view.resolve(path)) is not None:
+            return commit(self.sv, active, state)  # an empty layer, as BuildKit's
         try:
             view2 = view_of(self.sv, state, active.upper)
             real = view2.resolve(path)
-            host = copy_up(view2, active.upper, real)
+            # every directory WORKDIR creates belongs to the USER in effect (BuildKit)
             uid, gid, _ = resolve_user(state.config.config.user, view) if state.config.config.user else (0, 0, ())
-            os.chown(host, uid, gid)
+            copy_up(view2, active.upper, real, new_owner=(uid, gid))
         except BaseException:
             self.sv.snaps.discard(active)
             raise
@@ -338,8 +359,9 @@ class Solver:
                 cfg, cmd_set = apply_config(state.config, op, cmd_set)
                 state = replace(state, config=cfg)
                 if op.name != "WORKDIR":
-                    state = replace(state, config=state.config.with_history(
-                        History(created=state.created, created_by=_created_by(step))))
+                    if step.history is not None:  # ONBUILD leaves no history entry (BuildKit)
+                        state = replace(state, config=state.config.with_history(
+                            _history(state.created, step)))
                     continue
             state = self._shared_step(step, state) if self.opt.shared is not None else self._fs_step(step, state)
         return state

@@ -147,16 +147,41 @@ def _git_clone(sv: Services, src: str, keep_git_dir: bool, into: Path) -> Path:
 
 
 def _archive_kind(path: str) -> bool:
+    """Whether ADD unpacks this file: a tar, plain or compressed (gzip, bzip2, xz, zstd). A
+    compressed file whose content is not a tar is copied as it is, as BuildKit does."""
+    import bz2
+    import gzip
+    import lzma
     import tarfile
 
     with open(path, "rb") as f:
         head = f.read(6)
-    if head[:4] == b"\x28\xb5\x2f\xfd" or head[:2] == b"\x1f\x8b" or head[:3] == b"BZh" or head[:6] == b"\xfd7zXZ\x00":
-        return True
-    try:
-        return tarfile.is_tarfile(path)
-    except OSError:
+        f.seek(0)
+        try:
+            if head[:4] == b"\x28\xb5\x2f\xfd":
+                import zstandard
+
+                block = zstandard.ZstdDecompressor().stream_reader(f).read(512)
+            elif head[:2] == b"\x1f\x8b":
+                block = gzip.GzipFile(fileobj=f).read(512)
+            elif head[:3] == b"BZh":
+                block = bz2.BZ2File(f).read(512)
+            elif head[:6] == b"\xfd7zXZ\x00":
+                block = lzma.LZMAFile(f).read(512)
+            else:
+                block = f.read(512)
+        except (OSError, EOFError, lzma.LZMAError, ValueError):
+            return False
+    except_types = (tarfile.HeaderError,)
+    if len(block) < 512:
         return False
+    try:
+        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.EOFHeaderError:
+        return True  # an empty archive: two zero blocks
+    except except_types:
+        return False
+    return True
 
 
 class _AddFilter:
@@ -180,6 +205,7 @@ class _AddFilter:
     def __init__(self) -> None:
         self.files: set[str] = set()
         self.xattrs: dict[str, list[tuple[str, bytes]]] = {}  # entry name -> its xattrs (last entry wins)
+        self.link_times: dict[str, int] = {}  # symlink name -> its mtime (tarfile sets none on links)
 
     def __call__(self, member, dest_path: str):
         import tarfile
@@ -187,6 +213,9 @@ class _AddFilter:
         m = tarfile.tar_filter(member, dest_path)
         if m is None:
             return None
+        # the "tar" filter clears setuid/setgid/sticky and group/other write bits; ADD keeps
+        # an archive's modes as they are (BuildKit does), so only its path checks are kept
+        m = m.replace(mode=member.mode, deep=False) if member.mode is not None else m
         name = os.path.normpath(m.name)
         if m.islnk():
             if os.path.isabs(m.linkname):
@@ -205,12 +234,19 @@ class _AddFilter:
             self.files.add(name)
         else:
             self.files.discard(name)
+        # BuildKit's unpack keeps security.* attributes (a file capability survives --chown) but
+        # not user.* ones (tests/differential add_archive_keeps_member_xattrs)
         xa = [(k[13:], v.encode("utf-8", "surrogateescape")) for k, v in m.pax_headers.items()
-              if k.startswith("SCHILY.xattr.") and not k[13:].startswith(SKIP_XATTRS)]
+              if k.startswith("SCHILY.xattr.") and not k[13:].startswith(SKIP_XATTRS)
+              and not k[13:].startswith("user.")]
         if xa and not m.islnk():
             self.xattrs[name] = xa
         else:
             self.xattrs.pop(name, None)  # a later entry of that name replaced the earlier one
+        if m.issym():
+            self.link_times[name] = int(m.mtime)
+        else:
+            self.link_times.pop(name, None)
         if not m.isdir():
             # Unlink first (as tar --unlink-first and docker do): tarfile opens an existing
             # path for writing, and a FIFO left there by an earlier entry blocked the build
@@ -228,6 +264,14 @@ class _AddFilter:
 
     def apply_xattrs(self, dest_path: str) -> None:
         dest_real = os.path.realpath(dest_path)
+        for name, mtime in self.link_times.items():
+            target = os.path.join(dest_real, name)
+            if os.path.commonpath([os.path.realpath(os.path.dirname(target)), dest_real]) != dest_real:
+                continue
+            try:
+                os.utime(target, (mtime, mtime), follow_symlinks=False)
+            except OSError:
+                pass
         for name, xa in self.xattrs.items():
             target = os.path.join(dest_real, name)
             # a later entry may have turned a parent into a symlink: never set through one
@@ -286,7 +330,7 @@ def _gather(sv: Services, step: Step, state: State, work: Path) -> tuple[list[It
                 d = work / f"from-{i}-{j}"
                 export_tree(view, path, d)
                 items.append(Item(name=os.path.basename(path.rstrip("/")) or "/", path=str(d),
-                                  keep=keep if op.parents else "", contents=True))
+                                  keep=keep if op.parents else "", contents=True, keep_owner=True))
         return items, len(op.sources) > 1 or wildcard
     ctx = sv.context
     for i, src in enumerate(op.sources):
@@ -322,10 +366,11 @@ def _gather(sv: Services, step: Step, state: State, work: Path) -> tuple[list[It
             if op.is_add and not s.is_dir and op.unpack is not False and _archive_kind(s.abspath):
                 d = work / f"add-{i}-{len(items)}"
                 _extract(s.abspath, d)
-                items.append(Item(name=os.path.basename(s.rel), path=str(d), keep=keep, contents=True))
+                items.append(Item(name=os.path.basename(s.rel), path=str(d), keep=keep, contents=True,
+                                  keep_owner=True, archive=True))
                 continue
-            items.append(Item(name=os.path.basename(s.rel) or ".", path=s.abspath, keep=keep, contents=True,
-                              ctx_rel=s.rel))
+            items.append(Item(name=s.name or os.path.basename(s.rel) or ".", path=s.abspath, keep=keep,
+                              contents=True, ctx_rel=s.rel))
     return items, len(op.sources) + len(op.heredocs) > 1 or wildcard
 
 
@@ -351,8 +396,6 @@ def _match_in_view(view: LayeredFS, src: str) -> list[tuple[str, str]]:
             else:
                 nxt.extend(c.rstrip("/") + "/" + n for n in view.listdir(view.resolve(c)) if rx.match(n))
         cands = [c for c in nxt if view.exists(view.resolve(c))]
-    if not cands:
-        raise BuildStepError(f'no source files were specified: "{src}" matches nothing in the source stage')
     return [(c, os.path.dirname(c).lstrip("/")) for c in sorted(cands)]
 
 
@@ -368,12 +411,11 @@ def copy_step(sv: Services, step: Step, state: State, cancel=None) -> LayerResul
         chmod = parse_chmod(op.chmod)
         items, several = _gather(sv, step, state, work)
         dest, trailing = _dest(op, state.config.config.working_dir)
-        if several and not trailing and not full.find(full.resolve(dest)):
-            raise BuildStepError(f"when using {'ADD' if op.is_add else 'COPY'} with more than one source file, "
-                                 "the destination must be a directory and end with a /", step.span)
+        # Several sources into a destination without a trailing slash that is not a directory
+        # are no error in BuildKit: each is copied to that path in turn (the last one stays).
         copier = Copier(active.upper, view, owner=owner, chmod=chmod, excludes=op.excludes,
                         follow_dest=not op.link, context=sv.context, cancel=cancel)
-        copier.copy(items, dest, dest_is_dir=trailing or several)
+        copier.copy(items, dest, dest_is_dir=trailing)
     except BaseException:
         sv.snaps.discard(active)
         raise

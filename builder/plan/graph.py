@@ -98,6 +98,10 @@ class Step(Record):
     span: SourceSpan | None = None
     args: tuple[tuple[str, str], ...] = ()  # build ARGs in scope (name, value), sorted
     onbuild: bool = False  # inserted from a base image's ONBUILD triggers
+    # the history `created_by` BuildKit writes (expanded values, its own formats); "" = `text`;
+    # None: no history entry (ONBUILD). RUN's is built by the engine from `history_args`.
+    history: str | None = ""
+    history_args: tuple[tuple[str, str], ...] = ()  # every declared ARG (unset: ""), for RUN's |N
 
     @property
     def reads_stages(self) -> tuple[int, ...]:

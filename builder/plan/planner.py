@@ -89,14 +89,22 @@ class _Scope:
     def __init__(self, env: dict[str, str], shell: tuple[str, ...] | None) -> None:
         self.env = dict(env)
         self.args: dict[str, str] = {}
+        self.declared: list[str] = []  # every ARG name declared in the stage (set or not)
+        # As in BuildKit, an ARG declared after an ENV of the same name wins in the steps'
+        # environment (not in the image config) until an ENV sets that name again.
+        self.arg_over_env: dict[str, str] = {}
         self.shell = tuple(shell) if shell else DEFAULT_SHELL
         self.onbuild: list[str] = []  # ONBUILD triggers this stage leaves to a stage built FROM it
 
     def expansion_env(self) -> dict[str, str]:
-        return {**self.args, **self.env}  # ENV wins over an ARG of the same name
+        return {**self.args, **self.env, **self.arg_over_env}
 
     def args_in_scope(self) -> tuple[tuple[str, str], ...]:
-        return tuple(sorted((k, v) for k, v in self.args.items() if k not in self.env))
+        return tuple(sorted((k, v) for k, v in self.args.items() if k not in self.env or k in self.arg_over_env))
+
+    def history_args(self) -> tuple[tuple[str, str], ...]:
+        env = self.expansion_env()
+        return tuple(sorted((k, env.get(k, "")) for k in dict.fromkeys(self.declared)))
 
 
 def _split_stages(instructions: tuple) -> tuple[list, list[list]]:
@@ -253,26 +261,37 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
                 steps.append(Step(base_op, si, 1, frm.original, frm.span))
                 continue
             if isinstance(ins, A.Arg):
+                shown = []
                 for decl in ins.expand(scope.expansion_env(), df.escape).args:
+                    value: str | None = None
                     if decl.key in build_args:
-                        scope.args[decl.key] = build_args[decl.key]
+                        value = build_args[decl.key]
                         used.add(decl.key)
                     elif decl.value is not None:
-                        scope.args[decl.key] = decl.value
+                        value = decl.value
                     elif decl.key in meta_args:
-                        scope.args[decl.key] = meta_args[decl.key]
+                        value = meta_args[decl.key]
                     elif decl.key in predefined:
-                        scope.args[decl.key] = predefined[decl.key]
-                steps.append(Step(ConfigOp("ARG", ()), si, pos, ins.original, ins.span, scope.args_in_scope(), onbuild))
+                        value = predefined[decl.key]
+                    scope.declared.append(decl.key)
+                    if value is not None:
+                        scope.args[decl.key] = value
+                        if decl.key in scope.env:
+                            scope.arg_over_env[decl.key] = value
+                    shown.append(decl.key if value is None else f"{decl.key}={value}")
+                steps.append(Step(ConfigOp("ARG", ()), si, pos, ins.original, ins.span, scope.args_in_scope(), onbuild,
+                                  history="ARG " + " ".join(shown)))
                 continue
             x = ins.expand(scope.expansion_env(), df.escape)
             op = _op_for(x, scope, stage_index, si)
             if isinstance(x, A.Env):
                 for kv in x.pairs:
                     scope.env[kv.key] = kv.value
+                    scope.arg_over_env.pop(kv.key, None)
             if isinstance(x, A.Onbuild) and not onbuild:
                 scope.onbuild.append(x.expression)
-            steps.append(Step(op, si, pos, ins.original, ins.span, scope.args_in_scope(), onbuild))
+            steps.append(Step(op, si, pos, ins.original, ins.span, scope.args_in_scope(), onbuild,
+                              history=history_text(x, op), history_args=scope.history_args()))
             if isinstance(x, A.Shell):
                 scope.shell = tuple(x.shell)
 
@@ -301,6 +320,97 @@ def plan(df: A.Dockerfile, *, build_args: dict[str, str] | None = None, target: 
         stages = [replace(st, steps=tuple(replace(s, args=tuple(sorted(dict(s.args + proxies).items())))
                                           if isinstance(s.op, RunOp) else s for s in st.steps)) for st in stages]
     return BuildGraph(tuple(stages), tgt, tuple(sorted(build_args.items())), platform, unused)
+
+
+def go_quote(s: str) -> str:
+    """Go's strconv.Quote (what BuildKit's %q writes in history)."""
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in "\a\b\f\n\r\t\v":
+            out.append("\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)])
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out) + '"'
+
+
+def go_quote_rune(n: int) -> str:
+    ch = chr(n) if 0 <= n < 0x110000 else "\ufffd"
+    if ch in "\a\b\f\n\r\t\v":
+        return "'\\" + "abfnrtv"["\a\b\f\n\r\t\v".index(ch)] + "'"
+    if n < 0x20 or n == 0x7F:
+        return f"'\\x{n:02x}'"
+    if ch in "'\\":
+        return "'\\" + ch + "'"
+    return f"'{ch}'"
+
+
+def go_duration(ns: int) -> str:
+    """Go's time.Duration.String()."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+
+    def frac(v: int, unit: int) -> str:
+        whole, rest = divmod(v, unit)
+        if not rest:
+            return str(whole)
+        return f"{whole}." + str(rest).rjust(len(str(unit)) - 1, "0").rstrip("0")
+
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    if ns < 10**6:
+        return f"{sign}{frac(ns, 1000)}µs"
+    if ns < 10**9:
+        return f"{sign}{frac(ns, 10**6)}ms"
+    h, rest = divmod(ns, 3600 * 10**9)
+    m, rest = divmod(rest, 60 * 10**9)
+    s = frac(rest, 10**9) + "s"
+    if h:
+        return f"{sign}{h}h{m}m{s}"
+    if m:
+        return f"{sign}{m}m{s}"
+    return sign + s
+
+
+def history_text(x, op) -> str | None:
+    """The `created_by` BuildKit's Dockerfile frontend writes for an expanded instruction
+    ("" = the engine builds it: RUN and WORKDIR; None = no history entry: ONBUILD)."""
+    if isinstance(x, (A.Env, A.Label)):
+        return f"{x.name} " + " ".join(f"{kv.key}={kv.value}" for kv in x.pairs)
+    if isinstance(x, A.Onbuild):
+        return None
+    if isinstance(x, (A.Copy, A.Add)):
+        words = [x.name]
+        if x.chown:
+            words.append(f"--chown={x.chown}")
+        if x.chmod:
+            words.append(f"--chmod={x.chmod}")
+        words += list(x.sources) + [f"<<{h.name}" for h in x.heredocs] + [x.dest]
+        return " ".join(words)
+    if not isinstance(op, ConfigOp):
+        return ""
+    n, v = op.name, op.value
+    if n in ("CMD", "ENTRYPOINT"):
+        return f"{n} [" + " ".join(go_quote(a) for a in v) + "]"  # type: ignore[union-attr]
+    if n in ("SHELL", "VOLUME"):
+        return f"{n} [" + " ".join(v) + "]"  # type: ignore[arg-type]
+    if n == "EXPOSE":
+        return "EXPOSE [" + " ".join(sorted(set(v))) + "]"  # type: ignore[arg-type]
+    if n == "HEALTHCHECK":
+        hc = dict(v)  # type: ignore[arg-type]
+        parts = ["[" + " ".join(go_quote(a) for a in hc.get("Test", [])) + "]"]
+        parts += [go_quote(go_duration(int(hc.get(k) or 0))) for k in ("Interval", "Timeout", "StartPeriod",
+                                                                         "StartInterval")]
+        parts.append(go_quote_rune(int(hc.get("Retries") or 0)))
+        return "HEALTHCHECK &{" + " ".join(parts) + "}"
+    if n in ("USER", "STOPSIGNAL", "MAINTAINER"):
+        return f"{n} {v}"
+    return ""
 
 
 def _op_for(x, scope: _Scope, stage_index, si: int):

@@ -35,18 +35,34 @@ def _top_layer(root: Path, ref: str) -> dict:
     return layer_files(root, img["manifest"]["layers"][-1]["digest"])
 
 
-def test_context_symlink_to_host_file_copies_the_link(env, tmp_path: Path) -> None:
+@pytest.mark.parametrize("src", ["link", "dirlink", "rel*"])
+def test_context_symlink_to_host_path_is_followed_inside_the_context_only(env, tmp_path: Path, src: str) -> None:
+    """A named (or wildcard-matched) context symlink is followed as BuildKit does, with the
+    context as its root: one aimed at a host path finds nothing there, and is an error."""
     root, canary = env
-    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY link /link\nCOPY dirlink /dl/\n"})
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": f"FROM busybox\nCOPY {src} /x/\n"})
     os.symlink(canary.file, ctx / "link")
     os.symlink(canary.dir, ctx / "dirlink")
+    os.symlink("../" * 20 + str(canary.file).lstrip("/"), ctx / "relup")
+    r = build(root, ctx, "-t", "t")
+    assert r.returncode == 1 and "Traceback" not in _err(r), _err(r)
+    assert "build context" in _err(r), _err(r)
+    canary.assert_untouched(root)
+
+
+def test_context_symlink_inside_the_context_copies_its_target(env, tmp_path: Path) -> None:
+    root, canary = env
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY link /x\nCOPY d/ /d/\n",
+                                       "real.txt": "inside\n", "d/keep": "k"})
+    os.symlink("real.txt", ctx / "link")
+    os.symlink(canary.file, ctx / "d" / "inner")  # inside a copied tree a symlink stays a symlink
     r = build(root, ctx, "-t", "t")
     assert r.returncode == 0, _err(r)
-    files = _top_layer(root, "t")
-    assert any(m.issym() for m in files.values())
     layers = validate_layout(root, "t")["manifest"]["layers"]
     copied = layer_files(root, layers[-2]["digest"])
-    assert copied["link"].issym() and copied["link"].linkname == str(canary.file)
+    assert copied["x"].isfile() and copied["x"].size == len("inside\n")
+    tree = layer_files(root, layers[-1]["digest"])
+    assert tree["d/inner"].issym() and tree["d/inner"].linkname == str(canary.file)
     canary.assert_untouched(root)
 
 

@@ -72,12 +72,14 @@ def rootfs(tmp_path):
 
 
 def test_resolve_user(rootfs):
-    assert resolve_user("", rootfs) == (0, 0, ())
-    assert resolve_user("app", rootfs) == (1000, 1001, (10, 29))
-    assert resolve_user("1000", rootfs) == (1000, 1001, (10, 29))
-    assert resolve_user("app:wheel", rootfs) == (1000, 10, ())
-    assert resolve_user("4242:77", rootfs) == (4242, 77, ())
-    assert resolve_user("4242", None) == (4242, 0, ())
+    # the additional groups start with the primary gid, as runc sets them under BuildKit/docker
+    # (tests/differential: user_*_supplementary_groups, user_numeric_unknown_uid, user_name_and_group)
+    assert resolve_user("", rootfs) == (0, 0, (0,))
+    assert resolve_user("app", rootfs) == (1000, 1001, (1001, 10, 29))
+    assert resolve_user("1000", rootfs) == (1000, 1001, (1001, 10, 29))
+    assert resolve_user("app:wheel", rootfs) == (1000, 10, (10,))
+    assert resolve_user("4242:77", rootfs) == (4242, 77, (77,))
+    assert resolve_user("4242", None) == (4242, 0, (0,))
     with pytest.raises(PybuildError, match="unable to find user nosuch"):
         resolve_user("nosuch", rootfs)
     with pytest.raises(PybuildError, match="unable to find group nogroup"):

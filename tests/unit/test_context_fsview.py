@@ -83,12 +83,18 @@ def test_owner_names_from_the_image(tmp_path: Path) -> None:
     v = LayeredFS([low])
     o = resolve_owner("app:staff", v)
     assert (o.uid, o.gid) == (1000, 50)
+    # BuildKit's rules (tests/differential: copy_chown_*): a name takes its passwd gid, a
+    # number alone the same number; unknown names are no error (user 0:0, group unchanged)
     o = resolve_owner("app", v)
-    assert (o.uid, o.gid) == (1000, 1000)  # a user alone: gid is the same number (docker's rule)
+    assert (o.uid, o.gid) == (1000, 1001)
+    o = resolve_owner("1000", v)
+    assert (o.uid, o.gid) == (1000, 1000)
     o = resolve_owner("7:8", v)
     assert (o.uid, o.gid) == (7, 8)
-    with pytest.raises(BuildStepError, match="nobody"):
-        resolve_owner("nobody", v)
+    o = resolve_owner("nobody", v)
+    assert (o.uid, o.gid) == (0, 0)
+    o = resolve_owner("app:nogroup", v)
+    assert (o.uid, o.gid) == (1000, 1001)
 
 
 @pytest.mark.needs_root

@@ -53,10 +53,14 @@ def test_meta_args_reach_from_only_unless_redeclared() -> None:
     assert ("TAG", "1.0") in st.steps[3].args  # re-declared without value: the meta default
 
 
-def test_build_arg_overrides_default_and_env_beats_arg() -> None:
-    g = P("FROM scratch\nARG V=default\nENV W=env\nARG W=arg\nCOPY $V $W /dst/\n", build_args={"V": "given"})
-    cp = g.stages[0].steps[-1].op
-    assert isinstance(cp, CopyOp) and cp.sources == ("given", "env")
+def test_build_arg_overrides_default_and_a_later_arg_beats_env() -> None:
+    # BuildKit: an ARG declared after an ENV of its name wins in expansion (checked against
+    # the reference: ENV W=env / ARG W=arg / ENV Z=$W gives Z=arg); an ENV after the ARG wins
+    g = P("FROM scratch\nARG V=default\nENV W=env\nARG W=arg\nCOPY $V $W /dst/\nENV W=again\nCOPY $W /d2/\n",
+          build_args={"V": "given"})
+    cp = g.stages[0].steps[4].op
+    assert isinstance(cp, CopyOp) and cp.sources == ("given", "arg")
+    assert g.stages[0].steps[-1].op.sources == ("again",)
 
 
 def test_base_image_env_is_in_scope_and_unused_args_reported() -> None:
