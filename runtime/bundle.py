@@ -19,6 +19,7 @@ from runtime.copytree import copy_tree, merge_layers
 from runtime.errors import SandboxError
 from runtime.mounts import PROC_MASKED, PROC_READONLY
 from runtime.prepare import private_files  # the same /etc files the sandbox binds
+from runtime.seccomp import oci_seccomp
 
 OCI_VERSION = "1.0.2"
 _NS_TYPES = {"mount": "mount", "pid": "pid", "uts": "uts", "ipc": "ipc", "net": "network",
@@ -81,6 +82,9 @@ def oci_config(config: SandboxConfig, *, root_path: str = "rootfs", etc_dir: str
         "readonlyPaths": list(PROC_READONLY),
         "resources": {"devices": [{"allow": False, "access": "rwm"}]},
     }
+    seccomp = oci_seccomp(config.seccomp, config.capabilities)
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
     if config.uid_map:
         linux["uidMappings"] = [{"containerID": m.container_id, "hostID": m.host_id, "size": m.size} for m in config.uid_map]
     if config.gid_map:

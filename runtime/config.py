@@ -127,6 +127,9 @@ class SandboxConfig(Record):
     init: bool = False  # run a minimal reaping init as pid 1 and the process as pid 2
     extra_hosts: tuple[tuple[str, str], ...] = ()  # (name, address) lines added to /etc/hosts
     resolv_conf: str | None = None  # content; None = a copy of the host's /etc/resolv.conf
+    # "default" (docker's default policy, runtime.seccomp), "unconfined", or the text of a
+    # docker-format JSON profile
+    seccomp: str = "default"
 
     # --- checks ---------------------------------------------------------------------
     def validate(self) -> list[str]:
@@ -211,6 +214,12 @@ class SandboxConfig(Record):
         for c in self.capabilities:
             if c not in CAPABILITY_NUMBERS:
                 p.append(f"capabilities: unknown capability {c!r}")
+        if self.seccomp not in ("default", "unconfined"):
+            from runtime.seccomp import ProfileError, parse_profile
+            try:
+                parse_profile(self.seccomp)
+            except ProfileError as e:
+                p.append(f"seccomp: {e}")
         for name, addr in self.extra_hosts:
             if not name or any(ch.isspace() for ch in name + addr):
                 p.append(f"extra_hosts: bad entry {name!r} {addr!r}")

@@ -275,6 +275,9 @@ def child(plan: dict, status: Status) -> None:
     # 6. The outer is our parent but outside our pid namespace: if it dies, so do we (and
     #    with pid 1, the whole namespace).
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)
+    # 6b. A fresh anonymous session keyring (as runc does): the keys of the session that
+    #     started the builder are not ours to read; keyctl itself is then denied by seccomp.
+    _join_session_keyring()
     # 7. The root: overlay (or a bind of a plain dir) on the private mount point. Every
     #    later mount goes on top of it, and pivot_root needs it to be a mount.
     mounts.mount_rootfs(cfg["rootfs"], root, userns)
@@ -354,6 +357,11 @@ def become_process(plan: dict) -> None:
         sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
     except OSError:
         pass  # kernels without ambient capabilities have none to clear
+    seccomp = plan.get("seccomp")
+    if seccomp and not cfg["no_new_privileges"]:
+        # Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: before the drop.
+        _install_seccomp(seccomp)
+        seccomp = None
     sc.capset(keep, keep, keep)
     if cfg["no_new_privileges"]:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
@@ -380,7 +388,26 @@ def become_process(plan: dict) -> None:
     for s in (*FORWARDED, KILL_REQUEST, _signal.SIGPIPE, _signal.SIGXFSZ):
         _signal.signal(s, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, ())  # a blocked mask survives execve as well
+    # 20. The seccomp filter (compiled by the builder: runtime.seccomp) last, so that nothing
+    #     above needs a system call the container may not make; then exec.
+    if seccomp:
+        _install_seccomp(seccomp)
     exec_in_path(proc["argv"], proc["env"])
+
+
+def _install_seccomp(program: bytes) -> None:
+    try:
+        sc.seccomp_filter(program)
+    except OSError as e:
+        raise NamespaceError(f"installing the seccomp filter: {e.strerror}") from None
+
+
+def _join_session_keyring() -> None:
+    try:
+        sc.join_session_keyring()
+    except OSError as e:
+        if e.errno != 38:  # ENOSYS: a kernel without keys has no keyring to leak
+            raise NamespaceError(f"joining a new session keyring: {e.strerror}") from None
 
 
 def _make_console(size: tuple[int, int] | None) -> None:

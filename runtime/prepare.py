@@ -12,6 +12,7 @@ import stat
 
 from runtime.config import CAPABILITY_NUMBERS, RLIMITS, SandboxConfig
 from runtime.errors import NamespaceError
+from runtime.seccomp import program_for
 
 
 def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) -> dict:
@@ -37,6 +38,10 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
     for c in config.capabilities:
         if CAPABILITY_NUMBERS[c] <= cap_last:
             mask |= 1 << CAPABILITY_NUMBERS[c]
+    if "user" not in ns:
+        # Without a user namespace, capset() cannot grant what we do not hold ourselves (a
+        # builder in a container may lack some): "all capabilities" means all of ours.
+        mask &= _own_permitted()
     files = [("/etc/hosts", f"{private_dir}/hosts"), ("/etc/resolv.conf", f"{private_dir}/resolv.conf"),
              ("/etc/hostname", f"{private_dir}/hostname")]
     cfg = config.to_dict()
@@ -55,6 +60,8 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         "cap_mask": mask,
         "cap_last": cap_last,
         "rlimit_numbers": RLIMITS,
+        # compiled here (cached per process), installed by init just before execve
+        "seccomp": program_for(config.seccomp, config.capabilities),
     }
 
 
@@ -119,6 +126,17 @@ def private_parent() -> str | None:
         if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
             return d
     return None
+
+
+def _own_permitted() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapPrm:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return (1 << 64) - 1
 
 
 def _cap_last() -> int:

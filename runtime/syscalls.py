@@ -46,11 +46,14 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+KEYCTL_JOIN_SESSION_KEYRING = 1
 
 # Syscalls glibc 2.36 has no wrapper for (pivot_root, capset), by architecture.
 _SYSNO = {
-    "x86_64": {"pivot_root": 155, "capset": 126},
-    "aarch64": {"pivot_root": 41, "capset": 91},
+    "x86_64": {"pivot_root": 155, "capset": 126, "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "capset": 91, "keyctl": 219},
 }
 _MACHINE = os.uname().machine
 # The new mount API has one number on every architecture (the generic table, since 5.2).
@@ -101,7 +104,9 @@ _mount = _bind("mount", _charp, _charp, _charp, _ulong, _charp)
 _umount2 = _bind("umount2", _charp, _int)
 _sethostname = _bind("sethostname", _charp, _ulong)
 _prctl = _bind("prctl", _int, _ulong, _ulong, _ulong, _ulong)
+_prctl_p = _bind("prctl", _int, _ulong, _charp, _ulong, _ulong)
 _syscall = _bind("syscall", _long, _charp, _charp, restype=_long)
+_sys_keyctl = _bind("syscall", _long, _long, _charp, restype=_long)
 _sys_fsopen = _bind("syscall", _long, _charp, _ulong, restype=_long)
 _sys_fsconfig = _bind("syscall", _long, _int, _ulong, _charp, _charp, _int, restype=_long)
 _sys_fsmount = _bind("syscall", _long, _int, _ulong, _ulong, restype=_long)
@@ -174,3 +179,18 @@ def fsmount(fd: int) -> int:
 def move_mount_fd(mount_fd: int, target: str) -> None:
     """Attach the detached mount `mount_fd` at `target`."""
     _check(_sys_move_mount(SYS_MOVE_MOUNT, mount_fd, b"", AT_FDCWD, _b(target), MOVE_MOUNT_F_EMPTY_PATH))
+
+
+def join_session_keyring() -> None:
+    """Join a new anonymous session keyring (keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)), so
+    the keys of the session that started us are no longer ours to search or read."""
+    _check(_sys_keyctl(_SYSNO[_MACHINE]["keyctl"], KEYCTL_JOIN_SESSION_KEYRING, None))
+
+
+def seccomp_filter(program: bytes) -> None:
+    """Install a classic-BPF seccomp filter (struct sock_filter[] bytes) on this thread; the
+    caller has set no_new_privs or holds CAP_SYS_ADMIN. Irreversible; inherited by children."""
+    buf = _charp(program)  # keeps `program` alive; its value is the address of the bytes
+    addr = _ulong.from_address(_ctypes.addressof(buf)).value
+    fprog = (len(program) // 8).to_bytes(2, "little") + bytes(6) + addr.to_bytes(8, "little")
+    _check(_prctl_p(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, fprog, 0, 0))

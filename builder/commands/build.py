@@ -50,6 +50,8 @@ def add_build_flags(p) -> None:
     p.add_argument("--jobs", type=int, default=4, help="stages built at once")
     p.add_argument("--pids-limit", type=int, default=None, metavar="N",
                    help="processes + threads one RUN may have (default 2048; -1: no limit)")
+    p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
+                   help="grant an entitlement: security.insecure (RUN --security=insecure), network.host")
 
 
 def _kv(spec: str) -> dict[str, str]:
@@ -270,7 +272,7 @@ def _memo_fields(args, ctx_dir: Path, text: str, name: str, df_path: Path | None
             "target": args.target, "platform": args.platform, "labels": sorted(args.label),
             "network": args.network, "sde": build_args.get("SOURCE_DATE_EPOCH") or os.environ.get("SOURCE_DATE_EPOCH"),
             "secrets": sorted(_kv(x).get("id", "") for x in args.secret), "ssh": sorted(args.ssh),
-            "tags": sorted(args.tag)}
+            "tags": sorted(args.tag), "allow": sorted(set(args.allow))}
 
 
 def request_from_args(args):
@@ -401,8 +403,25 @@ def _request(args, ctx_dir: Path, text: str, name: str, df_path: Path | None):
         platform=args.platform, labels=labels, secrets=_secrets(args.secret), ssh=_ssh(args.ssh),
         network=args.network, cache_from=tuple(_cache_dir(c, "src", "--cache-from") for c in args.cache_from),
         cache_to=_cache_dir(args.cache_to, "dest", "--cache-to") if args.cache_to else None,
-        source_date_epoch=sde, max_workers=max(1, args.jobs), pids_limit=_pids_limit(args.pids_limit))
+        source_date_epoch=sde, max_workers=max(1, args.jobs), pids_limit=_pids_limit(args.pids_limit),
+        allow=_allow(args.allow))
     return req
+
+
+ENTITLEMENTS = ("security.insecure", "network.host")
+
+
+def _allow(values: list[str]) -> tuple[str, ...]:
+    from builder.errors import UsageError
+
+    out = []
+    for v in values:
+        for e in v.split(","):
+            e = e.strip()
+            if e not in ENTITLEMENTS:
+                raise UsageError(f"invalid --allow {e!r}: the entitlements are {', '.join(ENTITLEMENTS)}")
+            out.append(e)
+    return tuple(sorted(set(out)))
 
 
 def _pids_limit(n: int | None) -> int | None:

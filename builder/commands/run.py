@@ -32,6 +32,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pids-limit", type=int, metavar="N", help="maximum number of processes")
     p.add_argument("--read-only", action="store_true", help="mount the image's root read-only")
     p.add_argument("--init", action="store_true", help="run a minimal init as pid 1 that reaps zombies")
+    p.add_argument("--security-opt", action="append", default=[], metavar="seccomp=unconfined|PROFILE.json",
+                   help="seccomp=unconfined (no filter) or seccomp=FILE (a docker JSON profile)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help="command and arguments")
 
@@ -99,6 +101,33 @@ def _mounts(args, *, create_host_dirs: bool) -> list:
             raise UsageError(f"invalid tmpfs {t!r}: the path must be absolute")
         out.append(Mount("tmpfs", path, "tmpfs", options=tuple(o for o in opts.split(",") if o)))
     return out
+
+
+def security_opts(args) -> str:
+    """The SandboxConfig.seccomp value for --security-opt: "default", "unconfined" or the
+    (checked) text of a docker JSON profile. Errors are one line, before any work."""
+    from builder.errors import UsageError
+
+    seccomp = "default"
+    for opt in args.security_opt:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            key, sep, value = opt.partition(":")  # docker's older seccomp:FILE spelling
+        if key != "seccomp" or not value:
+            raise UsageError(f"invalid --security-opt {opt!r}: supported is seccomp=unconfined or seccomp=PROFILE.json")
+        if value == "unconfined":
+            seccomp = "unconfined"
+            continue
+        import json
+
+        from runtime.seccomp import ProfileError, host_arch, load_profile, compile_profile
+        try:
+            prof = load_profile(value)
+            compile_profile(prof, host_arch(), ())  # the program must also fit the kernel's limits
+        except ProfileError as e:
+            raise UsageError(f"invalid --security-opt {opt!r}: {e}") from None
+        seccomp = json.dumps(prof, sort_keys=True, separators=(",", ":"))
+    return seccomp
 
 
 def _limits(args):
@@ -174,6 +203,7 @@ def _sandbox_config(args, spec, rootfs, *, tty: bool, cid: str):
         limits=_limits(args),
         readonly_rootfs=args.read_only,
         init=args.init,
+        seccomp=security_opts(args),
     )
 
 
@@ -190,6 +220,7 @@ def cmd_run(args) -> int:
     from runtime.errors import ExecError
 
     _limits(args)  # flag errors before any work
+    security_opts(args)
     cid = os.urandom(16).hex()  # uuid would import platform (~1.5 ms)
     st, img, snaps, lowers, spec = _prepare(args, for_bundle=False, hostname=args.hostname or cid[:12])
     cdir = st.root / "containers" / cid

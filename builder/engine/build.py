@@ -54,6 +54,7 @@ class BuildRequest(Record, frozen=False):
     source_date_epoch: int | None = None
     max_workers: int = 4
     pids_limit: int | None = None  # per RUN; None: ops.DEFAULT_RUN_PIDS_LIMIT, -1: none
+    allow: tuple[str, ...] = ()  # entitlements granted with --allow (security.insecure)
     memo_fields: dict | None = None  # the request as the no-op memo fingerprints it (None: no memo)
 
 
@@ -182,6 +183,7 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
 
     graph = plan(df, build_args=req.build_args, target=req.target, platform=req.platform,
                  base_config=bases.config, parse_trigger=_trigger_parser)
+    _check_entitlements(graph, req.allow)
     from builder.dockerfile.lint import enforce, lint
     from builder.report import Warning as W
 
@@ -195,7 +197,8 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     sv = Services(blobs=store.blobs, snaps=snaps,
                   tmp=settings.tmp_dir, cache_mounts=settings.cache_dir / "mounts", context=ctx,
                   compression=settings.compression, source_date_epoch=req.source_date_epoch,
-                  secrets=dict(req.secrets), ssh=dict(req.ssh), network=req.network, pids_limit=req.pids_limit)
+                  secrets=dict(req.secrets), ssh=dict(req.ssh), network=req.network, pids_limit=req.pids_limit,
+                  allow_insecure="security.insecure" in req.allow)
     cache = CacheStore(settings.cache_dir, settings.tmp_dir)
     for src in req.cache_from:
         n = cache.import_local(src, store.blobs)
@@ -254,6 +257,21 @@ def _write_memo(req: BuildRequest, settings: Settings, solver, bases: "Bases", d
             return
         rec[1] = r.layer["digest"] if r.layer else None
     memo.write(settings.cache_dir, settings.tmp_dir, memo.fingerprint(req.memo_fields), m)
+
+
+def _check_entitlements(graph, allow: tuple[str, ...]) -> None:
+    """RUN --security=insecure needs `--allow security.insecure`, as in BuildKit (whose
+    solver says "security.insecure is not allowed"); checked before any step runs."""
+    from builder.errors import InstructionError
+    from builder.plan.graph import RunOp
+
+    if "security.insecure" in allow:
+        return
+    for st in graph.stages:
+        for s in st.steps:
+            if isinstance(s.op, RunOp) and s.op.security == "insecure":
+                raise InstructionError("security.insecure is not allowed (RUN --security=insecure needs "
+                                       "`pybuild build --allow security.insecure`)", s.span)
 
 
 def build(req: BuildRequest, settings: Settings, reporter: Reporter | None = None) -> BuildResult:

@@ -53,6 +53,7 @@ class Services(Record, frozen=False):
     image_state: Callable[[str], "State"] | None = None  # a base image's state (COPY --from=image)
     remote_inputs: bool = False  # an ADD read a URL or git repository (the memo must not vouch)
     pids_limit: int | None = None  # RUN's pids cgroup limit; None = DEFAULT_RUN_PIDS_LIMIT when the host can, -1: none
+    allow_insecure: bool = False  # `--allow security.insecure` given (RUN --security=insecure may run)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
 
     from builder.container import with_home
     from runtime import sandbox
-    from runtime.config import Limits, Process, Rootfs, SandboxConfig
+    from runtime.config import CAPABILITY_NUMBERS, DEFAULT_CAPABILITIES, Limits, Process, Rootfs, SandboxConfig
 
     op: RunOp = step.op  # type: ignore[assignment]
     ensure_snapshots(sv, state)
@@ -182,6 +183,9 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
         mount_list = mounts.build(op.mounts, workdir) + mounts.heredocs(op.heredocs)
         network = op.network if op.network != "default" else sv.network
         spec = sv.snaps.mount_spec(state.chains, active)
+        insecure = op.security == "insecure"
+        if insecure and not sv.allow_insecure:  # (the engine checks this before the build starts)
+            raise BuildStepError("security.insecure is not allowed", step.span)
         config = SandboxConfig(
             rootfs=Rootfs(lowerdirs=spec.lowerdirs, upperdir=spec.upperdir, workdir=spec.workdir),
             process=Process(argv=op.argv, env=with_home(_env_for_run(state, step) + tuple(mounts.env), cfg.user,
@@ -191,6 +195,9 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
             network="none" if network == "none" else "host",
             limits=Limits(pids=default_pids_limit() if sv.pids_limit is None
                           else None if sv.pids_limit < 0 else sv.pids_limit),
+            # BuildKit's insecure mode: every capability and no seccomp filter
+            capabilities=tuple(CAPABILITY_NUMBERS) if insecure else DEFAULT_CAPABILITIES,
+            seccomp="unconfined" if insecure else "default",
         )
 
         def out(data: bytes | str, stream: str = "stdout") -> None:

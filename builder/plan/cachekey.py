@@ -53,10 +53,13 @@ def _mount(m: MountOp) -> dict:
 def run_op(op: RunOp, *, env: tuple[str, ...], args: tuple[tuple[str, str], ...], workdir: str, user: str,
            platform: str) -> dict:
     """RUN sees the image env plus the ARGs in scope (not proxies)."""
-    return {"argv": list(op.argv), "env": _env_items(env),
-            "args": sorted(f"{k}={v}" for k, v in args if k not in PROXY_ARGS),
-            "workdir": workdir, "user": user, "platform": platform, "network": op.network,
-            "mounts": [_mount(m) for m in op.mounts], "heredocs": [list(h) for h in op.heredocs]}
+    d = {"argv": list(op.argv), "env": _env_items(env),
+         "args": sorted(f"{k}={v}" for k, v in args if k not in PROXY_ARGS),
+         "workdir": workdir, "user": user, "platform": platform, "network": op.network,
+         "mounts": [_mount(m) for m in op.mounts], "heredocs": [list(h) for h in op.heredocs]}
+    if op.security != "sandbox":
+        d["security"] = op.security  # only then: the keys of every other RUN stay what they were
+    return d
 
 
 def copy_op(op: CopyOp, *, dest: str, platform: str) -> dict:

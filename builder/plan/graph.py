@@ -53,6 +53,7 @@ class RunOp(Record):
     mounts: tuple[MountOp, ...] = ()
     network: str = "default"
     heredocs: tuple[tuple[str, str], ...] = ()  # (path in /dev/pipes-like tmp, content) for RUN <<EOF
+    security: str = "sandbox"  # RUN --security=insecure: all capabilities, no seccomp (needs --allow)
 
 
 class CopyOp(Record):

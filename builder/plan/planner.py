@@ -293,7 +293,8 @@ def _op_for(x, scope: _Scope, stage_index, si: int):
         net = x.network or "default"
         if net not in ("default", "none", "host"):
             raise InstructionError(f"RUN --network={net} is not supported (default, none or host)", x.span)
-        return RunOp(argv, shell_form, tuple(_mount_op(m, stage_index) for m in x.mounts), net, files)
+        return RunOp(argv, shell_form, tuple(_mount_op(m, stage_index) for m in x.mounts), net, files,
+                     x.security or "sandbox")
     if isinstance(x, (A.Copy, A.Add)):
         src_from = None
         frm = getattr(x, "from_", None)
