@@ -60,8 +60,10 @@ class Snapshotter:
     def __init__(self, snapshots_dir: Path, tmp_dir: Path) -> None:
         self.dir = Path(snapshots_dir)
         self.tmp = Path(tmp_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir(parents=True, exist_ok=True)
+        for d in (self.dir, self.tmp):  # closed to others (layout.protect_state_dir)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if os.stat(d).st_mode & 0o077:
+                os.chmod(d, 0o700)
         self._empty: Path | None = None
         self._lease_fd = -1
         self._lease_path = ""

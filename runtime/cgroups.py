@@ -26,31 +26,60 @@ class Cgroup(Record, frozen=False):
     oom_files: list[tuple[str, str]] = field(default_factory=list)  # (file, key holding the count)
 
     def oom_killed(self) -> bool:
+        """True if the OOM killer struck anywhere below the limit (v1 counts a kill in the
+        victim's own cgroup: the leaf, or one the container made below it)."""
         for path, key in self.oom_files:
-            try:
-                with open(path) as f:
-                    for line in f:
-                        k, _, v = line.partition(" ")
-                        if k == key and int(v) > 0:
-                            return True
-            except OSError:
-                continue
+            base = os.path.basename(path)
+            for d in _subtree_bottom_up(os.path.dirname(path)):
+                try:
+                    with open(f"{d}/{base}") as f:
+                        for line in f:
+                            k, _, v = line.partition(" ")
+                            if k == key and int(v) > 0:
+                                return True
+                except OSError:
+                    continue
         return False
 
     def remove(self) -> None:
-        """rmdir every directory; processes that were just killed may take a moment to leave."""
-        for d in self.dirs:
-            for attempt in range(100):
-                try:
-                    os.rmdir(d)
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError as e:
-                    if e.errno != errno.EBUSY or attempt == 99:
-                        raise SandboxError(f"cannot remove cgroup {d}: {e.strerror}") from None
-                    time.sleep(0.01)
+        """rmdir every directory with the cgroups below it (the container's leaf, and any the
+        container made inside that); processes that were just killed may take a moment to leave."""
+        for top in self.dirs:
+            for d in _subtree_bottom_up(top):
+                for attempt in range(100):
+                    try:
+                        os.rmdir(d)
+                        break
+                    except FileNotFoundError:
+                        break
+                    except OSError as e:
+                        if e.errno != errno.EBUSY or attempt == 99:
+                            raise SandboxError(f"cannot remove cgroup {d}: {e.strerror}") from None
+                        time.sleep(0.01)
         self.dirs.clear()
+
+
+def _subtree_bottom_up(top: str) -> list[str]:
+    """`top` and the cgroup directories below it, deepest first (a cgroup fs lists only
+    cgroups as directories)."""
+    out: list[str] = []
+    try:
+        for e in os.scandir(top):
+            if e.is_dir(follow_symlinks=False):
+                out += _subtree_bottom_up(e.path)
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    out.append(top)
+    return out
+
+
+# The container's process joins a leaf `c` below the cgroup that holds the limits. With a
+# cgroup namespace made after the join, that leaf is the root of every cgroup hierarchy the
+# container can see or mount; the limit files of its own root are writable to root inside
+# (no capability check guards pids.max or memory.limit_in_bytes), but a limit written there
+# only narrows: the parent's limits hold for the whole subtree, and the parent is out of
+# the namespace's reach.
+LEAF = "c"
 
 
 def _mounts() -> tuple[str | None, dict[str, str]]:
@@ -89,11 +118,11 @@ def _write(path: str, value: str) -> None:
 
 
 def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: int | None) -> Cgroup | None:
-    """Make the cgroups for the limits that are set (None when no limit is set at all)."""
+    """Make the container's cgroups: for each limit that is set, a cgroup holding it with the
+    container's leaf below; in every other hierarchy with knobs (see _own_hierarchies), a
+    cgroup of the container's own. None when there is nothing to make (rootless, no limits)."""
     wanted = {"memory": memory_bytes, "cpu": cpu_quota, "pids": pids}
     wanted = {k: v for k, v in wanted.items() if v is not None}
-    if not wanted:
-        return None
     v2_mount, v1_mounts = _mounts()
     own = _own_paths()
     cg = Cgroup()
@@ -117,7 +146,7 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
                 except OSError as e:
                     raise SandboxError(f"cgroup: cannot create {v2_dir}: {e.strerror}") from None
                 cg.dirs.append(v2_dir)
-                cg.procs_files.append(v2_dir + "/cgroup.procs")
+                cg.procs_files.append(_make_leaf(v2_dir))
         for ctrl, value in wanted.items():
             if ctrl in v2_ctrls and v2_dir:
                 _limit_v2(v2_dir, ctrl, value, cg)
@@ -132,12 +161,148 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
             except OSError as e:
                 raise SandboxError(f"cgroup: cannot create {d}: {e.strerror}") from None
             cg.dirs.append(d)
-            cg.procs_files.append(d + "/cgroup.procs")
             _limit_v1(d, ctrl, value, cg)
+            cg.procs_files.append(_make_leaf(d))
+        done = {v1_mounts[c] for c in wanted if c in v1_mounts and c not in v2_ctrls}
+        if v2_dir:
+            done.add(v2_mount)
+        for parent in _own_hierarchies(v2_mount, v1_mounts, own, done):
+            _collect_stale(parent)
+            d = f"{parent}/{name}"
+            try:
+                os.mkdir(d)
+            except OSError as e:
+                raise SandboxError(f"cgroup: cannot create {d}: {e.strerror}") from None
+            cg.dirs.append(d)
+            _inherit_cpuset(d)
+            cg.procs_files.append(d + "/cgroup.procs")
     except BaseException:
         cg.remove()
         raise
-    return cg
+    return cg if cg.dirs else None
+
+
+def _own_hierarchies(v2_mount: str | None, v1_mounts: dict[str, str], own: dict[str, str],
+                     done: set[str]) -> list[str]:
+    """The parents (this process's cgroup) in each hierarchy where the container gets a cgroup
+    of its own although no limit is set: every v1 hierarchy with a controller that has knobs,
+    and the unified tree (cgroup.freeze, cgroup.max.*), unless not writable here (rootless).
+    Left to the shared sandbox home (sandbox_home): devices (its rules need CAP_SYS_ADMIN of
+    the host to change) and named hierarchies without controllers (name=systemd: no knobs).
+    Without this the cgroup namespace's root in those hierarchies would be a cgroup other
+    processes live in: a RUN could mount it and freeze, throttle or limit them."""
+    by_mount: dict[str, set[str]] = {}
+    for opt, mnt in v1_mounts.items():
+        by_mount.setdefault(mnt, set()).add(opt)
+    out = []
+    for mnt, opts in by_mount.items():
+        if mnt in done or not (opts & _controllers()) - {"devices"}:
+            continue
+        ctrl = next(iter(opts & _controllers()))
+        if ctrl in own:
+            out.append(mnt + own[ctrl].rstrip("/"))
+    if v2_mount is not None and v2_mount not in done and "" in own:
+        out.append(v2_mount + own[""].rstrip("/"))
+    return [p for p in out if os.access(p, os.W_OK)]
+
+
+_ctrl_names: set[str] | None = None
+
+
+def _controllers() -> set[str]:
+    """The kernel's cgroup controllers (/proc/cgroups), read once."""
+    global _ctrl_names
+    if _ctrl_names is None:
+        try:
+            with open("/proc/cgroups") as f:
+                _ctrl_names = {ln.split()[0] for ln in f if ln.strip() and not ln.startswith("#")}
+        except OSError:
+            _ctrl_names = set()
+    return _ctrl_names
+
+
+def _make_leaf(d: str) -> str:
+    leaf = f"{d}/{LEAF}"
+    try:
+        os.mkdir(leaf)
+    except OSError as e:
+        raise SandboxError(f"cgroup: cannot create {leaf}: {e.strerror}") from None
+    _inherit_cpuset(leaf)
+    return leaf + "/cgroup.procs"
+
+
+def _inherit_cpuset(d: str) -> None:
+    """A new v1 cpuset cgroup starts with no CPUs and no memory nodes (nothing can join it)
+    unless its parent clones them: copy the parent's."""
+    if not os.path.exists(d + "/cpuset.cpus"):
+        return
+    parent = os.path.dirname(d)
+    for f in ("cpuset.cpus", "cpuset.mems"):
+        with open(f"{parent}/{f}") as src:
+            value = src.read().strip()
+        if value:
+            _write(f"{d}/{f}", value)
+
+
+# --- the sandbox home: one cgroup per hierarchy for all sandboxes of this process ---------
+# Docker's device rules (runc's default allow list) after "deny a": the standard nodes only.
+# Unlike docker, no "c *:* m" / "b *:* m": mknod of any other node is refused (EPERM), as
+# issue 14 asks; opening one would be refused either way.
+ALLOWED_DEVICES = ("c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",  # null zero full random urandom
+                   "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm",  # tty console ptmx pts/*
+                   "c 10:200 rwm")  # net/tun
+HOME_SUFFIX = "home"
+
+
+def sandbox_home() -> list[str]:
+    """The cgroup.procs files of this process's sandbox home: `pybuild-PID-home` below this
+    process's own cgroup in every hierarchy (v1 controllers, named ones, the unified tree),
+    the devices one holding docker's device rules. A sandbox joins it before its cgroup
+    namespace is made, so no hierarchy shows it the builder's (or the host's) cgroup, and
+    the device rules hold for it (widening them needs CAP_SYS_ADMIN of the host, which no
+    sandbox has). The fork server joins it once (runtime.init.zygote_main), so a sandbox
+    start pays nothing; a cgroup migration costs a RCU grace period (~2 ms here).
+    [] where the cgroup trees are not ours to write (rootless); a stale home of a process
+    that is gone is removed on the way."""
+    v2, v1 = _mounts()
+    own = _own_paths()
+    parents: dict[str, str] = {}
+    for ctrl, mnt in v1.items():
+        if ctrl in own and mnt not in parents:
+            parents[mnt] = mnt + own[ctrl].rstrip("/")
+    if v2 is not None and "" in own:
+        parents[v2] = v2 + own[""].rstrip("/")
+    name = f"pybuild-{os.getpid()}-{HOME_SUFFIX}"
+    procs: list[str] = []
+    for parent in parents.values():
+        if not os.access(parent, os.W_OK):
+            continue
+        _collect_stale(parent)
+        d = f"{parent}/{name}"
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            pass
+        except OSError:
+            continue  # not ours (a delegated subtree that stops above): leave that tree alone
+        _inherit_cpuset(d)
+        if os.path.exists(d + "/devices.deny"):
+            _write(d + "/devices.deny", "a")
+            for rule in ALLOWED_DEVICES:
+                _write(d + "/devices.allow", rule)
+        procs.append(d + "/cgroup.procs")
+    return procs
+
+
+_home: list[str] | None = None
+
+
+def sandbox_home_once() -> list[str]:
+    """sandbox_home(), made once per process."""
+    global _home
+    if _home is None:
+        _home = sandbox_home()
+    return _home
 
 
 _collected: set[str] = set()
@@ -164,10 +329,11 @@ def _collect_stale(parent: str) -> None:
             pass
         except PermissionError:
             continue
-        try:
-            os.rmdir(os.path.join(parent, name))
-        except OSError:
-            pass
+        for d in _subtree_bottom_up(os.path.join(parent, name)):
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
 
 
 def _enable(d: str, ctrls: set[str]) -> bool:

@@ -130,6 +130,10 @@ class SandboxConfig(Record):
     # "default" (docker's default policy, runtime.seccomp), "unconfined", or the text of a
     # docker-format JSON profile
     seccomp: str = "default"
+    # /etc/hosts, resolv.conf, hostname: None = read-only copies kept in the run's private
+    # dir (RUN, as BuildKit mounts them); a directory = writable files kept there (`pybuild
+    # run` gives its container's dir on disk, as docker keeps them beside the container).
+    etc_files_dir: str | None = None
 
     # --- checks ---------------------------------------------------------------------
     def validate(self) -> list[str]:
@@ -220,6 +224,8 @@ class SandboxConfig(Record):
                 parse_profile(self.seccomp)
             except ProfileError as e:
                 p.append(f"seccomp: {e}")
+        if self.etc_files_dir is not None and not (os.path.isabs(self.etc_files_dir) and os.path.isdir(self.etc_files_dir)):
+            p.append(f"etc_files_dir: {self.etc_files_dir!r} is not an existing absolute directory")
         for name, addr in self.extra_hosts:
             if not name or any(ch.isspace() for ch in name + addr):
                 p.append(f"extra_hosts: bad entry {name!r} {addr!r}")

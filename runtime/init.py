@@ -88,6 +88,14 @@ def zygote_main(argv: list[str] | None = None) -> None:
     if os.getppid() != parent_pid:
         os._exit(1)
     sock = _socket.socket(fileno=sock_fd)
+    # Join the sandbox home cgroups once (runtime.cgroups.sandbox_home): every outer forked
+    # below starts in them, with docker's device rules, and no cgroup namespace made later
+    # has the builder's own cgroup as its root. Once here, as a migration costs ~2 ms.
+    from runtime import cgroups
+    try:
+        namespaces.join_cgroups(cgroups.sandbox_home())
+    except (SandboxError, OSError):
+        pass  # rootless or a foreign cgroup layout: the nodev mounts still keep devices out
     # Wake up now and then to reap finished outers (no SIGCHLD handler: one could reap a
     # child between fork() and pidfd_open() below, and the pid could then be reused).
     sock.settimeout(2.0)
@@ -293,10 +301,11 @@ def child(plan: dict, status: Status) -> None:
     #     over /proc/x, and before the /etc files, which must stay on top.
     for m in cfg["mounts"]:
         mounts.mount_one(m, stubs)
-    # 11. /etc/hosts, resolv.conf, hostname: bind-mounted from the sandbox's private dir, so
-    #     the container can edit them but nothing is ever written into the image's layers.
-    for target, source in plan["files"]:
-        mounts.bind_file(source, stubs.ensure(target, False))
+    # 11. /etc/hosts, resolv.conf, hostname: bind-mounted from outside the rootfs, so nothing
+    #     is ever written into the image's layers; read-only from the private dir on the
+    #     tmpfs (RUN, as BuildKit), or writable from a directory on disk (`pybuild run`).
+    for target, source, readonly in plan["files"]:
+        mounts.bind_file(source, stubs.ensure(target, False), readonly)
     # 12. A missing working directory is created now, as root and before a read-only
     #     remount (runc and Docker do the same). It is a real change, not a stub.
     stubs.report = None

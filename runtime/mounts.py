@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 
 from runtime import syscalls as sc
 from runtime.errors import MountError
@@ -118,15 +119,18 @@ class Stubs:
 
 # --- the pieces of a container root ------------------------------------------------------
 def mount_rootfs(rootfs: dict, target: str, userns: bool) -> None:
-    """Overlay (lowerdirs top-first + upper + work) or a bind of a plain dir onto `target`."""
+    """Overlay (lowerdirs top-first + upper + work) or a bind of a plain dir onto `target`.
+    Always nodev: a device node in an image or made by mknod in the rootfs cannot be opened
+    (the standard nodes are on /dev, see mount_dev), whatever the cgroup device rules."""
     lowers = rootfs["lowerdirs"]
     if not lowers:
         mount(rootfs["path"], target, None, sc.MS_BIND | sc.MS_REC)
+        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV)
         return
     if not rootfs["upperdir"] and len(lowers) == 1:
         # overlayfs wants two lowers when there is no upper; one read-only layer is a bind.
         mount(lowers[0], target, None, sc.MS_BIND | sc.MS_REC)
-        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
+        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NODEV)
         return
     lower = ":".join(lowers)
     data = f"lowerdir={lower}"
@@ -135,7 +139,7 @@ def mount_rootfs(rootfs: dict, target: str, userns: bool) -> None:
     if userns:
         data += ",userxattr"  # unprivileged overlay stores whiteouts/opaque in user.* xattrs
     if len(data) < _PAGE:
-        mount("overlay", target, "overlay", 0, data)
+        mount("overlay", target, "overlay", sc.MS_NODEV, data)
         return
     # mount(2) takes the options as one page: ~45 layers of absolute snapshot paths. The new
     # mount API takes the layers one by one ("lowerdir+", kernel 6.8+), any number of them.
@@ -154,7 +158,7 @@ def mount_rootfs(rootfs: dict, target: str, userns: bool) -> None:
     cwd = os.getcwd()
     os.chdir(common)
     try:
-        mount("overlay", target, "overlay", 0, data)
+        mount("overlay", target, "overlay", sc.MS_NODEV, data)
     finally:
         os.chdir(cwd)
 
@@ -173,7 +177,7 @@ def _mount_overlay_by_layers(rootfs: dict, target: str, userns: bool) -> None:
         if userns:
             sc.fsconfig(fs, sc.FSCONFIG_SET_FLAG, "userxattr")
         sc.fsconfig(fs, sc.FSCONFIG_CMD_CREATE)
-        mnt = sc.fsmount(fs)
+        mnt = sc.fsmount(fs, sc.MOUNT_ATTR_NODEV)
     finally:
         os.close(fs)
     try:
@@ -182,9 +186,11 @@ def _mount_overlay_by_layers(rootfs: dict, target: str, userns: bool) -> None:
         os.close(mnt)
 
 
-# Docker's masked and read-only /proc paths (moby oci/defaults.go), trimmed to what exists.
-PROC_MASKED = ("/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-               "/proc/sched_debug", "/proc/acpi", "/proc/scsi")
+# Docker's masked and read-only paths (moby oci/defaults.go; those that do not exist are
+# skipped), the /sys ones masked by mount_sys.
+PROC_MASKED = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+               "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi")
+SYS_MASKED = ("/sys/firmware", "/sys/devices/virtual/powercap")
 PROC_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
@@ -212,18 +218,16 @@ _DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("
 
 
 def mount_dev(root: str, stubs: Stubs, userns: bool) -> None:
+    """/dev is a nodev tmpfs: a node made there by mknod cannot be opened. The standard
+    nodes are the host's, bind-mounted (a bind keeps its own mount's flags)."""
     dev = stubs.ensure("/dev", True)
-    mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
+    mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_STRICTATIME, "mode=755,size=65536k")
     old = os.umask(0)
     try:
         for name, major, minor in _DEVICES:
             path = f"{dev}/{name}"
-            if userns:
-                # mknod is refused in a user namespace: bind the host's node instead.
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))
-                mount(f"/dev/{name}", path, None, sc.MS_BIND)
-            else:
-                os.mknod(path, 0o20666, os.makedev(major, minor))
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o666))
+            mount(f"/dev/{name}", path, None, sc.MS_BIND)
         for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                              ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
                              ("ptmx", "pts/ptmx"), ("core", "/proc/kcore")):
@@ -250,6 +254,12 @@ def mount_sys(stubs: Stubs, own_netns: bool) -> None:
         # A fresh sysfs needs a net namespace we own; otherwise show the host's, read-only.
         mount("/sys", sys_, None, sc.MS_BIND | sc.MS_REC)
         mount(None, sys_, None, sc.MS_REMOUNT | sc.MS_BIND | flags)
+    # Docker's masks: firmware tables (ACPI, EFI variables, DMI serials) and power capping
+    # (RAPL energy counters leak what other tenants compute) read as empty directories.
+    for p in SYS_MASKED:
+        host = sys_ + p[4:]
+        if os.path.isdir(host):
+            mount("tmpfs", host, "tmpfs", sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "size=0")
 
 
 def mount_one(m: dict, stubs: Stubs) -> None:
@@ -257,12 +267,19 @@ def mount_one(m: dict, stubs: Stubs) -> None:
     kind, src = m["kind"], m["source"]
     flags, data = split_options(m["options"])
     if kind == "bind":
-        target = stubs.ensure(m["target"], os.path.isdir(src))
-        mount(src, target, None, sc.MS_BIND | (flags & sc.MS_REC))
+        # mount(2) follows a symlink in its source on the host: bind the object itself,
+        # opened without following a final symlink, through its /proc/self/fd path (the
+        # magic link names that exact inode, so nothing can be swapped in between).
+        fd = _open_bind_source(src)
+        try:
+            target = stubs.ensure(m["target"], stat.S_ISDIR(os.fstat(fd).st_mode))
+            mount(f"/proc/self/fd/{fd}", target, None, sc.MS_BIND | (flags & sc.MS_REC))
+        finally:
+            os.close(fd)
         ro = sc.MS_RDONLY if m["readonly"] else 0
-        extra = flags & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
-        if ro or extra:
-            mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | ro | extra)
+        extra = flags & (sc.MS_NOSUID | sc.MS_NOEXEC)
+        # nodev always: a cache dir or volume is host disk, where mknod would make openable nodes
+        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_NODEV | ro | extra)
         return
     target = stubs.ensure(m["target"], True)
     if m["readonly"]:
@@ -273,12 +290,30 @@ def mount_one(m: dict, stubs: Stubs) -> None:
     mount(src or kind, target, fstype, flags, data or None)
 
 
-def bind_file(source: str, target: str) -> None:
-    mount(source, target, None, sc.MS_BIND)
+def _open_bind_source(src: str) -> int:
+    """An O_PATH fd for a bind source that is not itself a symlink (MountError otherwise)."""
+    try:
+        fd = os.open(src, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        raise MountError(f"bind source {src}: {e.strerror}") from None
+    if stat.S_ISLNK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MountError(f"bind source {src} is a symbolic link (refused: mount(2) would follow it on the host)")
+    return fd
+
+
+def bind_file(source: str, target: str, readonly: bool = False) -> None:
+    fd = _open_bind_source(source)
+    try:
+        mount(f"/proc/self/fd/{fd}", target, None, sc.MS_BIND)
+    finally:
+        os.close(fd)
+    if readonly:
+        mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
 
 
 def remount_readonly(target: str) -> None:
-    mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY)
+    mount(None, target, None, sc.MS_REMOUNT | sc.MS_BIND | sc.MS_RDONLY | sc.MS_NODEV)  # a remount sets all flags
 
 
 def pivot(root: str) -> None:

@@ -42,8 +42,9 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         # Without a user namespace, capset() cannot grant what we do not hold ourselves (a
         # builder in a container may lack some): "all capabilities" means all of ours.
         mask &= _own_permitted()
-    files = [("/etc/hosts", f"{private_dir}/hosts"), ("/etc/resolv.conf", f"{private_dir}/resolv.conf"),
-             ("/etc/hostname", f"{private_dir}/hostname")]
+    d, ro = (config.etc_files_dir, False) if config.etc_files_dir else (private_dir, True)
+    files = [("/etc/hosts", f"{d}/hosts", ro), ("/etc/resolv.conf", f"{d}/resolv.conf", ro),
+             ("/etc/hostname", f"{d}/hostname", ro)]
     cfg = config.to_dict()
     if config.rootfs.is_overlay:
         layer = mountpoint_layer(config, f"{private_dir}/mnt")
@@ -167,10 +168,12 @@ def write_private_dir(config: SandboxConfig, d: str) -> None:
     # listing stays private, and the files hold nothing secret.
     os.chmod(d, 0o711)
     os.mkdir(f"{d}/root", 0o755)
+    where = config.etc_files_dir or d  # writable ones go to disk, never to the tmpfs
     for name, text in private_files(config).items():
-        with open(f"{d}/{name}", "w") as f:
+        fd = os.open(f"{where}/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with open(fd, "w") as f:
             f.write(text)
-        os.chmod(f"{d}/{name}", 0o644)
+        os.chmod(f"{where}/{name}", 0o644)
 
 
 def remove_stubs(base: str, stubs: list[tuple[str, int, str]]) -> None:

@@ -238,6 +238,12 @@ class _Run:
             if len(data) <= zygote.MAX_PLAN:
                 self.pid, self.pidfd = zygote.spawn(data, [*stdio, status_w, *extra])
                 return
+        # No fork server (which sits in the sandbox home cgroups): the outer joins them itself.
+        try:
+            home = cgroups.sandbox_home_once()
+        except (SandboxError, OSError):
+            home = []
+        plan = {**plan, "cgroup_procs": [*home, *plan["cgroup_procs"]]}
         cfg_fd = os.memfd_create("pybuild-sandbox-config", os.MFD_CLOEXEC)
         try:
             os.write(cfg_fd, marshal.dumps(plan))

@@ -171,9 +171,12 @@ def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | None = None
     _check(_sys_fsconfig(SYS_FSCONFIG, fd, cmd, _b(key), _b(value), 0))
 
 
-def fsmount(fd: int) -> int:
-    """The configured filesystem as a detached mount (close-on-exec fd)."""
-    return _check(_sys_fsmount(SYS_FSMOUNT, fd, FSMOUNT_CLOEXEC, 0))
+MOUNT_ATTR_NODEV = 0x4
+
+
+def fsmount(fd: int, attrs: int = 0) -> int:
+    """The configured filesystem as a detached mount (close-on-exec fd); attrs: MOUNT_ATTR_*."""
+    return _check(_sys_fsmount(SYS_FSMOUNT, fd, FSMOUNT_CLOEXEC, attrs))
 
 
 def move_mount_fd(mount_fd: int, target: str) -> None:

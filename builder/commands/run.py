@@ -94,7 +94,9 @@ def _mounts(args, *, create_host_dirs: bool) -> list:
             if not create_host_dirs:
                 raise UsageError(f"invalid volume {v!r}: {host} does not exist")
             os.makedirs(host, exist_ok=True)  # as docker does for -v
-        out.append(Mount("bind", target, host, readonly=mode == "ro"))
+        # the caller's own host path: its symlinks are followed here, on the host side; the
+        # runtime then binds the object itself and refuses a source that is still a link
+        out.append(Mount("bind", target, os.path.realpath(host), readonly=mode == "ro"))
     for t in args.tmpfs:
         path, _, opts = t.partition(":")
         if not path.startswith("/"):
@@ -223,6 +225,9 @@ def cmd_run(args) -> int:
     security_opts(args)
     cid = os.urandom(16).hex()  # uuid would import platform (~1.5 ms)
     st, img, snaps, lowers, spec = _prepare(args, for_bundle=False, hostname=args.hostname or cid[:12])
+    from builder.oci.layout import protect_state_dir
+    protect_state_dir(st.root)
+    (st.root / "containers").mkdir(mode=0o700, exist_ok=True)
     cdir = st.root / "containers" / cid
     (cdir / "upper").mkdir(parents=True)
     (cdir / "work").mkdir()
@@ -230,6 +235,8 @@ def cmd_run(args) -> int:
     try:
         config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
                                                     workdir=str(cdir / "work")), tty=args.tty, cid=cid)
+        from runtime.record import replace
+        config = replace(config, etc_files_dir=str(cdir))  # writable /etc/hosts etc., on disk as docker's
         if args.tty and not os.isatty(0) and args.interactive:
             raise PybuildError("the input device is not a TTY (drop -t, or run from a terminal)")
         stdin = 0 if args.interactive else None

@@ -194,6 +194,8 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
         reporter.emit(W(f"{where}{f.rule}: {f.message}"))
     snaps = Snapshotter(settings.snapshots_dir, settings.tmp_dir)
     snaps.sweep()  # what a killed build (SIGKILL, power loss) left in tmp/
+    from builder.engine.mounts import clear_secret_leftovers
+    clear_secret_leftovers(settings.tmp_dir)  # at once, whatever their age: they are secrets
     sv = Services(blobs=store.blobs, snaps=snaps,
                   tmp=settings.tmp_dir, cache_mounts=settings.cache_dir / "mounts", context=ctx,
                   compression=settings.compression, source_date_epoch=req.source_date_epoch,

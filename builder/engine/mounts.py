@@ -3,8 +3,9 @@
 Owns: `Secret` (where a --secret's value comes from; read only when a RUN mounts it) and
 `RunMounts` (turns a RUN's MountOps into runtime Mounts: cache dirs kept under
 `$ROOT/cache/mounts/<id hash>/data` with shared/private/locked sharing and from= seeding, private
-copies of bind sources so writes are discarded, secret files (mode 0400) or env vars, ssh agent
-sockets, heredoc scripts), and removing all of it after the run.
+copies of bind sources so writes are discarded, secret files (mode 0400, on a tmpfs: never on
+the state disk) or env vars, ssh agent sockets, heredoc scripts), and removing all of it after
+the run (and, at the next build, the secret files of a builder that was killed).
 
 Must not: let a secret value reach a layer, a cache key, history or a log line; write into the
 rootfs (the sandbox mounts these over it, and the runtime removes its mount-point stubs).
@@ -16,7 +17,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from builder.engine.fsview import _copy_entry, export_tree
+from builder.engine.fsview import LayeredFS, _copy_entry, export_tree
 from builder.errors import BuildStepError
 from builder.plan.graph import MountOp, Step
 from runtime.record import Record
@@ -51,6 +52,16 @@ class RunMounts:
         self.tmp = Path(tempfile.mkdtemp(dir=sv.tmp, prefix="mnt-"))
         self.locks: list[int] = []
         self.env: list[str] = []
+        self.secrets: Path | None = None  # on a tmpfs, made when the first secret is mounted
+
+    def _secret_dir(self) -> Path:
+        """Secret files live in memory (a tmpfs), never on the state disk: a kill -9, a later
+        build or prune must not find them there. Named after this process, so the next build
+        removes what a killed one left (clear_secret_leftovers)."""
+        if self.secrets is None:
+            parent = _secret_parent()
+            self.secrets = Path(tempfile.mkdtemp(dir=parent, prefix=f"{SECRETS_PREFIX}{os.getpid()}-"))
+        return self.secrets
 
     def build(self, ops: tuple[MountOp, ...], workdir: str) -> list:
         from runtime.config import Mount
@@ -75,8 +86,8 @@ class RunMounts:
                 if m.env:
                     self.env.append(f"{m.env}={data.decode(errors='replace')}")
                 if m.target or not m.env:
-                    p = self.tmp / f"secret-{i}"
-                    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+                    p = self._secret_dir() / f"secret-{i}"
+                    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
                     with os.fdopen(fd, "wb") as f:
                         f.write(data)
                     os.chown(p, m.uid or 0, m.gid or 0)
@@ -149,8 +160,10 @@ class RunMounts:
             ctx = self.sv.context
             if ctx is None:
                 raise BuildStepError("RUN --mount=type=bind needs a build context")
-            srcs = ctx.select(src_rel)
-            s = srcs[0]
+            # Symlinks on the way are followed inside the context, as BuildKit resolves a
+            # bind source in its root (an absolute link restarts at the context root, `..`
+            # stops there), so neither the copy nor mount(2) ever follows one to the host.
+            s = ctx.select(LayeredFS([ctx.root]).resolve(src_rel).lstrip("/") or ".")[0]
             if s.is_dir:
                 dest.mkdir()
                 for sub in ctx.walk(s.rel):
@@ -158,6 +171,8 @@ class RunMounts:
                     _copy_entry(sub.abspath, dest / rel)
             else:
                 _copy_entry(s.abspath, dest)
+            if dest.is_symlink():  # the context changed under us: never hand mount(2) a link
+                raise BuildStepError(f"RUN --mount=type=bind: source {src_rel!r} changed while it was copied")
             return str(dest)
         from builder.engine.ops import _from_state, ensure_snapshots, view_of
 
@@ -169,4 +184,59 @@ class RunMounts:
     def close(self) -> None:
         for fd in self.locks:
             os.close(fd)
+        if self.secrets is not None:
+            shutil.rmtree(self.secrets, ignore_errors=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+SECRETS_PREFIX = "pybuild-secrets-"
+
+
+def _tmpfs_parent() -> str | None:
+    """A tmpfs the builder may write: $XDG_RUNTIME_DIR when not root, else /dev/shm (the
+    places runtime.prepare.private_parent uses; not imported: it pulls runtime.config in)."""
+    for d in (os.environ.get("XDG_RUNTIME_DIR") if os.geteuid() else None, "/dev/shm"):
+        if d and os.path.isdir(d) and os.access(d, os.W_OK | os.X_OK):
+            return d
+    return None
+
+
+def _secret_parent() -> str:
+    parent = _tmpfs_parent()
+    if parent is None:
+        raise BuildStepError("RUN --mount=type=secret needs a tmpfs to keep secrets in memory "
+                             "(/dev/shm, or $XDG_RUNTIME_DIR when not root); none is writable here")
+    return parent
+
+
+def clear_secret_leftovers(state_tmp: Path) -> None:
+    """At build start: remove the secret directories of builders that are gone (kill -9), and
+    secret files older versions wrote under $ROOT/tmp/mnt-*/."""
+    parent = _tmpfs_parent()
+    try:
+        names = os.listdir(parent) if parent else []
+    except OSError:
+        names = []
+    for name in names:
+        pid = name[len(SECRETS_PREFIX):].split("-", 1)[0]
+        if not name.startswith(SECRETS_PREFIX) or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # its builder still runs
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, someone else's
+        shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+    try:
+        olds = [e.path for e in os.scandir(state_tmp) if e.name.startswith("mnt-")]
+    except OSError:
+        return
+    for d in olds:
+        try:
+            for e in os.scandir(d):
+                if e.name.startswith("secret-"):
+                    os.unlink(e.path)
+        except OSError:
+            continue

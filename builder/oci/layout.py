@@ -46,6 +46,38 @@ def stored_name(ref: str) -> str:
     return fam
 
 
+# The state directory holds image snapshots (setuid binaries, private files of every image)
+# and containers' layers: nobody but its owner may traverse it (issue 14). The top directory
+# alone would do; the subdirectories are closed as well so that a copied or moved subtree
+# stays closed. A store an older version left open is repaired on the next write.
+STATE_DIR_MODE = 0o700
+PRIVATE_SUBDIRS = ("blobs", "snapshots", "containers", "cache", "tmp", "volumes")
+
+
+def protect_state_dir(root: Path) -> None:
+    """Create `root` 0700 (with its private subdirectories), or close an existing one that
+    group or others may enter. One stat when all is well (called by every writer)."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(root, STATE_DIR_MODE)
+            for name in PRIVATE_SUBDIRS:
+                os.mkdir(root / name, STATE_DIR_MODE)
+        except FileExistsError:  # a concurrent creator
+            pass
+        st = os.stat(root)
+    if st.st_mode & 0o077 == 0 or st.st_uid != os.geteuid():
+        return  # closed already (or not ours to change: then the write fails on its own)
+    os.chmod(root, STATE_DIR_MODE)
+    for name in PRIVATE_SUBDIRS:
+        try:
+            os.chmod(root / name, STATE_DIR_MODE)
+        except FileNotFoundError:
+            os.mkdir(root / name, STATE_DIR_MODE)
+
+
 class ImageStore:
     """An OCI image layout at `root` used as the local image store."""
 
@@ -58,6 +90,7 @@ class ImageStore:
     # -- setup and locking -------------------------------------------------------------
     def ensure(self) -> "ImageStore":
         """Create the layout if missing (idempotent, safe against concurrent creators)."""
+        protect_state_dir(self.root)
         if (self.root / "index.json").is_file() and (self.root / "oci-layout").is_file():
             return self
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
@@ -71,8 +104,8 @@ class ImageStore:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """The writer lock: tag/untag/prune hold it; readers never take it."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        protect_state_dir(self.root)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield

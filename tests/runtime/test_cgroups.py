@@ -37,8 +37,19 @@ def test_create_writes_limits_and_remove_cleans_up():
     assert not any(os.path.exists(d) for d in cg.dirs) and cg.dirs == []
 
 
-def test_no_limits_no_cgroup():
-    assert cgroups.create("pybuild-unused", None, None, None) is None
+def test_no_limits_still_gives_the_container_cgroups_of_its_own():
+    """The cgroup namespace root of every hierarchy with knobs is the container's own cgroup,
+    limits or not (issue 14 item 2), and none of them holds a limit."""
+    cg = cgroups.create(f"pybuild-test-{uuid.uuid4().hex[:8]}", None, None, None)
+    assert cg is not None
+    try:
+        assert len(cg.procs_files) == len(cg.dirs) >= 1
+        for d in cg.dirs:
+            if os.path.exists(f"{d}/pids.max"):
+                assert _read(f"{d}/pids.max") == "max"
+            assert not os.path.exists(f"{d}/devices.list")  # devices stay with the sandbox home
+    finally:
+        cg.remove()
 
 
 @pytest.mark.needs_overlay

@@ -63,7 +63,10 @@ def test_mountinfo_shows_only_the_expected_mounts(sh):
                 "/etc/hosts", "/etc/resolv.conf", "/etc/hostname",
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
                 "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-                "/proc/sched_debug", "/proc/acpi", "/proc/scsi"}
+                "/proc/sched_debug", "/proc/acpi", "/proc/scsi", "/proc/asound", "/proc/timer_stats",
+                "/sys/firmware", "/sys/devices/virtual/powercap",
+                # the standard nodes, bound from the host onto the nodev /dev
+                "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"}
     assert targets[0] == "/" and " - overlay " in out.splitlines()[0]
     assert set(targets) <= expected, set(targets) - expected
     assert len(targets) == len(set(targets)), "nothing is mounted twice"
@@ -155,12 +158,14 @@ def test_path_lookup_happens_inside_the_container(sh, busybox):
         sandbox.run(cfg)
 
 
-def test_overlay_upper_gets_writes_but_never_etc_files_or_stubs(sh, overlay, busybox):
+def test_overlay_upper_gets_writes_but_never_etc_files_or_stubs(sh, overlay, busybox, tmp_path):
     _, upper = overlay
+    etc = tmp_path / "etc-files"  # writable /etc files (pybuild run's); by default they are read-only
+    etc.mkdir()
     r, out, _ = sh("echo data > /root/new; echo 10.0.0.1 x >> /etc/hosts; cat /etc/hosts | tail -1;"
-                   " stat -c '%Y %a %u' /etc")
+                   " stat -c '%Y %a %u' /etc", etc_files_dir=str(etc))
     lines = out.splitlines()
-    assert lines[0] == "10.0.0.1 x"
+    assert lines[0] == "10.0.0.1 x" and (etc / "hosts").read_text().endswith("10.0.0.1 x\n")
     st = os.stat(busybox / "etc")  # the image's /etc metadata shows, not the mount-point layer's
     assert lines[1].split() == [str(int(st.st_mtime)), f"{st.st_mode & 0o7777:o}", str(st.st_uid)]
     assert (upper / "root" / "new").read_text() == "data\n"
