@@ -111,6 +111,8 @@ class PlainReporter:
         self.started: dict[int, float] = {}
         self.partial: dict[int, str] = {}
 
+    PARTIAL_MAX = 8192  # a partial line longer than this is printed as a line of its own
+
     def _w(self, text: str) -> None:
         self.stream.write(text)
         self.stream.flush()
@@ -126,8 +128,13 @@ class PlainReporter:
                 t = time.monotonic() - self.started.get(event.id, time.monotonic())
                 buf = self.partial.pop(event.id, "") + event.data
                 *lines, rest = buf.split("\n")
-                for ln in lines:
-                    self._w(f"#{event.id} {t:.3f} {ln}\n")
+                if len(rest) >= self.PARTIAL_MAX:
+                    # output without newlines: flush it in bounded pieces, so memory stays flat
+                    # and time linear (each chunk is not appended to an ever-growing string)
+                    lines.append(rest)
+                    rest = ""
+                if lines:
+                    self._w("".join(f"#{event.id} {t:.3f} {ln}\n" for ln in lines))
                 if rest:
                     self.partial[event.id] = rest
             elif isinstance(event, StepProgress):

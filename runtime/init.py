@@ -331,9 +331,83 @@ def _run_under_minimal_init(plan: dict, status: Status) -> None:
     pid = os.fork()
     if pid == 0:
         return  # the caller goes on to become the process
+    _confine_init(plan)
     code, sig = _forward_and_wait(pid)
     status.send("X", code, sig)
     os._exit(code)
+
+
+INIT_NAME = "pybuild-init"
+PR_SET_DUMPABLE = 4
+PR_SET_MM, PR_SET_MM_ARG_END = 35, 9
+
+
+def _confine_init(plan: dict) -> None:
+    """Make the minimal init (pid 1, still this Python process) no more than the container's
+    own process, as docker-init is: its command line names no host path, it runs with the
+    process's ids and capabilities and with no_new_privs, and it is not dumpable, so the
+    container can neither ptrace it nor open its /proc/1/{exe,fd,mem,environ,maps} (which
+    would reach the host's interpreter and the status pipe to the builder)."""
+    proc = plan["config"]["process"]
+    _set_cmdline([INIT_NAME, "--", *proc["argv"]])  # first: trimming it needs CAP_SYS_RESOURCE
+    try:
+        fd = os.open("/proc/self/comm", os.O_WRONLY)
+        try:
+            os.write(fd, INIT_NAME.encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+    keep = plan["cap_mask"]
+    try:
+        for cap in range(plan["cap_last"] + 1):
+            if not keep >> cap & 1:
+                sc.prctl(sc.PR_CAPBSET_DROP, cap)
+        try:
+            sc.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)
+        except OSError:
+            pass
+        sc.capset(keep, keep, keep)
+        sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+        if not plan["self_map"]:
+            os.setgroups(proc["additional_gids"])
+        os.setresgid(proc["gid"], proc["gid"], proc["gid"])
+        os.setresuid(proc["uid"], proc["uid"], proc["uid"])
+        sc.prctl(PR_SET_DUMPABLE, 0)  # after the id switch, which resets it
+        sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)  # a credential change clears it
+    except OSError as e:
+        # never run on as a privileged pid 1: the namespace (and the process) dies with us
+        os.write(2, f"pybuild-init: cannot drop privileges: {e.strerror}\n".encode())
+        os._exit(126)
+
+
+def _set_cmdline(words: list[str]) -> None:
+    """Rewrite /proc/self/cmdline in place (the argv area the kernel shows: the interpreter's
+    own argv, which Python copied at start-up). Cut to the area's size; where allowed
+    (CAP_SYS_RESOURCE, i.e. not rootless), the area is shortened to the new text, otherwise
+    it is padded with NULs."""
+    try:
+        fd = os.open("/proc/self/stat", os.O_RDONLY)
+        try:
+            fields = os.read(fd, 4096).rpartition(b")")[2].split()
+        finally:
+            os.close(fd)
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (fields 48, 49)
+        text = b"\0".join(w.encode("utf-8", "surrogateescape") for w in words) + b"\0"
+        size = end - start
+        if len(text) > size:
+            text = text[:size - 1] + b"\0"
+        fd = os.open("/proc/self/mem", os.O_RDWR)
+        try:
+            os.pwrite(fd, text.ljust(size, b"\0"), start)
+        finally:
+            os.close(fd)
+        try:
+            sc.prctl(PR_SET_MM, PR_SET_MM_ARG_END, start + len(text))
+        except OSError:
+            pass
+    except (OSError, ValueError, IndexError):
+        pass  # cosmetic; the privilege drop is what matters
 
 
 def become_process(plan: dict) -> None:

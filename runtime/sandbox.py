@@ -63,7 +63,7 @@ def prewarm() -> None:
 
 
 def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, stderr: Sink = None,
-        cancel: threading.Event | None = None) -> RunResult:
+        cancel: threading.Event | None = None, relay: bool = False) -> RunResult:
     """Run config.process in a fresh sandbox and wait for it.
 
     stdout/stderr: an int fd (given to the process as is), a callable receiving output
@@ -71,7 +71,9 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
     stdin: an int fd, bytes to feed, or None (/dev/null). With process.tty the process gets
     a pty; stdout then receives everything and stderr is unused. `cancel`, when set (from
     any thread), kills the sandbox; SIGINT/SIGTERM/SIGHUP sent to this process are
-    forwarded while run() is active on the main thread. Raises SandboxError (ConfigError,
+    forwarded while run() is active on the main thread. `relay`: int fds are never handed in
+    but read and written here, the process getting pipes (or its pty) as under docker, so it
+    cannot re-open the caller's files through /proc/self/fd. Raises SandboxError (ConfigError,
     MountError, NamespaceError, ExecError) when the process could not be started.
     """
     config.check()
@@ -81,7 +83,7 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
         snap = fallback.CopySnapshot(config.rootfs.lowerdirs, config.rootfs.upperdir)
         config = replace(config, rootfs=Rootfs(path=snap.prepare()))
     try:
-        result = _Run(config, stdin, stdout, stderr, cancel).go()
+        result = _Run(config, stdin, stdout, stderr, cancel, relay).go()
         if snap is not None:
             snap.commit()
         return result
@@ -92,8 +94,10 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
 
 class _Run:
     def __init__(self, config: SandboxConfig, stdin: Source, stdout: Sink, stderr: Sink,
-                 cancel: threading.Event | None) -> None:
+                 cancel: threading.Event | None, relay: bool = False) -> None:
         self.config, self.stdin, self.stdout, self.stderr, self.cancel = config, stdin, stdout, stderr, cancel
+        self.relay = relay
+        self.pump: stdio_.Pump | None = None
         self.tty = config.process.tty
         self.records: list[list[str]] = []
         self.status_buf = b""
@@ -184,7 +188,12 @@ class _Run:
                 feed = self.stdin or None
         else:
             stdin_src = -1
-            if isinstance(self.stdin, int):
+            if isinstance(self.stdin, int) and self.relay:
+                r, w = os.pipe()
+                stdio.append(r)
+                close_after_spawn.append(r)
+                self.pump = stdio_.Pump(self.stdin, w)
+            elif isinstance(self.stdin, int):
                 stdio.append(self.stdin)
             elif isinstance(self.stdin, bytes):
                 r, w = os.pipe()
@@ -195,7 +204,7 @@ class _Run:
             else:
                 stdio.append(stdio_.devnull(close_after_spawn))
             for sink in (self.stdout, self.stderr):
-                if isinstance(sink, int):
+                if isinstance(sink, int) and not self.relay:
                     stdio.append(sink)
                 elif sink is None:
                     stdio.append(stdio_.devnull(close_after_spawn))
@@ -203,10 +212,12 @@ class _Run:
                     r, w = os.pipe()
                     stdio.append(w)
                     close_after_spawn.append(w)
-                    relays[r] = sink
+                    relays[r] = stdio_.writer(sink)
         try:
             self._start_init(plan, status_w, sync_r, stdio)
         except OSError as e:
+            if self.pump is not None:
+                os.close(self.pump.dst)
             for fd in [*close_after_spawn, status_r, *relays, feed_fd, sync_w, console]:
                 if fd >= 0:
                     os.close(fd)
@@ -229,6 +240,8 @@ class _Run:
                     os.close(feed_fd)
                 except OSError:
                     pass
+            if self.pump is not None and self.pump.dst >= 0:
+                os.close(self.pump.dst)
 
     def _start_init(self, plan: dict, status_w: int, sync_r: int, stdio: list[int]) -> None:
         """Start the init outer: forked by the fork server, or by a fresh re-exec."""
@@ -324,11 +337,14 @@ class _Run:
             sel.register(stdin_src, selectors.EVENT_READ, "stdin")
         if stdin_src >= 0:
             raw_restore = stdio_.make_raw(stdin_src)
+        pump, pumping = self.pump, set()
         deadline = start + self.config.timeout if self.config.timeout else None
         exited_at: float | None = None
         open_status = True
         try:
             while True:
+                if pump is not None:
+                    self._sync_pump(sel, pump, pumping)
                 now = time.monotonic()
                 if exited_at is not None and (not relays and not open_status and not console_pending
                                               or now - exited_at > _DRAIN_AFTER_EXIT):
@@ -357,6 +373,8 @@ class _Run:
                         if self.popen is not None:
                             self.popen.wait()
                         exited_at = time.monotonic()  # (a pty master reports EIO once every slave holder is gone)
+                        if pump is not None:
+                            pump.stop()  # no one is left to read it
                     elif what == "console":
                         sel.unregister(fd)
                         console_pending = False
@@ -386,7 +404,20 @@ class _Run:
                             sel.unregister(fd)
                             del relays[fd]
                         else:
-                            relays[fd](chunk)
+                            try:
+                                relays[fd](chunk)
+                            except BrokenPipeError:
+                                # our reader is gone (`pybuild run … | head`): close the relay,
+                                # so the process gets EPIPE/SIGPIPE as it would writing there itself
+                                sel.unregister(fd)
+                                del relays[fd]
+                                os.close(fd)
+                    elif what == "pump-in":
+                        assert pump is not None
+                        pump.read()
+                    elif what == "pump-out":
+                        assert pump is not None
+                        pump.write()
                     elif what == "feed":
                         assert feed is not None
                         try:
@@ -429,6 +460,29 @@ class _Run:
         if rc is not None and rc < 0:
             return 128 - rc, -rc
         raise SandboxError("the sandbox init ended without reporting a status (killed from outside?)")
+
+    @staticmethod
+    def _sync_pump(sel: selectors.BaseSelector, pump: stdio_.Pump, registered: set[int]) -> None:
+        """Watch the pump's source or its pipe, whichever it waits for; close the pipe when done."""
+        while pump.wants_input and not pump.pollable:
+            pump.read()  # a regular file: never blocks
+            if pump.buf:
+                break
+        want = {}
+        if pump.wants_input:
+            want[pump.src] = (selectors.EVENT_READ, "pump-in")
+        elif pump.dst >= 0 and pump.buf:
+            want[pump.dst] = (selectors.EVENT_WRITE, "pump-out")
+        for fd in [fd for fd in registered if fd not in want]:
+            sel.unregister(fd)
+            registered.discard(fd)
+        for fd, (events, tag) in want.items():
+            if fd not in registered:
+                sel.register(fd, events, tag)
+                registered.add(fd)
+        if pump.finished:
+            os.close(pump.dst)
+            pump.dst = -1
 
     def _receive_master(self, console: int) -> int:
         """The pty master init made inside the container, or -1 if it ended before sending it."""

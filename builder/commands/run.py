@@ -241,7 +241,8 @@ def cmd_run(args) -> int:
             raise PybuildError("the input device is not a TTY (drop -t, or run from a terminal)")
         stdin = 0 if args.interactive else None
         try:
-            res = sandbox.run(config, stdin=stdin, stdout=1, stderr=2)
+            # relayed: the container never holds our stdio (it could re-open the files behind them)
+            res = sandbox.run(config, stdin=stdin, stdout=1, stderr=2, relay=True)
         except ExecError as e:
             # docker's convention: 127 command not found, 126 found but cannot be executed.
             sys.stderr.write(f"error: {e}\n")

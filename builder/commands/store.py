@@ -109,6 +109,25 @@ def _prune_containers(s, dry_run: bool) -> int:
     return n
 
 
+def _prune_logs(s, grace: float, dry_run: bool) -> int:
+    """Clipped RUN output kept under logs/ (builder.engine.steplog), older than the grace period."""
+    import time
+
+    base = s.root / "logs"
+    if not base.is_dir():
+        return 0
+    n = 0
+    for f in base.iterdir():
+        try:
+            if f.is_file() and not f.is_symlink() and time.time() - f.stat().st_mtime >= grace:
+                n += 1
+                if not dry_run:
+                    f.unlink()
+        except OSError:
+            pass
+    return n
+
+
 def cmd_prune(args) -> int:
     from builder.oci.gc import prune_blobs
 
@@ -121,10 +140,13 @@ def cmd_prune(args) -> int:
         pass  # fail fast on a broken lock file before the long walk
     res = prune_blobs(store, roots=roots, grace=args.grace, dry_run=args.dry_run)
     ncont = _prune_containers(s, args.dry_run)
+    nlogs = _prune_logs(s, args.grace, args.dry_run)
     nsnap, snap_freed = _prune_snapshots(s, store, args.grace, args.dry_run)
     verb = "would remove" if args.dry_run else "removed"
     for d in res.removed:
         print(f"{verb} blob {d}")
     print(f"{verb} {len(res.removed)} blobs ({res.freed / 1e6:.1f} MB), {nsnap} snapshots "
           f"({snap_freed / 1e6:.1f} MB), {res.tmp_removed} temp files, {ncont} stopped containers")
+    if nlogs:
+        print(f"{verb} {nlogs} clipped step logs")
     return 0

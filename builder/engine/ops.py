@@ -12,11 +12,14 @@ let secrets reach layers, keys or history.
 """
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from builder.context import BuildContext
 from builder.engine.fsview import LayeredFS
+from builder.engine.steplog import StepLog
 from builder.engine.mounts import RunMounts, Secret  # noqa: F401  (Secret: the CLI builds these)
 from builder.errors import BuildStepError, PybuildError, RunFailed
 from builder.layers.changes import changes_from_upper
@@ -161,6 +164,9 @@ def _from_state(sv: Services, src) -> State:
     return sv.image_state(src.image)
 
 
+_TAIL_BYTES = 4096
+
+
 def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], None],
              cancel=None) -> LayerResult | None:
     """Execute a RUN on a miss; raises RunFailed with the exit status and the output tail."""
@@ -200,14 +206,20 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
             seccomp="unconfined" if insecure else "default",
         )
 
-        def out(data: bytes | str, stream: str = "stdout") -> None:
-            text = data.decode(errors="replace") if isinstance(data, bytes) else data
-            for ln in text.splitlines():
-                tail.append(ln)
-            log(text, stream)
+        # BuildKit's per-step log limits; what is clipped goes to $ROOT/logs/ (builder.engine.steplog)
+        steplog = StepLog(log, sv.tmp.parent / "logs", f"{time.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}")
 
-        res = sandbox.run(config, stdout=lambda d: out(d, "stdout"), stderr=lambda d: out(d, "stderr"),
-                          cancel=cancel)
+        def out(data: bytes, stream: str = "stdout") -> None:
+            # the tail shown when the RUN fails: the last lines, each cut to a screenful
+            for ln in data[-_TAIL_BYTES:].decode(errors="replace").splitlines():
+                tail.append(ln[-_TAIL_BYTES:])
+            steplog.feed(data, stream)
+
+        try:
+            res = sandbox.run(config, stdout=lambda d: out(d, "stdout"), stderr=lambda d: out(d, "stderr"),
+                              cancel=cancel)
+        finally:
+            steplog.close()
         if getattr(res, "cancelled", False):
             raise KeyboardInterrupt
         if res.exit_code != 0 or getattr(res, "signal", None):
