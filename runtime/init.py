@@ -279,7 +279,7 @@ def child(plan: dict, status: Status) -> None:
     cfg = plan["config"]
     proc = cfg["process"]
     root = plan["root"]
-    userns = "user" in plan["unshare"]
+    userns = "user" in plan["unshare"] or plan["userns_root"]
     # 6. The outer is our parent but outside our pid namespace: if it dies, so do we (and
     #    with pid 1, the whole namespace).
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)

@@ -12,6 +12,7 @@ import stat
 
 from runtime.config import CAPABILITY_NUMBERS, RLIMITS, SandboxConfig
 from runtime.errors import NamespaceError
+from runtime.namespaces import userns_root
 from runtime.seccomp import program_for
 
 
@@ -57,6 +58,8 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         "unshare": ns,
         "self_map": self_map,
         "parent_pid": os.getpid(),
+        # root of a user namespace that maps a range only (rootless re-exec): mount as userns does
+        "userns_root": userns_root(),
         "cgroup_procs": cgroup_procs,
         "cap_mask": mask,
         "cap_last": cap_last,

@@ -192,6 +192,7 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     for f in findings:
         where = f"{f.span.file}:{f.span.line}: " if f.span else ""
         reporter.emit(W(f"{where}{f.rule}: {f.message}"))
+    _check_pids_limit(req, reporter)
     snaps = Snapshotter(settings.snapshots_dir, settings.tmp_dir)
     snaps.sweep()  # what a killed build (SIGKILL, power loss) left in tmp/
     from builder.engine.mounts import clear_secret_leftovers
@@ -274,6 +275,22 @@ def _check_entitlements(graph, allow: tuple[str, ...]) -> None:
             if isinstance(s.op, RunOp) and s.op.security == "insecure":
                 raise InstructionError("security.insecure is not allowed (RUN --security=insecure needs "
                                        "`pybuild build --allow security.insecure`)", s.span)
+
+
+def _check_pids_limit(req: BuildRequest, reporter: Reporter) -> None:
+    """Rootless without a delegated cgroup: the default pids limit is left out with one
+    warning (never a failed build); an explicit --pids-limit is an error before any work."""
+    from builder.engine.ops import DEFAULT_RUN_PIDS_LIMIT, pids_limit_unavailable
+    from builder.report import Warning as W
+
+    if req.pids_limit is not None and req.pids_limit < 0:
+        return
+    why = pids_limit_unavailable()
+    if why is None:
+        return
+    if req.pids_limit is not None:
+        raise PybuildError(f"--pids-limit {req.pids_limit}: {why}")
+    reporter.emit(W(f"RUN steps run without the default limit of {DEFAULT_RUN_PIDS_LIMIT} processes: {why}"))
 
 
 def build(req: BuildRequest, settings: Settings, reporter: Reporter | None = None) -> BuildResult:
