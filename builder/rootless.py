@@ -122,6 +122,8 @@ def enter() -> None:
         # our mounts (overlays, the sandbox's) must never propagate to the host's table
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE, None)
         os.environ[ENV_MARK] = "full" if uid_map[1:] else "single"
+        if not uid_map[1:]:
+            _squash_foreign_owners()
         return
     os.close(ready_w)
     os.close(go_r)
@@ -143,6 +145,24 @@ def enter() -> None:
     os.write(go_w, b"G")
     os.close(go_w)
     os._exit(_wait_forwarding(pid, forwarded))
+
+
+def _squash_foreign_owners() -> None:
+    """Single-id mode: an owner outside the map (an image's `_apt`, COPY --chown=1000) cannot be
+    set; the file stays the user's, i.e. root's in the image (podman's ignore_chown_errors).
+    Every chown of this process goes through os, so the tolerance is installed there once."""
+    import errno
+
+    for name in ("chown", "lchown", "fchown"):
+        real = getattr(os, name)
+
+        def tolerant(*args, _real=real, **kwargs) -> None:
+            try:
+                _real(*args, **kwargs)
+            except OSError as e:
+                if e.errno != errno.EINVAL:  # EINVAL: the id has no mapping here
+                    raise
+        setattr(os, name, tolerant)
 
 
 def _write_self_map(uid: int, gid: int) -> None:

@@ -21,6 +21,7 @@ config arrives as a marshal-ed plain dict (`marshal` is builtin; json would cost
 from __future__ import annotations
 
 import _signal
+import errno
 import marshal
 import os
 import sys
@@ -450,11 +451,15 @@ def become_process(plan: dict) -> None:
         sc.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
     # 18. Groups before gid before uid: once the uid is not 0 we may no longer change the others.
     try:
-        if not plan["self_map"]:
+        if not plan["self_map"] and not plan.get("setgroups_denied"):
             os.setgroups(proc["additional_gids"])
         os.setresgid(proc["gid"], proc["gid"], proc["gid"])
         os.setresuid(proc["uid"], proc["uid"], proc["uid"])
     except OSError as e:
+        if e.errno == errno.EINVAL and (plan["self_map"] or plan.get("userns_root")):
+            raise ExecError(f"switching to uid {proc['uid']} gid {proc['gid']}: not mapped in this rootless user "
+                            "namespace (only the user's own id is; add a subordinate range to /etc/subuid "
+                            "and /etc/subgid for more)") from None
         raise ExecError(f"switching to uid {proc['uid']} gid {proc['gid']}: {e.strerror}") from None
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)  # a credential change clears it
     # 19. umask, working directory, controlling terminal, default signal dispositions, exec.

@@ -60,6 +60,7 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         "parent_pid": os.getpid(),
         # root of a user namespace that maps a range only (rootless re-exec): mount as userns does
         "userns_root": userns_root(),
+        "setgroups_denied": _setgroups_denied(),
         "cgroup_procs": cgroup_procs,
         "cap_mask": mask,
         "cap_last": cap_last,
@@ -67,6 +68,15 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         # compiled here (cached per process), installed by init just before execve
         "seccomp": program_for(config.seccomp, config.capabilities),
     }
+
+
+def _setgroups_denied() -> bool:
+    """A user namespace made without newgidmap (a single-id map) denies setgroups for good."""
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False
 
 
 def _userns_missing() -> str | None:

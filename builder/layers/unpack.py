@@ -297,13 +297,31 @@ def _set_metadata(m: Entry, target: str, chown: bool, warn: Warn | None,
     os.utime(target, ns=(mtime, mtime), follow_symlinks=False)
 
 
+_host_root: bool | None = None
+
+
+def host_root() -> bool:
+    """Root of the host's user namespace (which may set trusted.* xattrs, so overlay reads its
+    whiteout/opaque marks there); not root, or root of a user namespace mapping a range only
+    (pybuild's rootless mode), uses user.overlay.* with the userxattr mount option."""
+    global _host_root
+    if _host_root is None:
+        try:
+            with open("/proc/self/uid_map") as f:
+                identity = f.read().split() == ["0", "0", "4294967295"]
+        except OSError:
+            identity = True
+        _host_root = os.geteuid() == 0 and identity
+    return _host_root
+
+
 def _whiteout(r: _Root, parts: list[str], entry: str, added: set[str], mode: str) -> None:
     name = parts[-1]
     parent = r.dir(parts[:-1], entry)
     r.forget()
     if name == ".wh..wh..opq":
         if mode == "overlay":
-            key = "trusted.overlay.opaque" if os.geteuid() == 0 else "user.overlay.opaque"
+            key = "trusted.overlay.opaque" if host_root() else "user.overlay.opaque"
             os.setxattr(parent, key, b"y", follow_symlinks=False)
             return
         for child in os.listdir(parent):
