@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import signal
-import subprocess
 import sys
 
 from builder.errors import PybuildError
@@ -65,7 +63,7 @@ def plan_maps() -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]],
         name = str(uid)
     su = subordinate_range("/etc/subuid", name, uid)
     sg = subordinate_range("/etc/subgid", name, uid)
-    tools = shutil.which("newuidmap") and shutil.which("newgidmap")
+    tools = _which("newuidmap") and _which("newgidmap")
     if su and sg and tools:
         return [(0, uid, 1), (1, su[0], su[1])], [(0, gid, 1), (1, sg[0], sg[1])], None
     why = ("newuidmap/newgidmap are not installed (Debian: apt-get install uidmap)" if not tools else
@@ -135,6 +133,8 @@ def enter() -> None:
     if uid_map[1:]:
         for tool, maps in (("newuidmap", uid_map), ("newgidmap", gid_map)):
             argv = [tool, str(pid), *(str(n) for m in maps for n in m)]
+            import subprocess  # only here: the single-id path and the child never need it
+
             r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if r.returncode != 0:
                 os.write(go_w, b"E")
@@ -192,6 +192,15 @@ def _wait_forwarding(pid: int, forwarded: set) -> int:
             os.kill(pid, info.si_signo)
         except ProcessLookupError:
             pass
+
+
+def _which(name: str) -> str | None:
+    """shutil.which without importing shutil (and re, through fnmatch): start-up budget."""
+    for d in os.environ.get("PATH", "/usr/bin:/bin").split(":") + ["/usr/bin", "/usr/sbin"]:
+        p = os.path.join(d or ".", name)
+        if os.access(p, os.X_OK) and os.path.isfile(p):
+            return p
+    return None
 
 
 def _userns_missing() -> str | None:
