@@ -129,11 +129,6 @@ def _expand_group(argv: list[str]) -> list[str] | int:
     return 0 if out is sys.stdout else 2
 
 
-# Commands that enter the rootless user namespace themselves, later (builder/rootless.py):
-# build answers a no-op rebuild from its memo as the user first (the store is the user's
-# either way), sparing the fork and the two setuid mapping tools (~10-20 ms).
-LATE_ROOTLESS = {"build"}
-
 # Set by _dispatch when the command's parser says `fast_exit=True` (run): the command has
 # closed, flushed and removed everything it made, so main() may end with os._exit and skip
 # the interpreter's teardown (module and GC finalisation: ~5 ms of a 60 ms budget).
@@ -187,7 +182,7 @@ def _dispatch(argv: list[str]) -> int:
     _fast_exit = bool(getattr(args, "fast_exit", False))
     if getattr(args, "command", None) is None:
         args.command = args._subcommand  # modules that serve several commands dispatch on it
-    if os.geteuid() != 0 and args._subcommand not in LATE_ROOTLESS:
+    if os.geteuid() != 0:
         from builder import rootless
 
         if rootless.needed(args._subcommand):

@@ -8,6 +8,8 @@ the subordinate ranges of /etc/subuid and /etc/subgid after it with newuidmap/ne
 Without a subordinate range (or without newuidmap) only the user's own ids are mapped: one
 warning line, and files of other owners become the user's (container root's), as podman's
 `ignore_chown_errors`. The state directory is resolved before entering (inside, euid is 0).
+Everything that touches the store runs inside, the no-op build check too: context digests
+include owners, which read differently in and out of the namespace (1001 outside is 0 inside).
 Must not: run anything but the mapping tools, or be entered twice.
 """
 from __future__ import annotations

@@ -350,11 +350,6 @@ def run(args: argparse.Namespace) -> int:
         return _check(text, name)
     if _fast_noop(args):
         return 0
-    if os.geteuid() != 0:
-        from builder import rootless
-
-        if rootless.needed("build"):
-            rootless.enter()  # after the no-op check (cli.LATE_ROOTLESS)
     import signal
 
     def _terminate(signum, frame):  # SIGTERM stops a build like Ctrl-C: sandboxes killed, temp removed
