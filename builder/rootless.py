@@ -97,6 +97,7 @@ def enter() -> None:
     forwarded = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
                  signal.SIGUSR2, signal.SIGWINCH, signal.SIGCHLD}
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         os.close(ready_r)
@@ -117,6 +118,11 @@ def enter() -> None:
             os._exit(1)  # the parent said why
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
+        # if the parent is killed (kill -9), stop as on SIGTERM (builds clean up); set after the
+        # credential change, which clears it
+        sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
         if uid_map[1:]:
             os.setgroups([])
         # our mounts (overlays, the sandbox's) must never propagate to the host's table
