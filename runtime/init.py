@@ -292,7 +292,7 @@ def child(plan: dict, status: Status) -> None:
     mounts.mount_rootfs(cfg["rootfs"], root, userns)
     stubs = mounts.Stubs(root, lambda cpath, kind, mtime: status.send("S", kind, mtime, cpath))
     # 8. /proc after the fork: a proc mount shows the pid namespace of the process mounting it.
-    mounts.mount_proc(root, stubs)
+    mounts.mount_proc(root, stubs, userns)
     # 9. /dev (tmpfs + device nodes, its own devpts, shm, mqueue); then Docker's masks over
     #    /proc, which bind /dev/null and so come after /dev; then /sys read-only.
     mounts.mount_dev(root, stubs, userns)
