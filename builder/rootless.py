@@ -66,9 +66,12 @@ def plan_maps() -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]],
     su = subordinate_range("/etc/subuid", name, uid)
     sg = subordinate_range("/etc/subgid", name, uid)
     tools = _which("newuidmap") and _which("newgidmap")
-    if su and sg and tools:
+    nnp = _no_new_privs()
+    if su and sg and tools and not nnp:
         return [(0, uid, 1), (1, su[0], su[1])], [(0, gid, 1), (1, sg[0], sg[1])], None
     why = ("newuidmap/newgidmap are not installed (Debian: apt-get install uidmap)" if not tools else
+           "no_new_privs is set (a container with no-new-privileges), so the setuid newuidmap cannot "
+           "work" if nnp and su and sg else
            f"no subordinate id range for {name} in /etc/subuid and /etc/subgid "
            f"(add one: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name})")
     return [(0, uid, 1)], [(0, gid, 1)], (f"warning: rootless with a single id: {why}; "
@@ -108,14 +111,15 @@ def enter() -> None:
         except OSError as e:
             os.write(ready_w, f"E{e.strerror}".encode())
             os._exit(1)
-        if not uid_map[1:]:
-            _write_self_map(uid_map[0][1], gid_map[0][1])
         os.write(ready_w, b"R")
         os.close(ready_w)
         reply = os.read(go_r, 4096).decode()
         os.close(go_r)
-        if reply != "G":
+        if reply not in ("G", "S"):
             os._exit(1)  # the parent said why
+        full = reply == "G"
+        if not full:
+            _write_self_map(uid_map[0][1], gid_map[0][1])
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
         # if the parent is killed (kill -9), stop as on SIGTERM (builds clean up); set after the
@@ -123,12 +127,12 @@ def enter() -> None:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGTERM)
         if os.getppid() != parent:
             os._exit(1)
-        if uid_map[1:]:
+        if full:
             os.setgroups([])
         # our mounts (overlays, the sandbox's) must never propagate to the host's table
         sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE, None)
-        os.environ[ENV_MARK] = "full" if uid_map[1:] else "single"
-        if not uid_map[1:]:
+        os.environ[ENV_MARK] = "full" if full else "single"
+        if not full:
             _squash_foreign_owners()
         return
     os.close(ready_w)
@@ -138,6 +142,7 @@ def enter() -> None:
     if msg != "R":
         os.waitpid(pid, 0)
         raise RootlessError(f"cannot create a user namespace: {msg[1:] or 'the child died'}")
+    reply = b"G" if uid_map[1:] else b"S"
     if uid_map[1:]:
         for tool, maps in (("newuidmap", uid_map), ("newgidmap", gid_map)):
             argv = [tool, str(pid), *(str(n) for m in maps for n in m)]
@@ -145,12 +150,14 @@ def enter() -> None:
 
             r = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if r.returncode != 0:
-                os.write(go_w, b"E")
-                os.waitpid(pid, 0)
+                # e.g. setuid refused (no_new_privs) or a range the admin did not grant: carry on
+                # with one id, as without a range, saying why
                 err = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
-                raise RootlessError(f"{tool} failed for the rootless user namespace: {err} "
-                                    "(check /etc/subuid, /etc/subgid and that it is setuid root)")
-    os.write(go_w, b"G")
+                sys.stderr.write(f"warning: rootless with a single id: {tool} failed ({err}); "
+                                 "files of other owners will belong to root in images\n")
+                reply = b"S"
+                break
+    os.write(go_w, reply)
     os.close(go_w)
     os._exit(_wait_forwarding(pid, forwarded))
 
@@ -174,10 +181,15 @@ def _squash_foreign_owners() -> None:
 
 
 def _write_self_map(uid: int, gid: int) -> None:
+    """Map our own ids only (allowed to an unprivileged process once setgroups is denied);
+    the uid map may already hold what newuidmap wrote before newgidmap failed."""
     with open("/proc/self/setgroups", "w") as f:
         f.write("deny")
-    with open("/proc/self/uid_map", "w") as f:
-        f.write(f"0 {uid} 1\n")
+    with open("/proc/self/uid_map") as f:
+        written = bool(f.read().strip())
+    if not written:
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"0 {uid} 1\n")
     with open("/proc/self/gid_map", "w") as f:
         f.write(f"0 {gid} 1\n")
 
@@ -200,6 +212,14 @@ def _wait_forwarding(pid: int, forwarded: set) -> int:
             os.kill(pid, info.si_signo)
         except ProcessLookupError:
             pass
+
+
+def _no_new_privs() -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            return any(ln.startswith("NoNewPrivs:") and ln.split()[1] == "1" for ln in f)
+    except OSError:
+        return False
 
 
 def _which(name: str) -> str | None:

@@ -173,3 +173,33 @@ def busybox_tar() -> Path:
     os.chmod(tar, 0o644)
     yield tar
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def debian_tar():
+    """A debootstrap'ed Debian bookworm (minbase) as a tar with numeric owners, world-readable
+    (made once per session: a few minutes). Skips without debootstrap or the machine's archive."""
+    from tests.integration.test_debian_base import _mirror
+
+    if not shutil.which("debootstrap"):
+        pytest.skip("debootstrap not installed (tests/apt-packages.txt lists it)")
+    mirror = _mirror()
+    if not mirror:
+        pytest.skip("no Debian archive in this machine's apt sources")
+    d = Path(tempfile.mkdtemp(prefix="pybuild-rl-debian-"))
+    os.chmod(d, 0o755)
+    rootfs = d / "rootfs"
+    r = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), mirror],
+                       capture_output=True, timeout=900)
+    if r.returncode != 0:
+        shutil.rmtree(d, ignore_errors=True)
+        tail = (r.stdout + r.stderr).decode(errors="replace").strip().splitlines()[-3:]
+        pytest.skip(f"debootstrap from {mirror} failed (archive unreachable?): {' / '.join(tail)}")
+    apt_uid = next(int(ln.split(":")[2]) for ln in (rootfs / "etc" / "passwd").read_text().splitlines()
+                   if ln.startswith("_apt:"))
+    tar = d / "debian.tar"
+    subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tar), "."], check=True)
+    shutil.rmtree(rootfs)
+    os.chmod(tar, 0o644)
+    yield tar, apt_uid
+    shutil.rmtree(d, ignore_errors=True)

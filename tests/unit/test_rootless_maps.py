@@ -32,6 +32,7 @@ def test_plan_maps_single_id_warns(monkeypatch):
 def test_plan_maps_with_ranges(monkeypatch):
     monkeypatch.setattr(rootless, "subordinate_range", lambda path, *a: (100000, 65536) if "uid" in path else (200000, 10))
     monkeypatch.setattr(rootless, "_which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(rootless, "_no_new_privs", lambda: False)
     uids, gids, warning = rootless.plan_maps()
     assert uids == [(0, os.getuid(), 1), (1, 100000, 65536)]
     assert gids == [(0, os.getgid(), 1), (1, 200000, 10)] and warning is None
@@ -53,3 +54,11 @@ def test_userns_root_detection():
     if r.returncode != 0:
         pytest.skip(f"no user namespaces here: {r.stderr.strip()}")
     assert r.stdout.strip() == "True"
+
+
+def test_plan_maps_under_no_new_privs_is_single_id(monkeypatch):
+    monkeypatch.setattr(rootless, "subordinate_range", lambda *a: (100000, 65536))
+    monkeypatch.setattr(rootless, "_which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(rootless, "_no_new_privs", lambda: True)
+    uids, _, warning = rootless.plan_maps()
+    assert uids == [(0, os.getuid(), 1)] and "no_new_privs" in warning
