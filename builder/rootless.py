@@ -35,11 +35,6 @@ def needed(command: str | None) -> bool:
     return os.geteuid() != 0 and command not in OUTSIDE and ENV_MARK not in os.environ
 
 
-def mode() -> str | None:
-    """Inside the re-exec: "full" or "single"; None otherwise (real root or not entered)."""
-    return os.environ.get(ENV_MARK)
-
-
 def subordinate_range(path: str, name: str, uid: int) -> tuple[int, int] | None:
     """The first (start, count) of `name` or `uid` in /etc/subuid-style `path`, or None."""
     try:
