@@ -203,6 +203,11 @@ def _dispatch(argv: list[str]) -> int:
     _fast_exit = bool(getattr(args, "fast_exit", False))
     if getattr(args, "command", None) is None:
         args.command = args._subcommand  # modules that serve several commands dispatch on it
+    if os.geteuid() != 0:
+        from builder import rootless
+
+        if rootless.needed(args._subcommand):
+            rootless.enter()  # returns as root of a user namespace of our own (or exits)
     return int(_module(args._subcommand).run(args) or 0)
 
 

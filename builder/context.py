@@ -524,6 +524,10 @@ def unpack_context_tar(stream, dest: Path) -> Path:
     """A context given as a tar (stdin or a file; gzip/bz2/xz detected) unpacked under `dest`."""
     import tarfile
 
+    if not hasattr(tarfile, "data_filter"):  # extraction filters came in 3.11.4 (PEP 706)
+        import platform
+        raise ContextError(f"a tar build context needs Python 3.11.4 or later (tarfile extraction "
+                           f"filters); this is Python {platform.python_version()}")
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tf:
             tf.extractall(dest, filter="data")  # the data filter refuses escapes and devices

@@ -129,6 +129,10 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
     wanted = {k: v for k, v in wanted.items() if v is not None}
     if not wanted:
         return None
+    if _not_host_root():
+        why = limit_unavailable(sorted(wanted))
+        if why:
+            raise SandboxError(f"cgroup: {why}")
     v2_mount, v1_mounts = _mounts()
     own = _own_paths()
     cg = Cgroup()
@@ -340,6 +344,45 @@ def _collect_stale(parent: str) -> None:
                 os.rmdir(d)
             except OSError:
                 break
+
+
+def _not_host_root() -> bool:
+    from runtime.namespaces import userns_root
+    return os.geteuid() != 0 or userns_root()
+
+
+def limit_unavailable(ctrls: tuple[str, ...] | list[str]) -> str | None:
+    """Why a limit on one of `ctrls` ("memory", "cpu", "pids") cannot be set by this process,
+    or None when it can: a non-root user (pybuild's rootless re-exec included) may only write
+    a cgroup that was delegated to it. The message names what is missing, for one line."""
+    try:
+        v2_mount, v1_mounts = _mounts()
+        own = _own_paths()
+    except OSError as e:
+        return f"cannot read this process's cgroups: {e.strerror}"
+    for ctrl in ctrls:
+        v2_dir = v2_mount + own.get("", "/").rstrip("/") if v2_mount is not None else None
+        if v2_dir is not None and ctrl not in v1_mounts:
+            try:
+                with open(v2_dir + "/cgroup.controllers") as f:
+                    have = ctrl in f.read().split()
+            except OSError:
+                have = False
+            # ours to delegate from, or a sibling below our parent (see _v2_parent)
+            if have and (os.access(v2_dir + "/cgroup.subtree_control", os.W_OK)
+                         or os.access(os.path.dirname(v2_dir), os.W_OK)):
+                continue
+            where = v2_dir
+        elif ctrl in v1_mounts:
+            where = f"{v1_mounts[ctrl]}{own.get(ctrl, '/').rstrip('/')}"
+            if os.access(where, os.W_OK):
+                continue
+        else:
+            return f"no {ctrl} cgroup controller on this host"
+        return (f"a {ctrl} limit needs a writable cgroup, and {where} is not writable by this user "
+                "(rootless: run under a delegated cgroup v2 subtree, e.g. systemd-run --user --scope "
+                "-p Delegate=yes, or give the user a writable cgroup)")
+    return None
 
 
 def _enable(d: str, ctrls: set[str]) -> bool:

@@ -162,10 +162,11 @@ def _apply(src: str, dst: str, links: dict[tuple[int, int], str]) -> Iterator:
             continue
         if stat.S_ISDIR(st.st_mode):
             opaque = os.path.exists(os.path.join(s, _OPAQUE))
-            try:
-                opaque = opaque or os.getxattr(s, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-            except OSError:
-                pass
+            for key in ("trusted.overlay.opaque", "user.overlay.opaque"):  # root / userns (userxattr)
+                try:
+                    opaque = opaque or os.getxattr(s, key, follow_symlinks=False) == b"y"
+                except OSError:
+                    pass
             if os.path.lexists(d) and (opaque or not os.path.isdir(d) or os.path.islink(d)):
                 _remove(d)
             if not os.path.lexists(d):

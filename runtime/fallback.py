@@ -35,6 +35,47 @@ def overlay_supported() -> bool:
     return _supported
 
 
+_usable: dict[int, bool] = {}  # by st_dev: one probe per filesystem
+
+
+def overlay_usable(near: str | None) -> bool:
+    """Whether a snapshot next to `near` (the upper dir's parent) can be an overlay mount.
+    Root of the host: when the kernel has overlayfs. Root of a user namespace (rootless): a
+    real userxattr mount is tried once per filesystem, since the kernel (< 5.11), a filesystem
+    without user xattrs or a policy may refuse it. PYBUILD_SNAPSHOTTER=copy forces the copy."""
+    if os.environ.get("PYBUILD_SNAPSHOTTER") == "copy" or not overlay_supported():
+        return False
+    from runtime.namespaces import userns_root
+    if not userns_root() or near is None:
+        return True
+    try:
+        dev = os.stat(near).st_dev
+    except OSError:
+        return True  # let the mount itself say what is wrong
+    if dev not in _usable:
+        _usable[dev] = _try_userxattr_overlay(near)
+    return _usable[dev]
+
+
+def _try_userxattr_overlay(near: str) -> bool:
+    from runtime import syscalls as sc
+    try:
+        d = tempfile.mkdtemp(prefix="pybuild-overlay-probe-", dir=near)
+    except OSError:
+        return False
+    try:
+        for sub in ("l", "u", "w", "m"):
+            os.mkdir(f"{d}/{sub}")
+        try:
+            sc.mount("overlay", f"{d}/m", "overlay", 0, f"lowerdir={d}/l,upperdir={d}/u,workdir={d}/w,userxattr")
+        except OSError:
+            return False
+        sc.umount2(f"{d}/m", sc.MNT_DETACH)
+        return True
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 Signature = tuple
 
 

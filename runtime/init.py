@@ -22,6 +22,7 @@ config arrives as a marshal-ed plain dict (`marshal` is builtin; json would cost
 from __future__ import annotations
 
 import _signal
+import errno
 import marshal
 import os
 import sys
@@ -283,7 +284,7 @@ def child(plan: dict, status: Status) -> None:
     cfg = plan["config"]
     proc = cfg["process"]
     root = plan["root"]
-    userns = "user" in plan["unshare"]
+    userns = "user" in plan["unshare"] or plan["userns_root"]
     # 6. The outer is our parent but outside our pid namespace: if it dies, so do we (and
     #    with pid 1, the whole namespace).
     sc.prctl(sc.PR_SET_PDEATHSIG, _signal.SIGKILL)
@@ -295,7 +296,7 @@ def child(plan: dict, status: Status) -> None:
     mounts.mount_rootfs(cfg["rootfs"], root, userns)
     stubs = mounts.Stubs(root, lambda cpath, kind, mtime: status.send("S", kind, mtime, cpath))
     # 8. /proc after the fork: a proc mount shows the pid namespace of the process mounting it.
-    mounts.mount_proc(root, stubs)
+    mounts.mount_proc(root, stubs, userns)
     # 9. /dev (tmpfs + device nodes, its own devpts, shm, mqueue); then Docker's masks over
     #    /proc, which bind /dev/null and so come after /dev; then /sys read-only.
     mounts.mount_dev(root, stubs, userns)
@@ -454,11 +455,15 @@ def become_process(plan: dict) -> None:
     #     KEEPCAPS holds the permitted set across the uid change, for the capset below.
     sc.prctl(sc.PR_SET_KEEPCAPS, 1)
     try:
-        if not plan["self_map"]:
+        if not plan["self_map"] and not plan.get("setgroups_denied"):
             os.setgroups(proc["additional_gids"])
         os.setresgid(proc["gid"], proc["gid"], proc["gid"])
         os.setresuid(proc["uid"], proc["uid"], proc["uid"])
     except OSError as e:
+        if e.errno == errno.EINVAL and (plan["self_map"] or plan.get("userns_root")):
+            raise ExecError(f"switching to uid {proc['uid']} gid {proc['gid']}: not mapped in this rootless user "
+                            "namespace (only the user's own id is; add a subordinate range to /etc/subuid "
+                            "and /etc/subgid for more)") from None
         raise ExecError(f"switching to uid {proc['uid']} gid {proc['gid']}: {e.strerror}") from None
     sc.prctl(sc.PR_SET_KEEPCAPS, 0)
     # root gets the container's set; another user none effective or permitted (what a plain

@@ -194,9 +194,21 @@ SYS_MASKED = ("/sys/firmware", "/sys/devices/virtual/powercap")
 PROC_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
-def mount_proc(root: str, stubs: Stubs) -> None:
+def mount_proc(root: str, stubs: Stubs, userns: bool = False) -> None:
     proc = stubs.ensure("/proc", True)
-    mount("proc", proc, "proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+    flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+    if not userns:
+        mount("proc", proc, "proc", flags)
+        return
+    try:
+        sc.mount("proc", proc, "proc", flags, None)
+    except OSError as e:
+        if e.errno != errno.EPERM:
+            raise MountError(f"mount proc proc on {proc} (flags {flag_names(flags)}): {e.strerror}") from None
+        # Nested in a container whose /proc is partly masked (docker's masks, or ours): the
+        # kernel gives a user namespace no fresh proc then. Show the one we see, masks and all
+        # (BuildKit's "no process sandbox"): its pids are those of the enclosing container.
+        mount("/proc", proc, None, sc.MS_BIND | sc.MS_REC)
 
 
 def protect_proc(root: str) -> None:

@@ -6,6 +6,8 @@ do) or import anything slow: the init child imports it on every start.
 """
 from __future__ import annotations
 
+import os
+
 from runtime import syscalls as sc
 from runtime.errors import NamespaceError
 
@@ -45,6 +47,25 @@ def write_id_maps(pid: int | str, uid_map: list, gid_map: list, deny_setgroups: 
                 f.write(text)
     except OSError as e:
         raise NamespaceError(f"writing {base} id maps {uid_map} / {gid_map}: {e.strerror}") from None
+
+
+_userns_root: bool | None = None
+
+
+def userns_root() -> bool:
+    """Root of a user namespace that does not map every id (pybuild's rootless re-exec, or a
+    container's hostUsers: false): uid 0 with the full capability set, but only over what the
+    namespace owns: no mknod, no sysfs of the host's net namespace, no trusted.* xattrs, no
+    host cgroup writes. Read from /proc/self/uid_map once (the identity map means the host)."""
+    global _userns_root
+    if _userns_root is None:
+        try:
+            with open("/proc/self/uid_map") as f:
+                rows = [line.split() for line in f if line.strip()]
+        except OSError:
+            rows = [["0", "0", "4294967295"]]
+        _userns_root = os.geteuid() == 0 and rows != [["0", "0", "4294967295"]]
+    return _userns_root
 
 
 def join_cgroups(procs_files: list[str]) -> None:

@@ -13,6 +13,7 @@ import stat
 from runtime.config import CAPABILITY_NUMBERS, RLIMITS, SandboxConfig
 from runtime.copytree import walk
 from runtime.errors import NamespaceError
+from runtime.namespaces import userns_root
 from runtime.seccomp import program_for
 
 
@@ -59,6 +60,9 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         "unshare": ns,
         "self_map": self_map,
         "parent_pid": os.getpid(),
+        # root of a user namespace that maps a range only (rootless re-exec): mount as userns does
+        "userns_root": userns_root(),
+        "setgroups_denied": _setgroups_denied(),
         "cgroup_procs": cgroup_procs,
         "cap_mask": mask,
         "cap_last": cap_last,
@@ -67,6 +71,15 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         "seccomp": program_for(config.seccomp, config.capabilities),
         "join_netns": config.netns_path,
     }
+
+
+def _setgroups_denied() -> bool:
+    """A user namespace made without newgidmap (a single-id map) denies setgroups for good."""
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() == "deny"
+    except OSError:
+        return False
 
 
 def _userns_missing() -> str | None:

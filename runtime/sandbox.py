@@ -81,7 +81,8 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
     """
     config.check()
     snap = None
-    if config.rootfs.is_overlay and not fallback.overlay_supported():
+    if config.rootfs.is_overlay and not fallback.overlay_usable(
+            os.path.dirname(config.rootfs.upperdir) if config.rootfs.upperdir else None):
         # No overlayfs: run on a flattened copy, then write the changes into upperdir.
         snap = fallback.CopySnapshot(config.rootfs.lowerdirs, config.rootfs.upperdir)
         config = replace(config, rootfs=Rootfs(path=snap.prepare()))

@@ -255,6 +255,7 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     for f in findings:
         where = f"{f.span.file}:{f.span.line}: " if f.span else ""
         reporter.emit(W(f"{where}{f.rule}: {f.message}"))
+    _check_pids_limit(req, graph, None)  # an explicit --pids-limit that cannot be: before any work
     snaps = Snapshotter(settings.snapshots_dir, settings.tmp_dir)
     snaps.sweep()  # what a killed build (SIGKILL, power loss) left in tmp/
     from builder.engine.mounts import clear_secret_leftovers
@@ -342,6 +343,25 @@ def _check_entitlements(graph, allow: tuple[str, ...]) -> None:
                                        "`pybuild build --allow security.insecure`)", s.span)
 
 
+def _check_pids_limit(req: BuildRequest, graph: BuildGraph, reporter: Reporter | None) -> None:
+    """Rootless without a delegated cgroup: an explicit --pids-limit is an error before any
+    work; the default limit is left out with one warning (given a reporter, and only when
+    the build has a RUN step), never a failed build."""
+    from builder.engine.ops import DEFAULT_RUN_PIDS_LIMIT, pids_limit_unavailable
+    from builder.plan.graph import RunOp
+    from builder.report import Warning as W
+
+    if req.pids_limit is not None and req.pids_limit < 0:
+        return
+    why = pids_limit_unavailable()
+    if why is None:
+        return
+    if req.pids_limit is not None:
+        raise PybuildError(f"--pids-limit {req.pids_limit}: {why}")
+    if reporter is not None and any(isinstance(s.op, RunOp) for i in graph.needed() for s in graph.stages[i].steps):
+        reporter.emit(W(f"RUN steps run without the default limit of {DEFAULT_RUN_PIDS_LIMIT} processes: {why}"))
+
+
 def build(req: BuildRequest, settings: Settings, reporter: Reporter | None = None) -> BuildResult:
     import time
 
@@ -359,6 +379,7 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
     import time
 
     rep.emit(BuildStarted(len(solver.ids), str(req.context_dir or "")))  # the steps progress shows
+    _check_pids_limit(req, graph, rep)
     for w in graph.unused_args:
         from builder.report import Warning as W
 

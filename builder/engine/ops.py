@@ -12,6 +12,7 @@ let secrets reach layers, keys or history.
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -93,11 +94,24 @@ class LayerResult(Record):
 DEFAULT_RUN_PIDS_LIMIT = 2048
 
 
-def default_pids_limit() -> int | None:
-    """DEFAULT_RUN_PIDS_LIMIT where a pids controller exists (v1 hierarchy or v2 root), else None:
-    a host without one still builds, as before, rather than failing every RUN."""
-    import os
+@functools.lru_cache(maxsize=1)
+def pids_limit_unavailable() -> str | None:
+    """Why this process cannot set a pids limit when it is not the host's root (rootless without
+    a delegated cgroup), else None. Root is not asked: its cgroup errors stay errors."""
+    from runtime.cgroups import limit_unavailable
+    from runtime.namespaces import userns_root
 
+    if os.geteuid() == 0 and not userns_root():
+        return None
+    return limit_unavailable(["pids"])
+
+
+def default_pids_limit() -> int | None:
+    """DEFAULT_RUN_PIDS_LIMIT where a pids controller exists (v1 hierarchy or v2 root) and this
+    process may write it, else None: a host without one (or rootless without a delegated
+    cgroup) still builds rather than failing every RUN (the build warns once)."""
+    if pids_limit_unavailable() is not None:
+        return None
     if os.path.isdir("/sys/fs/cgroup/pids"):
         return DEFAULT_RUN_PIDS_LIMIT
     for f in ("/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers"):

@@ -289,6 +289,10 @@ def _extract(path: str, dest: Path) -> None:
     import tarfile
     import zlib  # a cut or corrupt gzip stream raises EOFError / zlib.error, not TarError
 
+    if not hasattr(tarfile, "data_filter"):  # extraction filters came in 3.11.4 (PEP 706)
+        import platform
+        raise BuildStepError(f"ADD of a local archive needs Python 3.11.4 or later (tarfile extraction "
+                             f"filters); this is Python {platform.python_version()}")
     dest.mkdir(parents=True, exist_ok=True)
     filt = _AddFilter()
     with open(path, "rb") as f:

@@ -306,6 +306,11 @@ def _apply_entry(tar: TarReader, m: Entry, r: _Root, added: set[str],
             try:
                 os.mknod(target, kind | 0o600, os.makedev(m.devmajor, m.devminor))
             except PermissionError:
+                if not host_root():
+                    # rootless: no user namespace may make a device node; skipped as containerd
+                    # does there (a sandbox's /dev is its own, and the rootfs is nodev anyway)
+                    added.discard(target)
+                    return
                 raise LayerError(f"layer entry {entry!r}: not permitted to create a device node here",
                                  hint="unpack as root, or skip device nodes") from None
         elif m.type == FIFO:
@@ -340,13 +345,31 @@ def _set_metadata(m: Entry, target: str, chown: bool, warn: Warn | None,
     os.utime(target, ns=(mtime, mtime), follow_symlinks=False)
 
 
+_host_root: bool | None = None
+
+
+def host_root() -> bool:
+    """Root of the host's user namespace (which may set trusted.* xattrs, so overlay reads its
+    whiteout/opaque marks there); not root, or root of a user namespace mapping a range only
+    (pybuild's rootless mode), uses user.overlay.* with the userxattr mount option."""
+    global _host_root
+    if _host_root is None:
+        try:
+            with open("/proc/self/uid_map") as f:
+                identity = f.read().split() == ["0", "0", "4294967295"]
+        except OSError:
+            identity = True
+        _host_root = os.geteuid() == 0 and identity
+    return _host_root
+
+
 def _whiteout(r: _Root, parts: list[str], entry: str, added: set[str], mode: str) -> None:
     name = parts[-1]
     parent = r.dir(parts[:-1], entry)
     r.forget()
     if name == ".wh..wh..opq":
         if mode == "overlay":
-            key = "trusted.overlay.opaque" if os.geteuid() == 0 else "user.overlay.opaque"
+            key = "trusted.overlay.opaque" if host_root() else "user.overlay.opaque"
             os.setxattr(parent, key, b"y", follow_symlinks=False)
             return
         for child in os.listdir(parent):

@@ -74,6 +74,7 @@ def _dir(name: str) -> tuple[tarfile.TarInfo, None]:
     return ti, None
 
 
+@pytest.mark.skipif(not hasattr(tarfile, "data_filter"), reason="needs Python >= 3.11.4 (tarfile filters)")
 def test_add_tar_hardlink_is_one_inode_in_the_image(root: Path, tmp_path: Path) -> None:
     tar = _tar([_file("d/a", b"same\n", {"user.origin": b"tar", "security.capability": CAP}),
                 _link("d/b", "d/a"), _file("d/c", b"other\n")])
@@ -98,6 +99,7 @@ def test_add_tar_hardlink_is_one_inode_in_the_image(root: Path, tmp_path: Path) 
     assert out[0] == out[1] and out[0].startswith("2 ")
 
 
+@pytest.mark.skipif(not hasattr(tarfile, "data_filter"), reason="needs Python >= 3.11.4 (tarfile filters)")
 @pytest.mark.parametrize("entries", [
     [_file("a", b"x"), _link("hl", "../../../../etc/passwd")],
     [_link("hl", "/etc/passwd")],
@@ -132,6 +134,7 @@ def _check_app_layer(files: dict[str, tarfile.TarInfo], prefix: str) -> None:
     assert _pax_xattr(files[f"{prefix}/note"], "user.comment") is None
 
 
+@pytest.mark.root_only  # the test sets security.capability on its context files
 def test_copy_keeps_hardlinks_and_xattrs(root: Path, tmp_path: Path) -> None:
     ctx = _ctx_with_links(tmp_path / "ctx")
     (ctx / "Dockerfile").write_text(
@@ -147,6 +150,7 @@ def test_copy_keeps_hardlinks_and_xattrs(root: Path, tmp_path: Path) -> None:
     _check_app_layer(_image_files(root, "second"), "copied")
 
 
+@pytest.mark.root_only  # the test sets security.capability on its context files
 def test_add_archive_with_chown_keeps_the_capability(root: Path, tmp_path: Path) -> None:
     ti, data = _file("cap", b"#!/bin/sh\n", {"security.capability": CAP})
     ti.mode = 0o755
@@ -161,6 +165,7 @@ def test_add_archive_with_chown_keeps_the_capability(root: Path, tmp_path: Path)
     assert (files["app/cap"].uid, files["app/cap"].mode) == (1000, 0o755)
 
 
+@pytest.mark.root_only  # the test sets security.capability on its context files
 def test_hardlink_change_alone_misses_the_cache(root: Path, tmp_path: Path) -> None:
     ctx = _ctx_with_links(tmp_path / "ctx")
     (ctx / "Dockerfile").write_text("FROM busybox\nCOPY app/ /app/\n")

@@ -94,6 +94,7 @@ COPY g.txt /escape/
     assert not Path("/etc/g.txt").exists()
 
 
+@pytest.mark.root_only  # umoci unpack as root (it chowns the rootfs)
 def test_from_oci_layout_and_external_tools_read_the_result(root: Path, tmp_path: Path) -> None:
     import subprocess
 

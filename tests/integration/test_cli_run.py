@@ -125,12 +125,14 @@ def test_stdin_with_i(root):
     assert r.stdout == b""
 
 
+@pytest.mark.root_only  # rootless without a delegated cgroup: a clear error instead (tests/rootless)
 def test_pids_limit(root):
     r = pb(root, "run", "--rm", "--pids-limit", "8", "busybox", "sh", "-c",
            "for i in $(seq 20); do sleep 2 & done 2>/dev/null; wait; echo done")
     assert b"can't fork" in r.stderr or b"Resource temporarily unavailable" in r.stderr or r.returncode != 0
 
 
+@pytest.mark.root_only  # a memory cgroup: rootless has none without delegation
 def test_memory_limit_oom(root):
     r = pb(root, "run", "--rm", "--memory", "16m", "busybox", "sh", "-c",
            "x=a; while true; do x=$x$x$x$x; done")
@@ -151,6 +153,7 @@ def test_bad_input(root, args, code, first):
     assert r.stderr.decode().startswith(first) and b"Traceback" not in r.stderr
 
 
+@pytest.mark.root_only  # runc itself as root
 @pytest.mark.skipif(shutil.which("runc") is None, reason="Debian's runc is not installed")
 def test_bundle_runs_under_runc(root, tmp_path):
     dest = tmp_path / "bundle"

@@ -104,6 +104,7 @@ def test_store_is_a_valid_oci_layout_for_oci_image_tool_and_skopeo(store, tmp_pa
     validate_document(mt.OCI_CONFIG, store.blobs.read_bytes(Manifest.from_json(man_bytes).config.digest))
 
 
+@pytest.mark.root_only  # umoci unpack as root (it chowns the rootfs)
 def test_umoci_unpacks_what_we_wrote(store, tmp_path):
     # umoci 0.4.7 (Debian 12) reads gzip layers only; zstd is checked by skopeo above.
     src = make_rootfs(tmp_path / "rootfs")
