@@ -201,6 +201,10 @@ class Copier:
         # hardlinks within one item: source (dev, inode) -> the first host path written for it,
         # and the later names, made by flush() once that first file exists
         self._inodes: dict[tuple[int, int], str] = {}
+        # in-root directories of the current item that the image below does not have: their
+        # children need no lookup in the layer stack (which costs one lstat per path component
+        # per layer: quadratic in depth for a deep tree)
+        self._new_dirs: set[str] = set()
         self._links: dict[str, tuple[str, os.stat_result, Xattrs, str]] = {}
 
     def _target(self, in_root: str, host_parent: str | None = None) -> str:
@@ -414,19 +418,24 @@ class Copier:
             if hit is not None:
                 # a directory copied onto a file the image has: BuildKit refuses, so do we
                 raise BuildStepError(f"cannot copy to non-directory: {in_root}")
-        if host_parent is not None and self._archive and self.follow_dest:
+        hit = None
+        if host_parent is not None and self.follow_dest:
+            if in_root.rstrip("/").rpartition("/")[0] in self._new_dirs:
+                self._new_dirs.add(in_root.rstrip("/"))  # below a new directory: new as well
+            else:
+                hit = self.view.find(in_root)
+                if hit is None:
+                    self._new_dirs.add(in_root.rstrip("/"))
+        if hit is not None and self._archive:
             # an archive is unpacked as docker's untar does: through a symlink to a directory
             # that the image already has (`opt/link/f` lands in the link's target)
-            path = in_root
-            hit = self.view.find(path)
-            if hit is not None and stat.S_ISLNK(hit[1].st_mode):
-                real = self.view.resolve(path)
+            if stat.S_ISLNK(hit[1].st_mode):
+                real = self.view.resolve(in_root)
                 found = self.view.find(real)
                 if found is not None and stat.S_ISDIR(found[1].st_mode):
                     host_parent, in_root, fresh = None, real, False
-        elif host_parent is not None and self.follow_dest and not self._archive:
-            hit = self.view.find(in_root)
-            if hit is not None and stat.S_ISLNK(hit[1].st_mode) and not hit[0].startswith(str(self.upper) + os.sep):
+        elif hit is not None:
+            if stat.S_ISLNK(hit[1].st_mode) and not hit[0].startswith(str(self.upper) + os.sep):
                 # BuildKit's copy refuses to merge a directory into a symlink the image has
                 raise BuildStepError(f"cannot copy to non-directory: {in_root}")
         host = self._target(in_root, host_parent)
@@ -484,6 +493,7 @@ class Copier:
             self._ensure_dir(dest)
         for it in items:
             self._inodes.clear()  # hardlinks are kept within one source, as BuildKit copies each alone
+            self._new_dirs.clear()  # an earlier item may have written there since
             self._keep_owner = it.keep_owner
             self._archive = it.archive
             self.chmod = None if it.archive else self._chmod_all
