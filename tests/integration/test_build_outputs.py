@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-REFERENCE = Path("/work/shared/tools/buildkit-reference")
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "tools" / "buildkit-reference"
 
 
 @pytest.fixture
@@ -174,7 +175,7 @@ def test_push_converts_to_gzip_and_docker_pulls_it(registry, root: Path, ctx: Pa
 
     env = _reference_env()
     if env is None:
-        pytest.skip("the reference docker (/work/shared/tools/buildkit-reference) cannot be had here; "
+        pytest.skip("the reference docker (../shared/tools/buildkit-reference) cannot be had here; "
                     "the gzip media types above are what docker 20.10 needs")
     try:
         r = subprocess.run([env["DOCKER"], "pull", ref], capture_output=True, env=env, timeout=300)
@@ -229,3 +230,41 @@ def test_image_output_with_compression_tags_the_converted_image(root: Path, ctx:
 def test_registry_output_without_a_name_is_refused_before_the_build(root: Path, ctx: Path) -> None:
     r = build(root, ctx, "-o", "type=registry")
     assert r.returncode == 2 and b"pushing needs a name" in r.stderr and b"RUN" not in r.stderr, r.stderr.decode()
+
+
+DEBIAN_DOCKERD = Path("/usr/sbin/dockerd")
+
+
+@pytest.mark.registry
+def test_default_push_pulls_and_runs_in_docker_20_10(registry, root: Path, ctx: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Issue 19: an image pushed with default settings pulls and runs in Debian's docker.io
+    (20.10, which cannot read zstd layers), from a private dockerd of its own."""
+    from bench.harness import NotAvailable
+    from bench.peers import Docker
+
+    if not (DEBIAN_DOCKERD.exists() and Path("/usr/bin/docker").exists()):
+        msg = "Debian's docker.io (docker 20.10) is not installed (tests/apt-packages.txt lists it)"
+        pytest.fail(msg) if os.environ.get("CI") else pytest.skip(msg)
+    r = build(root, ctx, "-t", "plain")
+    assert r.returncode == 0, r.stderr.decode()
+    ref = registry.ref("t/plain", "1")
+    r = run_cli("push", "plain", ref, env={"PYBUILD_ROOT": str(root)})
+    assert r.returncode == 0, r.stderr.decode()
+    short = Path(tempfile.mkdtemp(prefix="pbd-", dir="/tmp"))  # unix socket paths are short
+    d = Docker(tmp_path / "docker-state", short)
+    try:
+        try:
+            d.start()
+        except NotAvailable as e:
+            pytest.fail(f"docker 20.10's dockerd did not start: {e}")
+        v = subprocess.run([d.docker_bin, "version", "--format", "{{.Server.Version}}"], env=d.env,
+                           capture_output=True, text=True, timeout=60)
+        assert v.stdout.startswith("20.10"), v.stdout + v.stderr
+        r = subprocess.run([d.docker_bin, "pull", ref], env=d.env, capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stderr.decode()
+        r = subprocess.run([d.docker_bin, "run", "--rm", "--network", "none", ref, "cat", "/hi"],
+                           env=d.env, capture_output=True, timeout=300)
+        assert r.returncode == 0 and r.stdout == b"hi\n", r.stderr.decode()
+    finally:
+        d.stop()
+        shutil.rmtree(short, ignore_errors=True)

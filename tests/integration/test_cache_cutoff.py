@@ -1,7 +1,7 @@
 """Cache cut-off by content (issue 19 item 3): a `COPY --from=<stage>` or `RUN --mount=from=<stage>`
 is keyed by the content of the paths it reads, so an edit that changes a builder stage's steps
 but not its output leaves it and every later step CACHED — counted against the reference
-BuildKit (`/work/shared/tools/buildkit-reference`) when it can be had, else against the numbers
+BuildKit (`../shared/tools/buildkit-reference`) when it can be had, else against the numbers
 it gave on this case (recorded below).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.integration.buildlib import build, steps, validate_layout
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
 
-REFERENCE = Path("/work/shared/tools/buildkit-reference")
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "tools" / "buildkit-reference"
 
 DOCKERFILE = """\
 FROM {base} AS builder
@@ -108,7 +108,7 @@ def test_copy_from_unchanged_stage_output_stays_cached(root: Path, tmp_path: Pat
 def test_cutoff_matches_reference_buildkit(root: Path, tmp_path: Path) -> None:
     env = _reference_env()
     if env is None:
-        pytest.skip("the reference BuildKit (/work/shared/tools/buildkit-reference) cannot be had here; "
+        pytest.skip("the reference BuildKit (../shared/tools/buildkit-reference) cannot be had here; "
                     "test_copy_from_unchanged_stage_output_stays_cached checks the recorded numbers")
     from tests.fixtures.busybox_rootfs import make_busybox_rootfs
 

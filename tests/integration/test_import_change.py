@@ -1,6 +1,6 @@
 """`pybuild import -c/--change` as `docker import --change` (issue 19 item 4): the image config both
 give for the same changes — recorded from the reference docker 28.5 below, and compared live when
-the reference (`/work/shared/tools/buildkit-reference`) can be had.
+the reference (`../shared/tools/buildkit-reference`) can be had.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import run_cli
 from tests.fixtures.busybox_rootfs import make_busybox_rootfs
 
-REFERENCE = Path("/work/shared/tools/buildkit-reference")
+REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "tools" / "buildkit-reference"
 CHANGES = ["CMD echo hi", 'ENV A=1 B="two words"', "ENV C 3", "EXPOSE 80 90/udp", 'LABEL x=y "z w"=v',
            "WORKDIR /w", "WORKDIR sub", "USER app:app", 'VOLUME /data ["/v2"]', 'ENTRYPOINT ["/bin/sh","-c"]',
            "ONBUILD RUN echo hi", "STOPSIGNAL SIGINT"]
