@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import tarfile
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.fixtures.reference import reference_env
 from tests.fixtures.registry import registry  # noqa: F401  (fixture)
 from tests.integration.buildlib import build, steps, validate_layout, write_ctx
 
@@ -24,7 +24,6 @@ pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "tools" / "buildkit-reference"
 
 
 @pytest.fixture
@@ -136,17 +135,6 @@ def test_compression_options_convert_layers(root: Path, ctx: Path, tmp_path: Pat
     assert {x["mediaType"] for x in man_k["layers"]} == {"application/vnd.docker.image.rootfs.diff.tar.gzip"}
 
 
-def _reference_env() -> dict | None:
-    if os.geteuid() != 0 or not REFERENCE.exists():
-        return None
-    if subprocess.run([str(REFERENCE), "start"], capture_output=True, timeout=300).returncode != 0:
-        return None
-    out = subprocess.run([str(REFERENCE), "env"], capture_output=True, text=True, timeout=30).stdout
-    env = dict(os.environ)
-    for k, v in re.findall(r"(\w+)=(\S+)", out.replace("export ", " ")):
-        env[k] = v.strip("'\"")
-    return env if "DOCKER" in env else None
-
 
 @pytest.mark.registry
 def test_push_converts_to_gzip_and_docker_pulls_it(registry, root: Path, ctx: Path, tmp_path: Path) -> None:  # noqa: F811
@@ -173,7 +161,7 @@ def test_push_converts_to_gzip_and_docker_pulls_it(registry, root: Path, ctx: Pa
                        capture_output=True, timeout=60)
     assert {x["mediaType"] for x in json.loads(r.stdout)["layers"]} == {ZSTD}
 
-    env = _reference_env()
+    env = reference_env()
     if env is None:
         pytest.skip("the reference docker (../shared/tools/buildkit-reference) cannot be had here; "
                     "the gzip media types above are what docker 20.10 needs")

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.fixtures.reference import reference_env
 from tests.integration.buildlib import build, steps, validate_layout
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.needs_overlay]
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "tools" / "buildkit-reference"
 
 DOCKERFILE = """\
 FROM {base} AS builder
@@ -50,17 +50,6 @@ def _pybuild_reruns(root: Path, ctx: Path) -> list[str]:
     assert r.returncode == 0, r.stderr.decode()
     return [name for name, res in steps(r.stderr) if res != "CACHED" and not name.startswith("FROM")]
 
-
-def _reference_env() -> dict | None:
-    if os.geteuid() != 0 or not REFERENCE.exists():
-        return None
-    if subprocess.run([str(REFERENCE), "start"], capture_output=True, timeout=300).returncode != 0:
-        return None
-    out = subprocess.run([str(REFERENCE), "env"], capture_output=True, text=True, timeout=30).stdout
-    env = dict(os.environ)
-    for k, v in re.findall(r"(\w+)=(\S+)", out.replace("export ", " ")):
-        env[k] = v.strip("'\"")
-    return env if "DOCKER" in env else None
 
 
 def _reference_reruns(env: dict, ctx: Path) -> list[str]:
@@ -106,7 +95,7 @@ def test_copy_from_unchanged_stage_output_stays_cached(root: Path, tmp_path: Pat
 
 
 def test_cutoff_matches_reference_buildkit(root: Path, tmp_path: Path) -> None:
-    env = _reference_env()
+    env = reference_env()
     if env is None:
         pytest.skip("the reference BuildKit (../shared/tools/buildkit-reference) cannot be had here; "
                     "test_copy_from_unchanged_stage_output_stays_cached checks the recorded numbers")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -14,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
+from tests.fixtures.reference import reference_env
 from tests.fixtures.busybox_rootfs import make_busybox_rootfs
 
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "tools" / "buildkit-reference"
 CHANGES = ["CMD echo hi", 'ENV A=1 B="two words"', "ENV C 3", "EXPOSE 80 90/udp", 'LABEL x=y "z w"=v',
            "WORKDIR /w", "WORKDIR sub", "USER app:app", 'VOLUME /data ["/v2"]', 'ENTRYPOINT ["/bin/sh","-c"]',
            "ONBUILD RUN echo hi", "STOPSIGNAL SIGINT"]
@@ -60,20 +59,9 @@ def test_bad_change_is_refused_before_reading_the_input(tmp_path: Path, change: 
     assert r.returncode == 2 and msg in r.stderr.decode(), r.stderr.decode()
 
 
-def _reference_env() -> dict | None:
-    if os.geteuid() != 0 or not REFERENCE.exists():
-        return None
-    if subprocess.run([str(REFERENCE), "start"], capture_output=True, timeout=300).returncode != 0:
-        return None
-    out = subprocess.run([str(REFERENCE), "env"], capture_output=True, text=True, timeout=30).stdout
-    env = dict(os.environ)
-    for k, v in re.findall(r"(\w+)=(\S+)", out.replace("export ", " ")):
-        env[k] = v.strip("'\"")
-    return env if "DOCKER" in env else None
-
 
 def test_change_matches_the_reference_docker(tmp_path: Path, rootfs_tar: Path) -> None:
-    env = _reference_env()
+    env = reference_env()
     if env is None:
         pytest.skip("the reference docker cannot be had here; test_change_gives_dockers_config checks the "
                     "recorded config")
