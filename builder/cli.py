@@ -64,7 +64,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 # docker's management-command spellings: `pybuild image ls` is `pybuild images`, and so on.
 # Each group word + verb is rewritten to the command above before parsing, so the flags, help
-# and completion of a verb are those of its command (one parser table).
+# and completion of a verb are those of its command (one parser table). A group word that is a
+# command itself (`container`: ls, inspect, prune, …) keeps its own verbs; only those named
+# here are rewritten (`container run` is `run`).
 GROUPS: dict[str, tuple[str, dict[str, str]]] = {
     "image": ("manage images (image ls, rm, inspect, history, tag, prune, …)", {
         "ls": "images", "list": "images", "rm": "rmi", "remove": "rmi", "inspect": "inspect",
@@ -97,7 +99,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         for name, (_mod, summary) in COMMANDS.items():
             sub.add_parser(name, help=summary, add_help=False)
         for name, (summary, _verbs) in GROUPS.items():
-            sub.add_parser(name, help=summary, add_help=False)
+            if name not in COMMANDS:
+                sub.add_parser(name, help=summary, add_help=False)
         return parser
     mod = COMMANDS[only][0]
     add = importlib.import_module(f"builder.commands.{mod}").add_parser
@@ -139,6 +142,8 @@ def _expand_group(argv: list[str]) -> list[str] | int:
     rest = argv[i + 1:]
     if rest and rest[0] in verbs:
         return argv[:i] + [verbs[rest[0]]] + rest[1:]
+    if group in COMMANDS:
+        return argv  # the command's own verbs, flags and help
     if rest and not rest[0].startswith("-"):
         sys.stderr.write(f"pybuild: error: unknown command 'pybuild {group} {rest[0]}' "
                          f"(choose from {', '.join(verbs)})\n")

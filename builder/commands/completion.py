@@ -54,10 +54,11 @@ def completion_table() -> dict:
             verbs = {v: {"help": h, "flags": _flags(vp)} for v, (h, vp) in _subparsers(sp).items()}
             table["commands"][name] = {"help": help_, "flags": _flags(sp), "verbs": verbs}
     for group, (summary, verbs) in GROUPS.items():
-        table["commands"][group] = {
-            "help": summary, "flags": ["-h", "--help"],
-            "verbs": {v: {"help": COMMANDS[t][1], "flags": table["commands"][t]["flags"]}
-                      for v, t in verbs.items()}}
+        rewritten = {v: {"help": COMMANDS[t][1], "flags": table["commands"][t]["flags"]} for v, t in verbs.items()}
+        if group in table["commands"]:  # a command of its own (container): its verbs and these
+            table["commands"][group]["verbs"].update(rewritten)
+            continue
+        table["commands"][group] = {"help": summary, "flags": ["-h", "--help"], "verbs": rewritten}
     return table
 
 
