@@ -21,14 +21,25 @@ import sys
 
 from builder.errors import PybuildError
 
-# Commands that never touch the store or a sandbox: they run as the user, unchanged.
-OUTSIDE = {"parse", "lint", "version", "completion", "login", "logout"}
+# Commands that never touch the store or a sandbox: they run as the user, unchanged. `exec`
+# joins a running container's namespaces, which belong to the user namespace of the command
+# that started it: only its owner outside (the user) may setns into that, not a sibling.
+OUTSIDE = {"parse", "lint", "version", "completion", "login", "logout", "exec"}
 ENV_MARK = "_PYBUILD_ROOTLESS"  # set inside: "full" (subordinate ranges) or "single" (one id)
 SI_KERNEL = 0x80  # siginfo si_code of a signal the kernel sent (a tty's ^C reaches the child too)
 
 
 class RootlessError(PybuildError):
     """Entering the user namespace failed (one line for the user)."""
+
+
+def host_root() -> bool:
+    """Root of the host (not the root of pybuild's rootless user namespace)."""
+    if os.geteuid() != 0:
+        return False
+    from runtime.namespaces import userns_root
+
+    return not userns_root()
 
 
 def needed(command: str | None) -> bool:

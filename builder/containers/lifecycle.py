@@ -20,6 +20,7 @@ from pathlib import Path
 from builder.containers.state import (Container, check_name, find, generated_name, names_lock, now_iso,
                                       proc_start, write_json)
 from builder.errors import PybuildError, UsageError
+from builder.rootless import host_root
 
 RESTART_POLICIES = ("no", "always", "on-failure", "unless-stopped")
 
@@ -75,7 +76,7 @@ def create(args) -> Container:
     root = st.root
     # bridge (builder.networks.bridge.DEFAULT, not imported: start-up time) as root; rootless,
     # pasta (a user-mode network stack: builder.networks.pasta)
-    network = args.network or ("bridge" if os.geteuid() == 0 else "pasta")
+    network = args.network or ("bridge" if host_root() else "pasta")
     if network not in ("host", "none", "bridge", "pasta") and not (root / "networks" / f"{network}.json").is_file():
         raise PybuildError(f"network {network} not found")
     if network in ("host", "none") and (published or args.publish_all):
@@ -113,7 +114,7 @@ def create(args) -> Container:
                                                                                readonly=not v["RW"]) for v in vol_mounts),
                              hostname=hostname, extra_hosts=tuple(extra),
                              network="host" if network == "host" else "none",
-                             netns_path=None if network in ("host", "none") or (network == "pasta" and os.geteuid())
+                             netns_path=None if network in ("host", "none") or (network == "pasta" and not host_root())
                              else netns_path(cid),
                              hosts_file=None if network in ("host",) else str(cdir / "hosts"))
             config.check()

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from builder.containers.state import NAME_RE, _Lock, now_iso, read_json, write_json
 from builder.errors import PybuildError
+from builder.rootless import host_root
 
 DEFAULT = "bridge"
 POOL = ipaddress.ip_network("10.89.0.0/16")  # /24 subnets are cut from here
@@ -87,7 +88,7 @@ def create(root: Path, name: str, subnet: str | None = None, labels: dict | None
            internal: bool = False) -> dict:
     if not NAME_RE.match(name) or name in ("host", "none"):
         raise NetworkError(f"invalid network name {name!r}")
-    if os.geteuid() != 0:
+    if not host_root():
         raise NetworkError("bridge networks need root here (rootless: use --network host or none)")
     with lock(root):
         if load(root, name):

@@ -12,11 +12,11 @@ Must not: touch bridges or nft (bridge.py, ports.py).
 """
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 
 from builder.networks.bridge import NetworkError, tool
+from builder.rootless import host_root
 
 
 def choose_ports(ports: list[dict]) -> list[dict]:
@@ -45,7 +45,7 @@ def connect(pid: str | None, ports: list[dict], netns: str | None = None) -> Non
     tcp = [_spec(p) for p in ports if p["Proto"] == "tcp"]
     udp = [_spec(p) for p in ports if p["Proto"] == "udp"]
     argv = [pasta, "--config-net", "--quiet"]
-    if os.geteuid() == 0:
+    if host_root():
         # as root, pasta would switch to nobody, who may not enter a root container's namespaces
         argv += ["--runas", "0:0"]
     for flag, specs in (("-t", tcp), ("-u", udp)):
