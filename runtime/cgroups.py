@@ -82,7 +82,20 @@ def _subtree_bottom_up(top: str) -> list[str]:
 LEAF = "c"
 
 
-def _mounts() -> tuple[str | None, dict[str, str]]:
+def _make_dir(cg: "Cgroup", parent: str, name: str) -> str:
+    """The container's cgroup `name` under `parent` (stale siblings of dead builders collected
+    first), recorded in `cg` for removal."""
+    _collect_stale(parent)
+    d = f"{parent}/{name}"
+    try:
+        os.mkdir(d)
+    except OSError as e:
+        raise SandboxError(f"cgroup: cannot create {d}: {e.strerror}") from None
+    cg.dirs.append(d)
+    return d
+
+
+def mount_points() -> tuple[str | None, dict[str, str]]:
     """(cgroup2 mount point or None, {v1 controller: mount point})."""
     v2, v1 = None, {}
     with open("/proc/self/mountinfo") as f:
@@ -133,7 +146,7 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
         why = limit_unavailable(sorted(wanted))
         if why:
             raise SandboxError(f"cgroup: {why}")
-    v2_mount, v1_mounts = _mounts()
+    v2_mount, v1_mounts = mount_points()
     own = _own_paths()
     cg = Cgroup()
     try:
@@ -149,13 +162,7 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
             if parent is None:
                 v2_ctrls = set()
             else:
-                _collect_stale(parent)
-                v2_dir = f"{parent}/{name}"
-                try:
-                    os.mkdir(v2_dir)
-                except OSError as e:
-                    raise SandboxError(f"cgroup: cannot create {v2_dir}: {e.strerror}") from None
-                cg.dirs.append(v2_dir)
+                v2_dir = _make_dir(cg, parent, name)
                 cg.procs_files.append(_make_leaf(v2_dir))
         for ctrl, value in wanted.items():
             if ctrl in v2_ctrls and v2_dir:
@@ -163,27 +170,14 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
                 continue
             if ctrl not in v1_mounts:
                 raise SandboxError(f"cgroup: no {ctrl} controller (neither cgroup v2 nor v1) to limit {ctrl}")
-            parent = f"{v1_mounts[ctrl]}{own.get(ctrl, '/').rstrip('/')}"
-            _collect_stale(parent)
-            d = f"{parent}/{name}"
-            try:
-                os.mkdir(d)
-            except OSError as e:
-                raise SandboxError(f"cgroup: cannot create {d}: {e.strerror}") from None
-            cg.dirs.append(d)
+            d = _make_dir(cg, f"{v1_mounts[ctrl]}{own.get(ctrl, '/').rstrip('/')}", name)
             _limit_v1(d, ctrl, value, cg)
             cg.procs_files.append(_make_leaf(d))
         done = {v1_mounts[c] for c in wanted if c in v1_mounts and c not in v2_ctrls}
         if v2_dir:
             done.add(v2_mount)
         for parent in _own_hierarchies(v2_mount, v1_mounts, own, done):
-            _collect_stale(parent)
-            d = f"{parent}/{name}"
-            try:
-                os.mkdir(d)
-            except OSError as e:
-                raise SandboxError(f"cgroup: cannot create {d}: {e.strerror}") from None
-            cg.dirs.append(d)
+            d = _make_dir(cg, parent, name)
             _inherit_cpuset(d)
             cg.procs_files.append(d + "/cgroup.procs")
     except BaseException:
@@ -274,7 +268,7 @@ def sandbox_home() -> list[str]:
     start pays nothing; a cgroup migration costs a RCU grace period (~2 ms here).
     [] where the cgroup trees are not ours to write (rootless); a stale home of a process
     that is gone is removed on the way."""
-    v2, v1 = _mounts()
+    v2, v1 = mount_points()
     own = _own_paths()
     parents: dict[str, str] = {}
     for ctrl, mnt in v1.items():
@@ -356,7 +350,7 @@ def limit_unavailable(ctrls: tuple[str, ...] | list[str]) -> str | None:
     or None when it can: a non-root user (pybuild's rootless re-exec included) may only write
     a cgroup that was delegated to it. The message names what is missing, for one line."""
     try:
-        v2_mount, v1_mounts = _mounts()
+        v2_mount, v1_mounts = mount_points()
         own = _own_paths()
     except OSError as e:
         return f"cannot read this process's cgroups: {e.strerror}"

@@ -31,18 +31,9 @@ _ORDER = (("user", sc.CLONE_NEWUSER), ("cgroup", sc.CLONE_NEWCGROUP), ("ipc", sc
 
 def _cgroup_procs(pid: int) -> list[str]:
     """The cgroup.procs files of the cgroups `pid` is in (v2 and each v1 hierarchy)."""
-    mounts_v1: dict[str, str] = {}
-    v2 = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fstype, _, opts = post.split(" ", 2)
-            mnt = pre.split(" ")[4]
-            if fstype == "cgroup2" and v2 is None:
-                v2 = mnt
-            elif fstype == "cgroup":
-                for o in opts.strip().split(","):
-                    mounts_v1.setdefault(o, mnt)
+    from runtime.cgroups import mount_points
+
+    v2, mounts_v1 = mount_points()
     with open("/proc/self/cgroup") as f:
         ours = set(f.read().splitlines())
     out = []

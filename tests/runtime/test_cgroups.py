@@ -45,7 +45,7 @@ def test_no_limits_no_cgroup():
 def test_limits_give_the_container_cgroups_of_its_own_in_every_hierarchy_with_knobs():
     """With a limit, every hierarchy with knobs gets the container's own cgroup (issue 14
     item 2): the cgroup namespace's roots hold nobody else; devices stay with the home."""
-    v2, v1 = cgroups._mounts()
+    v2, v1 = cgroups.mount_points()
     cg = cgroups.create(f"pybuild-test-{uuid.uuid4().hex[:8]}", None, None, 100)
     assert cg is not None
     try:
@@ -60,7 +60,7 @@ def test_limits_give_the_container_cgroups_of_its_own_in_every_hierarchy_with_kn
 
 @pytest.mark.needs_overlay
 def test_runs_leave_no_cgroup_directories(sh):
-    v2, v1 = cgroups._mounts()
+    v2, v1 = cgroups.mount_points()
     own = cgroups._own_paths()
     parents = [f"{v1[c]}{own.get(c, '/').rstrip('/')}" for c in ("memory", "pids", "cpu") if c in v1]
     mine = f"pybuild-{os.getpid()}-"  # other builders on this host make their own
@@ -95,7 +95,7 @@ def test_v2_parent_choice_follows_the_no_internal_processes_rule(tmp_path):
 def test_stale_cgroups_of_dead_builders_are_collected():
     dead = subprocess.Popen(["true"])
     dead.wait()  # a pid that no longer runs
-    v2, v1 = cgroups._mounts()
+    v2, v1 = cgroups.mount_points()
     own = cgroups._own_paths()
     parent = f"{v1['pids']}{own.get('pids', '/').rstrip('/')}" if "pids" in v1 else f"{v2}{own.get('', '/').rstrip('/')}"
     stale = os.path.join(parent, f"pybuild-{dead.pid}-abcdef")
