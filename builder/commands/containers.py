@@ -276,19 +276,11 @@ def _matches(c, filters: list[str]) -> bool:
     return True
 
 
-def render_template(fmt: str, row: dict) -> str:
-    from builder.errors import UsageError
-
-    def sub(m: re.Match) -> str:
-        expr = m.group(1).strip()
-        if expr == "json .":
-            return json.dumps(row)
-        if expr.startswith("."):
-            key = expr[1:]
-            if key in row:
-                return str(row[key])
-        raise UsageError(f"--format: cannot evaluate {{{{{expr}}}}}")
-    return re.sub(r"\{\{(.*?)\}\}", sub, fmt.replace("\\t", "\t").replace("\\n", "\n"))
+# docker's column headers for `ps --format 'table …'`
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
+              "CreatedAt": "CREATED AT", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
+              "State": "STATE", "Labels": "LABELS", "Networks": "NETWORKS", "Mounts": "MOUNTS"}
+PS_TABLE = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 
 
 def cmd_ps(args) -> int:
@@ -302,26 +294,9 @@ def cmd_ps(args) -> int:
         for r in rows:
             print(r["ID"])
         return 0
-    fmt = args.format
-    if fmt == "json":
-        for r in rows:
-            print(json.dumps(r))
-        return 0
-    if fmt and not fmt.startswith("table"):
-        for r in rows:
-            print(render_template(fmt, r))
-        return 0
-    if fmt:
-        tmpl = fmt[len("table"):].strip()
-        heads = re.findall(r"\{\{\s*\.(\w+)\s*\}\}", tmpl)
-        cols = [(h.upper(), h) for h in heads]
-    else:
-        cols = [("CONTAINER ID", "ID"), ("IMAGE", "Image"), ("COMMAND", "Command"), ("CREATED", "RunningFor"),
-                ("STATUS", "Status"), ("PORTS", "Ports"), ("NAMES", "Names")]
-    table = [[h for h, _ in cols]] + [[str(r.get(k, "")) for _, k in cols] for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
-    for line in table:
-        print("   ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
+    from builder.gotemplate import format_rows
+
+    sys.stdout.write(format_rows(args.format, rows, PS_HEADERS, PS_TABLE))
     return 0
 
 
@@ -618,6 +593,9 @@ def _bindings(ports: list[dict]) -> dict:
 
 def cmd_inspect(args) -> int:
     from builder.errors import PybuildError
+    from builder.gotemplate import parse
+
+    tpl = parse(args.format) if args.format else None  # a bad template: usage error first
     out, rc = [], 0
     for ref in args.containers:
         try:
@@ -625,23 +603,9 @@ def cmd_inspect(args) -> int:
         except PybuildError as e:
             sys.stderr.write(f"error: {e}\n")
             rc = 1
-    if args.format:
+    if tpl is not None:
         for d in out:
-            print(_field(d, args.format))
+            print(tpl.execute(d))
     else:
         print(json.dumps(out, indent=4))
     return rc
-
-
-def _field(d: dict, fmt: str) -> str:
-    """`-f '{{.State.Status}}'`, `-f '{{json .NetworkSettings}}'` (dotted paths only)."""
-    def sub(m: re.Match) -> str:
-        expr = m.group(1).strip()
-        as_json = expr.startswith("json ")
-        path = expr[5:].strip() if as_json else expr
-        v = d
-        for part in [p for p in path.split(".") if p]:
-            v = v.get(part) if isinstance(v, dict) else None
-        return json.dumps(v) if as_json or isinstance(v, (dict, list)) else ("" if v is None else str(v).lower()
-                                                                                if isinstance(v, bool) else str(v))
-    return re.sub(r"\{\{(.*?)\}\}", sub, fmt)

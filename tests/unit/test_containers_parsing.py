@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from builder.commands.containers import render_template
+from builder.commands.containers import PS_HEADERS, PS_TABLE
+from builder.gotemplate import format_rows
 from builder.containers.lifecycle import _split_volumes, parse_restart, signal_number
 from builder.containers.logs import parse_since
 from builder.errors import UsageError
@@ -78,8 +79,12 @@ def test_hosts_file_lists_peers_and_own_names():
 
 
 def test_format_templates():
+    """ps --format is docker's Go-template language (builder.gotemplate), as for images."""
     row = {"ID": "abc", "Names": "web", "Status": "Up 1 second"}
-    assert render_template("{{.ID}}\\t{{ .Names }}", row) == "abc\tweb"
-    assert render_template("{{json .}}", row).startswith('{"ID": "abc"')
+    assert format_rows("{{.ID}}\\t{{ .Names }}", [row], PS_HEADERS, PS_TABLE) == "abc\tweb\n"
+    assert format_rows("{{json .}}", [row], PS_HEADERS, PS_TABLE).startswith('{"ID":"abc"')
+    assert format_rows("{{.Nope}}", [row], PS_HEADERS, PS_TABLE) == "<no value>\n"  # docker 20.10, exit 0
+    assert format_rows("table {{.ID}}\\t{{.Names}}", [row], PS_HEADERS, PS_TABLE).splitlines()[0].split() \
+        == ["CONTAINER", "ID", "NAMES"]
     with pytest.raises(UsageError):
-        render_template("{{.Nope}}", row)
+        format_rows("{{.ID", [row], PS_HEADERS, PS_TABLE)
