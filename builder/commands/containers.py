@@ -155,8 +155,8 @@ def run_container(args) -> int:
     if not args.detach:
         args.rm = False  # the CLI removes it itself, after it has read the last output
     if args.pull == "missing":
-        from builder.commands.run import _pull_if_needed
-        _pull_if_needed(args)
+        from builder.containers.spec import pull_if_needed
+        pull_if_needed(args)
     root = _root()
     c = lifecycle.create(args)
     try:

@@ -1,7 +1,7 @@
 """Detached containers' lifecycle: create (from `run -d` flags), start, stop, kill, remove, wait.
 
 Owns: turning `run` flags into a container directory and config.json (through
-builder.commands.run's flag rules, plus name, ports, network, volumes, restart policy,
+builder.containers.spec's flag rules, plus name, ports, network, volumes, restart policy,
 stop signal), starting a monitor for it (fork, setsid, fork again: the monitor is nobody's
 child, so it outlives the CLI and no daemon is needed), and the commands' side of stopping
 and removing (signals to the container's pid 1 verified by its start time, the stop request
@@ -56,12 +56,12 @@ def signal_number(text: str | int | None, default: int = signal.SIGTERM) -> int:
 def create(args) -> Container:
     """A container directory for `run -d` args (not started). Flag errors come first."""
     from builder import settings as settings_mod
-    from builder.commands.run import _limits, _prepare, _sandbox_config
+    from builder.containers import spec as runspec
     from builder.networks import ports as ports_mod
     from runtime.config import Mount, Rootfs
     from runtime.record import replace
 
-    _limits(args)
+    runspec.limits(args)
     restart = parse_restart(args.restart)
     if args.rm and restart["Name"]:
         raise UsageError("--restart and --rm cannot be used together")
@@ -95,7 +95,7 @@ def create(args) -> Container:
     try:
         hostname = args.hostname or cid[:12]
         args.volume = binds
-        _st, img, snaps, lowers, spec = _prepare(args, for_bundle=False, hostname=hostname)
+        _st, img, snaps, lowers, spec = runspec.prepare(args, for_bundle=False, hostname=hostname)
         try:
             (cdir / "upper").mkdir()
             (cdir / "work").mkdir()
@@ -105,7 +105,7 @@ def create(args) -> Container:
             healthcheck = merge(conf.get("Healthcheck"), health_flags, disabled=args.no_healthcheck)
             if args.publish_all:
                 published += ports_mod.exposed(conf.get("ExposedPorts"))
-            config = _sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
+            config = runspec.sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
                                                         workdir=str(cdir / "work")), tty=False, cid=cid)
             vols, vol_mounts = _volume_mounts(root, named, conf, lowers, sources, cid)
             extra = [(h.split(":", 1)[0], h.split(":", 1)[1]) for h in args.add_host]
