@@ -359,7 +359,7 @@ def _walk(obj, path: str):
 
 
 def _container(ref: str) -> dict | None:
-    from builder.commands.containers import inspect_json
+    from builder.containers.views import inspect_json
     from builder.containers.state import NoSuchContainer, find
 
     try:

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from builder.commands.containers import PS_HEADERS, PS_TABLE
+from builder.containers.views import PS_HEADERS, PS_TABLE
 from builder.gotemplate import format_rows
 from builder.containers.lifecycle import _split_volumes, parse_restart, signal_number
 from builder.containers.logs import parse_since
