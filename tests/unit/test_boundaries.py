@@ -17,7 +17,8 @@ RULES: dict[str, tuple[set[str], set[str]]] = {
     "builder.oci": ({"builder.oci", "builder.errors"}, {"zstandard"}),
     "builder.layers": ({"builder.layers", "builder.oci", "builder.errors"}, {"zstandard", "isal"}),
     "builder.snapshot": ({"builder.snapshot", "builder.layers", "builder.oci", "builder.errors"}, set()),
-    "builder.context": ({"builder.context", "builder.oci", "builder.errors"}, set()),
+    "builder.context": ({"builder.context", "builder.dockerignore", "builder.oci", "builder.errors"}, set()),
+    "builder.dockerignore": ({"builder.dockerignore", "builder.errors"}, set()),
     "builder.registry": ({"builder.registry", "builder.oci", "builder.errors"}, {"requests", "urllib3"}),
     "builder.engine": ({"builder", "runtime"}, {"zstandard"}),
 }
