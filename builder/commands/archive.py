@@ -163,7 +163,7 @@ def changes_config(changes: list[str]):
     instruction (same quoting, JSON and shell forms, ENV/LABEL pairs, relative WORKDIR) applied in
     order to an empty config (no PATH is added, as docker adds none)."""
     from builder.dockerfile import parse_dockerfile
-    from builder.engine.solver import apply_config
+    from builder.engine.imageconfig import apply_config
     from builder.errors import DockerfileError
     from builder.oci.config import ContainerConfig, ImageConfig
     from builder.plan.graph import ConfigOp
