@@ -47,12 +47,18 @@ def test_kill_9_at_random_points(tmp_path: Path) -> None:
     mark = "crash" + uuid.uuid4().hex[:12]
     ctx = write_ctx(tmp_path / "ctx", {**{f"f{k}.txt": f"file {k}\n" for k in range(4)}, "g.txt": "g\n"})
 
-    # How long one uninterrupted build takes here: the kill window.
-    (ctx / "Dockerfile").write_text(_dockerfile(mark, -1))
-    t0 = time.monotonic()
-    r = build(root, ctx)
-    full = time.monotonic() - t0
-    assert r.returncode == 0, r.stderr.decode()
+    # How long one uninterrupted build of the killed builds' shape takes here: the kill window.
+    # The first build also unpacks the base (colder, often much slower, more so under load), so
+    # the window is the median of three warm builds, each with its own unique steps as a killed
+    # build has; a window measured on the cold one lands most kills after the build ended.
+    durations = []
+    for warm in (-1, -2, -3, -4):
+        (ctx / "Dockerfile").write_text(_dockerfile(mark, warm))
+        t0 = time.monotonic()
+        r = build(root, ctx)
+        durations.append(time.monotonic() - t0)
+        assert r.returncode == 0, r.stderr.decode()
+    full = sorted(durations[1:])[1]
 
     killed_with_done = 0
     for i in range(KILLS):
