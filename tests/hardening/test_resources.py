@@ -138,8 +138,12 @@ def test_fork_bombs_hit_the_default_pids_limit(tmp_path: Path) -> None:
     assert not leftovers(mark, root)
 
     # The limit holds, so a real fork bomb is safe to run here: it must not stop the build.
-    ctx = write_ctx(tmp_path / "bomb", {"Dockerfile": f"FROM busybox\nRUN echo {mark}; bomb() {{ bomb | bomb & }}; "
-                                                      "bomb; sleep 2; echo survived\n"})
+    # While the bomb fills the pids limit the RUN's own shell cannot fork either (ash exits 2 on
+    # "can't fork"), so after lighting it the shell waits with builtins only: `read -t` on a fifo
+    # it holds open itself. Its exit then ends the RUN, and the sandbox must reap the whole bomb.
+    ctx = write_ctx(tmp_path / "bomb", {"Dockerfile": f"FROM busybox\nRUN echo {mark}; mkfifo /tmp/wait; "
+                                                      "exec 3<>/tmp/wait; bomb() { bomb | bomb & }; bomb; "
+                                                      "read -t 2 x <&3; echo survived\n"})
     t0 = time.monotonic()
     r = build(root, ctx)
     assert r.returncode == 0 and b"survived" in r.stderr, r.stderr.decode()[-2000:]
