@@ -139,6 +139,9 @@ class SandboxConfig(Record):
     # instead of the private copy, so the monitor can add peers while the container runs.
     netns_path: str | None = None
     hosts_file: str | None = None
+    # `pybuild run` on a bridge: (address, prefix length, gateway) given to the `eth0` that
+    # run()'s on_netns hook puts into the fresh network namespace before anything runs there.
+    interface: tuple[str, int, str] | None = None
 
     # --- checks ---------------------------------------------------------------------
     def validate(self) -> list[str]:
@@ -196,6 +199,17 @@ class SandboxConfig(Record):
                 p.append(f"namespaces: unknown namespace {ns!r}")
         if self.netns_path is not None and (self.network != "none" or not os.path.isabs(self.netns_path)):
             p.append("netns_path: an absolute path, with network 'none' (the namespace replaces a fresh one)")
+        if self.interface is not None:
+            import _socket
+            try:
+                addr, plen, gw = self.interface
+                _socket.inet_aton(addr), _socket.inet_aton(gw)
+                if not (isinstance(plen, int) and 0 < plen < 31) or addr.count(".") != 3 or gw.count(".") != 3:
+                    raise ValueError
+            except (ValueError, TypeError, OSError):
+                p.append(f"interface: {self.interface!r} is not (IPv4 address, prefix length, gateway)")
+            if self.network != "none" or self.netns_path is not None:
+                p.append("interface: needs network 'none' (a fresh namespace) and no netns_path")
         if self.hosts_file is not None and not os.path.isfile(self.hosts_file):
             p.append(f"hosts_file: {self.hosts_file} is not a file")
         if "net" in self.namespaces and self.network == "host":

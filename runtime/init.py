@@ -183,6 +183,8 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
     if "net" in plan["unshare"]:
         import _socket  # noqa: F401
         import fcntl  # noqa: F401,F811
+    if plan["interface"]:
+        from runtime import netlink
     # 2. Join the cgroups before unsharing: the cgroup namespace root becomes the container's
     #    cgroup, and every process forked later is inside the limits from its first instruction.
     namespaces.join_cgroups(plan["cgroup_procs"])
@@ -195,11 +197,19 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
         # Rootless: an unprivileged process may map exactly its own ids, nothing else.
         uid, gid = plan["self_map"]
         namespaces.write_id_maps("self", [(0, uid, 1)], [(0, gid, 1)], deny_setgroups=True)
-    elif sync_fd >= 0:
+    elif sync_fd >= 0 and "user" in plan["unshare"]:
         # A multi-range map needs CAP_SETUID in the parent namespace: the builder writes it.
         status.send("U", os.getpid())
         if os.read(sync_fd, 1) != b"G":
             raise NamespaceError("the sandbox parent did not write the id maps")
+    if plan["net_wait"]:
+        # The builder connects our fresh network namespace (a veth peer, pasta) before
+        # anything runs in it (a process never starts without its network), and while our
+        # credentials are still the caller's: the id switch below makes us non-dumpable, and
+        # a rootless pasta could then no longer open our namespaces.
+        status.send("N", os.getpid())
+        if os.read(sync_fd, 1) != b"G":
+            raise NamespaceError("the sandbox parent could not connect the network namespace")
     if "user" in plan["unshare"]:
         # Our host ids stay what they were (root's 0 may be unmapped here, making us
         # "nobody"); become the namespace's root, which the maps now say who is outside.
@@ -213,6 +223,12 @@ def outer(plan: dict, status: Status, sync_fd: int) -> None:
             os._exit(1)
     if "net" in plan["unshare"]:
         mounts.loopback_up()
+    if plan["interface"]:
+        addr, plen, gw = plan["interface"]
+        try:
+            netlink.configure("eth0", addr, plen, gw)
+        except OSError as e:
+            raise NamespaceError(f"network: {e.strerror}") from None
     # 4. Make every mount private before the first mount: nothing we do may propagate to the
     #    host's mount table (the host's / may be a shared mount).
     mounts.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)

@@ -70,6 +70,8 @@ def make_plan(config: SandboxConfig, private_dir: str, cgroup_procs: list[str]) 
         # compiled here (cached per process), installed by init just before execve
         "seccomp": program_for(config.seccomp, config.capabilities),
         "join_netns": config.netns_path,
+        "interface": list(config.interface) if config.interface else None,
+        "net_wait": False,  # set by runtime.sandbox when the run has an on_netns hook
     }
 
 
@@ -177,7 +179,7 @@ def _cap_last() -> int:
 def private_files(config: SandboxConfig) -> dict[str, str]:
     """The contents of the container's /etc/hosts, /etc/resolv.conf and /etc/hostname."""
     hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             f"127.0.1.1\t{config.hostname}"]
+             f"{config.interface[0] if config.interface else '127.0.1.1'}\t{config.hostname}"]
     hosts += [f"{addr}\t{name}" for name, addr in config.extra_hosts]
     resolv = config.resolv_conf
     if resolv is None:

@@ -64,7 +64,8 @@ def prewarm() -> None:
 
 def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, stderr: Sink = None,
         cancel: threading.Event | None = None, relay: bool = False,
-        on_start: Callable[[int], None] | None = None) -> RunResult:
+        on_start: Callable[[int], None] | None = None,
+        on_netns: Callable[[int], None] | None = None) -> RunResult:
     """Run config.process in a fresh sandbox and wait for it.
 
     stdout/stderr: an int fd (given to the process as is), a callable receiving output
@@ -78,6 +79,10 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
     MountError, NamespaceError, ExecError) when the process could not be started.
     `on_start(pid)`, if given, is called once the container's pid 1 exists, with its pid as
     the host sees it (a detached container's monitor records it for exec/stop).
+    `on_netns(pid)`, if given (with network "none": a fresh namespace), is called while the
+    sandbox waits, before anything runs in it, with the pid of a process in the container's
+    network namespace: it connects the namespace (a veth's peer for config.interface, pasta);
+    an exception from it fails the run with its message.
     """
     config.check()
     snap = None
@@ -89,6 +94,7 @@ def run(config: SandboxConfig, *, stdin: Source = None, stdout: Sink = None, std
     try:
         r = _Run(config, stdin, stdout, stderr, cancel, relay)
         r.on_start = on_start
+        r.on_netns = on_netns
         result = r.go()
         if snap is not None:
             snap.commit()
@@ -114,6 +120,7 @@ class _Run:
         self.kill_sent_at: float | None = None
         self.master = -1
         self.on_start: Callable[[int], None] | None = None
+        self.on_netns: Callable[[int], None] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
     def go(self) -> RunResult:
@@ -125,6 +132,7 @@ class _Run:
             lim = self.config.limits
             cg = cgroups.create(f"pybuild-{os.getpid()}-{os.urandom(6).hex()}", lim.memory_bytes, lim.cpu_quota, lim.pids)
             plan = make_plan(self.config, private, cg.procs_files if cg else [])
+            plan["net_wait"] = self.on_netns is not None
             code, sig = self._spawn_and_wait(plan, start)
             errors = [r for r in self.records if r[0] == "E"]
             if errors:
@@ -166,7 +174,7 @@ class _Run:
     def _spawn_and_wait(self, plan: dict, start: float) -> tuple[int, int | None]:
         status_r, status_w = os.pipe()
         sync_r = sync_w = -1
-        if "user" in plan["unshare"] and not plan["self_map"]:
+        if ("user" in plan["unshare"] and not plan["self_map"]) or plan["net_wait"]:
             sync_r, sync_w = os.pipe()
         close_after_spawn = [status_w] + ([sync_r] if sync_r >= 0 else [])
         relays: dict[int, Callable[[bytes], None]] = {}
@@ -515,11 +523,24 @@ class _Run:
             kind, _, rest = raw.decode("utf-8", "surrogateescape").partition(" ")
             if kind == "U":
                 self._write_id_maps(int(rest), sync_w)
+            elif kind == "N":
+                self._connect_netns(int(rest), sync_w)
             elif kind == "P":
                 if self.on_start is not None:
                     self.on_start(int(rest))
             else:
                 self.records.append([kind, rest])
+
+    def _connect_netns(self, pid: int, sync_w: int) -> None:
+        try:
+            assert self.on_netns is not None
+            self.on_netns(pid)
+        except Exception as e:  # the hook's own message says what failed (NetworkError, OSError)
+            msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            self.records.append(["E", f"namespace {msg}"])
+            self._kill("error")
+            return
+        os.write(sync_w, b"G")
 
     def _write_id_maps(self, pid: int, sync_w: int) -> None:
         from runtime.namespaces import write_id_maps

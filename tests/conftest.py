@@ -86,6 +86,29 @@ def pytest_collection_modifyitems(config, items):
                     item.add_marker(pytest.mark.skip(reason=reason))
 
 
+def _collect_networks(under) -> None:
+    """A foreground `run` makes its store's default bridge (and nft table): remove those of the
+    test stores, so a session does not run the subnet pool dry or leave links behind."""
+    if os.geteuid() == 0 and os.path.isdir("/sys/class/net") and \
+            any(n.startswith("pbr") for n in os.listdir("/sys/class/net")):
+        from builder.networks.bridge import collect_orphans
+        collect_orphans(under=str(under))
+
+
+@pytest.fixture(autouse=True)
+def _networks_of_the_test(request):
+    tmp = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if tmp is not None:
+        _collect_networks(tmp)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _networks_of_the_module(tmp_path_factory):
+    yield
+    _collect_networks(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture
 def _ci_capability_missing():
     pytest.fail("a capability this test needs is missing on CI")

@@ -16,6 +16,11 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
   fi
 fi
+# /dev/net/tun as Debian's udev rules make it (0666: opening it grants nothing by itself):
+# rootless pasta needs it, and this machine kind creates it root-only.
+if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then
+  chmod 0666 /dev/net/tun
+fi
 # The reference BuildKit for tests/differential (root only; `start` is idempotent).
 if [ "$(id -u)" = 0 ] && [ -f ../shared/tools/buildkit-reference ]; then
   bash ../shared/tools/buildkit-reference start >/dev/null

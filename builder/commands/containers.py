@@ -148,8 +148,16 @@ def run_container(args) -> int:
         raise UsageError("-i/-t with a network, published ports or volumes needs -d for now "
                          "(start it detached and use `pybuild exec -it`)")
     auto_remove = args.rm
-    if not args.detach and args.network is None and not (args.publish or args.publish_all):
-        args.network = "host"  # the foreground `run`'s default, whatever path it takes
+    if args.network is None and not args.detach:
+        from builder.rootless import host_root
+        if not host_root():
+            from builder.networks.pasta import usable
+            why = usable()
+            if why and not (args.publish or args.publish_all):
+                # as builder.networks.foreground does for the fast path
+                sys.stderr.write(f"pybuild: warning: no private network for this container ({why}); it shares "
+                                 "the host's network (--network host says so and silences this)\n")
+                args.network = "host"
     if not args.detach:
         args.rm = False  # the CLI removes it itself, after it has read the last output
     if args.pull == "missing":

@@ -26,8 +26,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-u", "--user", metavar="USER[:GROUP]", help="user (name or uid) to run as")
     p.add_argument("--entrypoint", metavar="CMD", help="override the image's ENTRYPOINT")
     p.add_argument("--network", "--net", metavar="NET", default=None,
-                   help="host (default in the foreground), none (loopback only), bridge (default with -d) "
-                        "or a network made by `pybuild network create`")
+                   help="bridge (the default: a private network with outbound access; rootless: pasta), "
+                        "host, none (loopback only), or a network made by `pybuild network create`")
     p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP", help="add a line to /etc/hosts")
     p.add_argument("--hostname", metavar="NAME", help="container host name (default: the container id)")
     p.add_argument("--memory", "-m", metavar="BYTES", help="memory limit, e.g. 256m, 1g")
@@ -136,22 +136,33 @@ def cmd_run(args) -> int:
     (cdir / "upper").mkdir(parents=True)
     (cdir / "work").mkdir()
     (cdir / "pid").write_text(f"{os.getpid()}\n")  # prune leaves containers whose pybuild lives
+    net = None
     try:
+        if args.network is None:
+            # docker's default: a private namespace with outbound access (the default bridge
+            # as root, pasta rootless), connected before the process starts; it dies with it.
+            from builder.networks.foreground import attach
+            net = attach(st.root, cid)
+            args.network = "none" if net else "host"
         config = runspec.sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
                                                     workdir=str(cdir / "work")), tty=args.tty, cid=cid)
         from runtime.record import replace
-        config = replace(config, etc_files_dir=str(cdir))  # writable /etc/hosts etc., on disk as docker's
+        # writable /etc/hosts etc., on disk as docker's
+        config = replace(config, etc_files_dir=str(cdir), interface=net.interface if net else None)
         if args.tty and not os.isatty(0) and args.interactive:
             raise PybuildError("the input device is not a TTY (drop -t, or run from a terminal)")
         stdin = 0 if args.interactive else None
         try:
             # relayed: the container never holds our stdio (it could re-open the files behind them)
-            res = sandbox.run(config, stdin=stdin, stdout=1, stderr=2, relay=True)
+            res = sandbox.run(config, stdin=stdin, stdout=1, stderr=2, relay=True,
+                              on_netns=net.on_netns if net else None)
         except ExecError as e:
             # docker's convention: 127 command not found, 126 found but cannot be executed.
             sys.stderr.write(f"error: {e}\n")
             return 126 if "permission denied" in str(e).lower() else 127
     finally:
+        if net is not None:
+            net.release()
         if args.rm:
             fstree.rmtree(cdir, ignore_errors=True)
         snaps.release()

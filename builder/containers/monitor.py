@@ -153,8 +153,9 @@ class Monitor:
                 if not _exec_done(pid, config.init):
                     return  # it died before its exec: the error record follows, and is reported
                 if self.cfg.get("Network") == "pasta" and not self.cfg["Sandbox"].get("netns_path"):
-                    from builder.networks.pasta import connect
-                    connect(str(pid), self.c.state().get("Ports") or [])  # rootless: before anyone is told it runs
+                    from builder.networks.pasta import attach
+                    # rootless: before anyone is told it runs; pasta is ours until it ends
+                    pastas.append(attach(pid, self.c.state().get("Ports") or []))
                 self.c.write_state(Status="running", Pid=pid, PidStart=proc_start(pid), StartedAt=now_iso(),
                                    ExitCode=0, Error="", OOMKilled=False, RestartCount=restarts)
                 if self.cfg.get("Healthcheck"):
@@ -162,6 +163,7 @@ class Monitor:
                     Checker(self.c, self.cfg["Healthcheck"], lambda: self.c.live_pid() == pid).start()
                 self.ready("ok")
             err, oom = "", False
+            pastas: list = []
             try:
                 res = sandbox.run(config, stdout=log.sink("stdout"), stderr=log.sink("stderr"), on_start=on_start)
                 code, oom = res.exit_code, res.oom_killed
@@ -169,6 +171,11 @@ class Monitor:
                 code, err = (126 if "permission denied" in str(e).lower() else 127), str(e)
             except SandboxError as e:
                 code, err = 125, str(e)
+            finally:
+                if pastas:
+                    from builder.networks.pasta import detach_process
+                    for proc in pastas:
+                        detach_process(proc)
             log.flush()
             if err:
                 log.sink("stderr")(f"error: {err}\n".encode())
@@ -204,7 +211,7 @@ class Monitor:
             # as root: a named namespace, connected before the container starts
             from builder.networks import endpoint, pasta
             endpoint.make_netns(self.c.id)
-            pasta.connect(None, self.c.state().get("Ports") or [], netns=endpoint.netns_path(self.c.id))
+            pasta.connect(endpoint.netns_path(self.c.id), self.c.state().get("Ports") or [])
         if net in ("host", "none", "pasta", None):
             self._write_hosts(None, [])
             return None
@@ -215,7 +222,8 @@ class Monitor:
             raise RuntimeError(f"network {net} not found")
         with bridge.lock(self.root):
             peers = self._peers(net)
-            ip = endpoint.attach(self.root, rec, self.c.id, {addr for _, addr, _ in peers})
+            ip = endpoint.attach(self.root, rec, self.c.id,
+                                 {addr for _, addr, _ in peers} | endpoint.leased_ips(self.root, rec))
             self.c.write_state(IPAddress=ip, Gateway=rec["Gateway"], NetworkID=rec["Id"],
                                PrefixLen=int(rec["Subnet"].split("/")[1]))
         self._write_hosts(ip, peers)

@@ -93,6 +93,7 @@ def create(root: Path, name: str, subnet: str | None = None, labels: dict | None
     with lock(root):
         if load(root, name):
             raise NetworkError(f"network with name {name} already exists")
+        collect_orphans()
         used = _used_subnets() + [ipaddress.ip_network(n["Subnet"]) for n in all_networks(root)]
         if subnet:
             try:
@@ -110,7 +111,7 @@ def create(root: Path, name: str, subnet: str | None = None, labels: dict | None
         rec = {"Name": name, "Id": os.urandom(32).hex(), "Created": now_iso(), "Driver": "bridge",
                "Subnet": str(net), "Gateway": str(next(net.hosts())), "Bridge": _bridge_name(root, name),
                "Internal": internal, "Labels": labels or {}}
-        _make_kernel_objects(rec)
+        _make_kernel_objects(rec, root)
         try:
             write_json(networks_dir(root) / f"{name}.json", rec)
         except BaseException:
@@ -130,23 +131,54 @@ def ensure_default(root: Path) -> dict:
             rec = load(root, DEFAULT)
             assert rec is not None
     elif not os.path.exists(f"/sys/class/net/{rec['Bridge']}"):
-        _make_kernel_objects(rec)  # after a reboot: the record outlives the bridge
+        _make_kernel_objects(rec, root)  # after a reboot: the record outlives the bridge
     return rec
 
 
-def ensure_up(rec: dict) -> None:
+def ensure_up(rec: dict, root: Path | None = None) -> None:
     if not os.path.exists(f"/sys/class/net/{rec['Bridge']}"):
-        _make_kernel_objects(rec)
+        _make_kernel_objects(rec, root)
+
+
+ALIAS_PREFIX = "pybuild-network "
+
+
+def collect_orphans(under: str | None = None) -> list[str]:
+    """Remove the bridges (and nft tables) of networks whose record is gone — a store that
+    was deleted with its networks still up — or, with `under`, of every network whose
+    record lies below that directory. Each bridge names its record in its alias
+    (/sys/class/net/BR/ifalias). Returns the bridges removed."""
+    gone = []
+    try:
+        links = [n for n in os.listdir("/sys/class/net") if n.startswith("pbr")]
+    except OSError:
+        return gone
+    for br in links:
+        try:
+            with open(f"/sys/class/net/{br}/ifalias") as f:
+                alias = f.read().strip()
+        except OSError:
+            continue
+        if not alias.startswith(ALIAS_PREFIX):
+            continue
+        record = alias[len(ALIAS_PREFIX):]
+        if (under is not None and record.startswith(under.rstrip("/") + "/")) or \
+                (under is None and not os.path.exists(record)):
+            _remove_kernel_objects({"Bridge": br})
+            gone.append(br)
+    return gone
 
 
 def _nft_table(rec: dict) -> str:
     return f"pybuild-{rec['Bridge']}"
 
 
-def _make_kernel_objects(rec: dict) -> None:
+def _make_kernel_objects(rec: dict, root: Path | None = None) -> None:
     ip, nft = tool("ip", "iproute2"), tool("nft", "nftables")
     br, net = rec["Bridge"], ipaddress.ip_network(rec["Subnet"])
     sh([ip, "link", "add", br, "type", "bridge"], check=False)  # (exists after a crash: fine)
+    if root is not None:  # for collect_orphans(): which record this bridge belongs to
+        sh([ip, "link", "set", br, "alias", f"{ALIAS_PREFIX}{networks_dir(root) / (rec['Name'] + '.json')}"])
     sh([ip, "addr", "replace", f"{rec['Gateway']}/{net.prefixlen}", "dev", br])
     sh([ip, "link", "set", br, "up"])
     # published ports reached on 127.0.0.1 are DNATed to the bridge: loopback sources must
@@ -193,3 +225,4 @@ def remove(root: Path, name: str, users: list[str]) -> None:
             raise NetworkError(f"network {name} has active endpoints ({', '.join(users)}): stop or remove them first")
         _remove_kernel_objects(rec)
         os.unlink(networks_dir(root) / f"{name}.json")
+        shutil.rmtree(networks_dir(root) / f"{name}.leases", ignore_errors=True)

@@ -35,7 +35,7 @@ def attach(root: Path, rec: dict, cid: str, used_ips: set[str]) -> str:
     """Make the container's namespace and link it to network `rec`; return its address.
     Called under bridge.lock(root) by the caller, which passes the addresses in use."""
     ip = tool("ip", "iproute2")
-    ensure_up(rec)
+    ensure_up(rec, root)
     net = ipaddress.ip_network(rec["Subnet"])
     taken = used_ips | {rec["Gateway"]}
     addr = next((str(h) for h in net.hosts() if str(h) not in taken), None)
@@ -54,6 +54,58 @@ def attach(root: Path, rec: dict, cid: str, used_ips: set[str]) -> str:
         detach(cid)
         raise
     return addr
+
+
+def leases_dir(root: Path, rec: dict) -> Path:
+    return root / "networks" / f"{rec['Name']}.leases"
+
+
+def leased_ips(root: Path, rec: dict) -> set[str]:
+    """Addresses held by foreground runs (builder.networks.foreground) that still live; the
+    leases of runs that are gone (killed) are removed. Called under bridge.lock(root)."""
+    from builder.containers.state import proc_start
+
+    d = leases_dir(root, rec)
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return set()
+    out = set()
+    for name in names:
+        try:
+            pid_s, _, start_s = (d / name).read_text().partition(" ")
+            alive = proc_start(int(pid_s)) == int(start_s)
+        except (OSError, ValueError):
+            alive = False
+        if alive:
+            out.add(name)
+        else:
+            try:
+                os.unlink(d / name)
+            except FileNotFoundError:
+                pass
+    return out
+
+
+def take_lease(root: Path, rec: dict, taken: set[str]) -> tuple[str, Path]:
+    """The lowest address of network `rec` not in `taken` nor leased, leased to this process
+    (a file named after the address holding our pid and start time). Under bridge.lock(root)."""
+    from builder.containers.state import proc_start
+
+    net = ipaddress.ip_network(rec["Subnet"])
+    busy = taken | leased_ips(root, rec) | {rec["Gateway"]}
+    addr = next((str(h) for h in net.hosts() if str(h) not in busy), None)
+    if addr is None:
+        raise NetworkError(f"network {rec['Name']} has no free address left in {net}")
+    d = leases_dir(root, rec)
+    d.mkdir(mode=0o700, exist_ok=True)
+    path = d / addr
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, f"{os.getpid()} {proc_start(os.getpid())}".encode())
+    finally:
+        os.close(fd)
+    return addr, path
 
 
 def make_netns(cid: str) -> None:

@@ -12,6 +12,7 @@ Must not: touch bridges or nft (bridge.py, ports.py).
 """
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 
@@ -37,23 +38,97 @@ def _spec(p: dict) -> str:
     return f"{addr}{p['HostPort']}:{p['ContainerPort']}"
 
 
-def connect(pid: str | None, ports: list[dict], netns: str | None = None) -> None:
-    """Give the network namespace of process `pid` (rootless: pasta joins its user namespace
-    too), or the one bound at `netns` (as root), outbound connectivity and the published
-    ports; returns once pasta is set up (it then runs in the background)."""
-    pasta = tool("pasta", "passt")
+def usable() -> str | None:
+    """Why pasta cannot connect a container here, or None."""
+    import shutil
+    if not shutil.which("pasta"):
+        return "pasta is not installed (Debian package passt)"
+    if not os.access("/dev/net/tun", os.R_OK | os.W_OK):
+        return "pasta needs /dev/net/tun, which this user cannot open"
+    return None
+
+
+def _argv(ports: list[dict]) -> list[str]:
+    argv = [tool("pasta", "passt"), "--config-net", "--quiet"]
+    if os.geteuid() == 0:
+        # as root (also the root of pybuild's rootless user namespace), pasta would switch to
+        # nobody, who may not enter a root container's namespaces
+        argv += ["--runas", "0:0"]
     tcp = [_spec(p) for p in ports if p["Proto"] == "tcp"]
     udp = [_spec(p) for p in ports if p["Proto"] == "udp"]
-    argv = [pasta, "--config-net", "--quiet"]
-    if host_root():
-        # as root, pasta would switch to nobody, who may not enter a root container's namespaces
-        argv += ["--runas", "0:0"]
     for flag, specs in (("-t", tcp), ("-u", udp)):
         for spec in specs or ["none"]:
             argv += [flag, spec]
-    argv += ["-T", "none", "-U", "none"]
-    argv += ["--netns", netns] if netns else [str(pid)]
-    r = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return argv + ["-T", "none", "-U", "none"]
+
+
+def _failed(stderr: str, code: int) -> NetworkError:
+    msg = " ".join(ln for ln in stderr.splitlines() if "syslog" not in ln).strip()
+    return NetworkError(f"pasta could not connect the container: {msg or f'exit status {code}'}")
+
+
+def connect(netns: str, ports: list[dict]) -> None:
+    """Give the network namespace bound at `netns` (as root: /run/netns/NAME) outbound
+    connectivity and the published ports; returns once pasta is set up. pasta then runs in
+    the background and quits once that file is deleted (endpoint.detach)."""
+    r = subprocess.run(_argv(ports) + ["--netns", netns], capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
-        msg = " ".join(ln for ln in r.stderr.splitlines() if "syslog" not in ln).strip()
-        raise NetworkError(f"pasta could not connect the container: {msg or f'exit status {r.returncode}'}")
+        raise _failed(r.stderr, r.returncode)
+
+
+def attach(pid: int, ports: list[dict], timeout: float = 10.0) -> subprocess.Popen:
+    """Connect the network namespace of process `pid` (rootless: the sandbox's own, never
+    named); returns once its default route exists. pasta stays our child, in the foreground,
+    killed with us (parent-death signal) or by detach_process() when the container ends:
+    it holds the namespace open and would not notice the end by itself.
+
+    The namespaces are opened here and handed over as /proc/self/fd/N: pasta drops
+    CAP_SYS_PTRACE before it opens its target, and a process that holds more capabilities
+    than it does (the sandbox's outer, root of its namespaces) or is not dumpable (anything
+    exec'd from a root-owned file in a rootless user namespace) is out of its reach by pid."""
+    import time
+
+    fds: list[int] = []
+    try:
+        fds.append(os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        argv = _argv(ports) + ["--foreground", "--netns", f"/proc/self/fd/{fds[-1]}"]
+        if os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino:
+            fds.append(os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC))
+            argv += ["--userns", f"/proc/self/fd/{fds[-1]}"]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                pass_fds=fds, preexec_fn=_die_with_parent)
+    except OSError as e:
+        raise NetworkError(f"pasta could not connect the container: {e.strerror}") from None
+    finally:
+        for fd in fds:
+            os.close(fd)
+    # Ready once the namespace has its default route: pasta's --config-net adds it last.
+    deadline = time.monotonic() + timeout
+    while True:
+        code = proc.poll()
+        if code is not None:
+            raise _failed(proc.stderr.read().decode(errors="replace") if proc.stderr else "", code)
+        try:
+            with open(f"/proc/{pid}/net/route") as f:
+                if any(ln.split()[1:2] == ["00000000"] for ln in f.read().splitlines()[1:]):
+                    return proc
+        except OSError:
+            detach_process(proc)
+            raise NetworkError("pasta could not connect the container: it ended before its network was up") from None
+        if time.monotonic() > deadline:
+            detach_process(proc)
+            raise NetworkError(f"pasta could not connect the container: no route after {timeout:g} s")
+        time.sleep(0.001)
+
+
+def detach_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL

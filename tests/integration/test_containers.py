@@ -3,6 +3,7 @@ monitors killed with SIGKILL, and nothing left behind (links, nft rules, mounts,
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import signal
@@ -331,6 +332,59 @@ def test_outbound_traffic_is_routed_and_masqueraded(root, clean):
     finally:
         pb(root, "rm", "-f", "out")
     assert host_snapshot(root) == clean
+
+
+def test_foreground_run_defaults_to_a_private_network_with_outbound_access(root, clean):
+    """docker's default for every `run`, in the foreground too: a namespace of its own with
+    eth0 on the default bridge (not the host's interfaces), the id as host name mapped to its
+    address, outbound traffic masqueraded; nothing left after it ends."""
+    bridge = json.loads((root / "networks" / "bridge.json").read_text())
+    with outside_server() as server:
+        r = pb(root, "run", "--rm", "busybox", "sh", "-c",
+               "ls /sys/class/net; ip -o -4 addr show eth0; hostname; grep -v localhost /etc/hosts; "
+               "echo hi | nc 198.51.100.2 8000")
+        out, _ = server.communicate(timeout=10)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().split("\n")
+    assert lines[:2] == ["eth0", "lo"], lines  # no host interface in there
+    addr = lines[2].split()[3].split("/")[0]
+    assert ipaddress.ip_address(addr) in ipaddress.ip_network(bridge["Subnet"]), (addr, bridge)
+    assert lines[4].split() == [addr, lines[3]] and len(lines[3]) == 12  # "ADDR\tID12", as docker
+    assert out.split() == ["198.51.100.1", "hi"]  # masqueraded, as from a detached container
+    assert host_snapshot(root) == clean
+    assert not list((root / "networks" / "bridge.leases").iterdir())
+
+
+def test_foreground_runs_get_distinct_addresses_and_a_killed_run_leaves_nothing(root, clean):
+    """Concurrent foreground runs and detached containers share the default bridge without
+    clashing (leases); kill -9 of a foreground `pybuild run` takes its container, namespace
+    and veth with it, and its lease is taken back by the next run."""
+    ok(root, "run", "-d", "--name", "det", "busybox", "sleep", "100")
+    det_ip = inspect(root, "det")["NetworkSettings"]["IPAddress"]
+    env = dict(os.environ, PYBUILD_ROOT=str(root))
+    fg = subprocess.Popen([sys.executable, "-m", "builder.cli", "run", "busybox", "sh", "-c",
+                           "ip -o -4 addr show eth0; exec sleep 100"], env=env, stdout=subprocess.PIPE)
+    try:
+        fg_ip = fg.stdout.readline().decode().split()[3].split("/")[0]
+        r = pb(root, "run", "--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; ping -c1 -W2 " + fg_ip)
+        assert r.returncode == 0, r.stderr  # one bridge: they reach each other
+        third_ip = r.stdout.decode().split()[3].split("/")[0]
+        assert len({det_ip, fg_ip, third_ip}) == 3, (det_ip, fg_ip, third_ip)
+        leases = sorted(p.name for p in (root / "networks" / "bridge.leases").iterdir())
+        assert leases == [fg_ip]
+        fg.kill()  # SIGKILL: no finally runs in the CLI
+        fg.wait()
+        wait_for(lambda: len([ln for ln in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True)
+                              .stdout.splitlines() if ": pbv" in ln]) == 1, what="only det's veth left")
+        r = pb(root, "run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0")
+        assert r.returncode == 0 and r.stdout.decode().split()[3].split("/")[0] == fg_ip  # reclaimed
+        assert not list((root / "networks" / "bridge.leases").iterdir())
+    finally:
+        if fg.poll() is None:
+            fg.kill()
+            fg.wait()
+        pb(root, "rm", "-f", "det")
+    wait_for(lambda: host_snapshot(root) == clean, what="nothing left")
 
 
 def test_port_taken_is_a_clear_error(root, clean):

@@ -84,5 +84,32 @@ def test_rootless_default_network_is_pasta(rootless):
         assert r.returncode == 0, r.stderr
         r = pb("exec", "r2", "ip", "-o", "-4", "addr")
         assert b"eth0" in r.stdout or b"tap" in r.stdout
+        assert _pastas(), "a pasta serves the running container"
     pb("rm", "-f", "r2")
     assert pb("ps", "-aq").stdout == b""
+    assert not _pastas(), "pasta ends with the container"
+
+
+def _pastas() -> list[str]:
+    out = subprocess.run(["ps", "-eo", "user:20,args"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if "pasta" in ln and ln.startswith("nobody")]
+
+
+def test_rootless_foreground_run_gets_a_private_network(rootless):
+    """The default of every `run`, rootless: a namespace of its own connected by pasta
+    (before the process starts), which ends with the run; without a usable /dev/net/tun, one
+    warning line and the host's network."""
+    pb = rootless
+    tun_ok = os.access("/dev/net/tun", os.R_OK | os.W_OK) and os.stat("/dev/net/tun").st_mode & 0o006 == 0o006
+    r = pb("run", "--rm", "busybox", "sh", "-c", "ls /sys/class/net; ip route")
+    assert r.returncode == 0, r.stderr
+    host_links = sorted(os.listdir("/sys/class/net"))
+    links = r.stdout.decode().split("\n")
+    if shutil.which("pasta") and tun_ok:
+        assert b"no private network" not in r.stderr, r.stderr
+        assert "lo" in links and sorted(x for x in links if x and not x.startswith("default")) != host_links
+        assert any(x.startswith("default via") for x in links), links  # the route is up at once
+        assert not _pastas()
+    else:
+        assert b"no private network for this container" in r.stderr, r.stderr
+        assert sorted(x for x in links if x and " " not in x) == host_links
