@@ -359,6 +359,7 @@ def test_foreground_runs_get_distinct_addresses_and_a_killed_run_leaves_nothing(
     """Concurrent foreground runs and detached containers share the default bridge without
     clashing (leases); kill -9 of a foreground `pybuild run` takes its container, namespace
     and veth with it, and its lease is taken back by the next run."""
+    bridge = json.loads((root / "networks" / "bridge.json").read_text())
     ok(root, "run", "-d", "--name", "det", "busybox", "sleep", "100")
     det_ip = inspect(root, "det")["NetworkSettings"]["IPAddress"]
     env = dict(os.environ, PYBUILD_ROOT=str(root))
@@ -374,8 +375,9 @@ def test_foreground_runs_get_distinct_addresses_and_a_killed_run_leaves_nothing(
         assert leases == [fg_ip]
         fg.kill()  # SIGKILL: no finally runs in the CLI
         fg.wait()
-        wait_for(lambda: len([ln for ln in subprocess.run(["ip", "-o", "link"], capture_output=True, text=True)
-                              .stdout.splitlines() if ": pbv" in ln]) == 1, what="only det's veth left")
+        on_bridge = ["ip", "-o", "link", "show", "master", bridge["Bridge"]]
+        wait_for(lambda: len(subprocess.run(on_bridge, capture_output=True, text=True).stdout.splitlines()) == 1,
+                 what="only det's veth left on the bridge")
         r = pb(root, "run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0")
         assert r.returncode == 0 and r.stdout.decode().split()[3].split("/")[0] == fg_ip  # reclaimed
         assert not list((root / "networks" / "bridge.leases").iterdir())
@@ -384,6 +386,7 @@ def test_foreground_runs_get_distinct_addresses_and_a_killed_run_leaves_nothing(
             fg.kill()
             fg.wait()
         pb(root, "rm", "-f", "det")
+    ok(root, "prune")  # the killed run's writable layer (kept without --rm, as docker keeps it)
     wait_for(lambda: host_snapshot(root) == clean, what="nothing left")
 
 
