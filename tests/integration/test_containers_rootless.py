@@ -90,6 +90,41 @@ def test_rootless_default_network_is_pasta(rootless):
     assert not _pastas(), "pasta ends with the container"
 
 
+def test_rootless_published_port_through_pasta(rootless):
+    """`run -d -p` rootless: pasta binds the host port and forwards it into the container."""
+    pb = rootless
+    tun_ok = os.access("/dev/net/tun", os.R_OK | os.W_OK) and os.stat("/dev/net/tun").st_mode & 0o006 == 0o006
+    if not (shutil.which("pasta") and tun_ok):
+        pytest.skip("pasta or a usable /dev/net/tun missing (tests/run.sh provides both on CI)")
+    import socket
+    import time
+    import urllib.request
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = pb("run", "-d", "--name", "rweb", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
+           "mkdir -p /www && echo rootless-web > /www/index.html && exec httpd -f -p 80 -h /www")
+    assert r.returncode == 0, r.stderr
+    try:
+        body, deadline = b"", time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert body == b"rootless-web\n"
+        assert f"127.0.0.1:{port}->80/tcp" in pb("port", "rweb").stdout.decode() + pb("ps").stdout.decode()
+    finally:
+        pb("rm", "-f", "rweb")
+    assert not _pastas()
+    with socket.socket() as c:  # the port is free again (our finished request may be in TIME_WAIT)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        c.bind(("127.0.0.1", port))
+        c.listen(1)
+
+
 def _pastas() -> list[str]:
     out = subprocess.run(["ps", "-eo", "user:20,args"], capture_output=True, text=True).stdout
     return [ln for ln in out.splitlines() if "pasta" in ln and ln.startswith("nobody")]
