@@ -15,6 +15,10 @@ answer is the same, the copy would take the same path and write the same upper, 
 copying again. Any difference (a /app the other base has, another /etc/passwd) and it copies
 for itself, as before. Images do not change: the layer is the one that platform would write.
 
+The clock is the one input not written down: without SOURCE_DATE_EPOCH a directory the copy
+creates takes the time of the copy, so a shared layer carries the first platform's (as the
+platforms' layers already did whenever their copies, which run at once, fell in the same second).
+
 Owns: `RecordingFS`, `Footprint`, `Shared` (a candidate: footprint + layer + snapshot chain),
 `share_key`. Must not: decide cache hits (solver.py) or know Dockerfile syntax. Not recorded,
 and not content: a copied-up directory's atime (it never reaches a layer).
