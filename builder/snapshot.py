@@ -70,6 +70,7 @@ class Snapshotter:
         self._lease_path = ""
         self._leased: set[str] = set()
         self._lease_lock = threading.Lock()
+        self._aliases: dict[str, str] = {}  # chain -> the chain whose directory it is (alias())
 
     def sweep(self, older_than: float = 3600.0) -> int:
         """Remove temp trees a killed build left behind (older than an hour: never a live build's)."""
@@ -86,7 +87,15 @@ class Snapshotter:
         return n
 
     def path(self, chain: str) -> Path:
-        return self.dir / chain.split(":", 1)[-1]
+        return self.dir / self._aliases.get(chain, chain).split(":", 1)[-1]
+
+    def alias(self, chain: str, target: str) -> None:
+        """For this Snapshotter's life, snapshot `chain` is `target`'s directory (leased): the
+        same files, e.g. one layer another platform's copy wrote over another parent
+        (engine/copyshare.py). Nothing on disk names `chain`: a later build unpacks it if needed."""
+        self.use((target,))
+        if chain != target and not self.has(chain):
+            self._aliases[chain] = target
 
     def has(self, chain: str) -> bool:
         return self.path(chain).is_dir()

@@ -216,7 +216,7 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     req.platform = platforms.normalize(req.platform)
     store = ImageStore(settings.store_dir).ensure()
     settings.tmp_dir.mkdir(parents=True, exist_ok=True)
-    df = _parse(req, settings)
+    df = getattr(req.shared, "dockerfile", None) or _parse(req, settings)
     stat_cache = None
     ctx = None
     if req.context_dir is not None and getattr(req.shared, "context", None) is not None:

@@ -43,6 +43,39 @@ def split(rel: str) -> list[str]:
     return [p for p in rel.split("/") if p and p != "."]
 
 
+def in_layer(layer: str, parts: list[str]) -> tuple[bool, tuple[str, os.stat_result] | None]:
+    """One layer's say on the entry at `parts`: (True, hit or None) when this layer decides it
+    (the entry is here; or a whiteout, a non-directory or an opaque directory on the way hides
+    the layers below), (False, None) when the layers below decide."""
+    cur = layer
+    hidden = False
+    for i, name in enumerate(parts):
+        cur = os.path.join(cur, name)
+        try:
+            st = os.lstat(cur)
+        except (FileNotFoundError, NotADirectoryError):
+            break  # not in this layer: look lower
+        if is_whiteout(st):
+            return True, None
+        if i == len(parts) - 1:
+            return True, (cur, st)
+        if not stat.S_ISDIR(st.st_mode):
+            return True, None  # a file here hides everything below in lower layers
+        if is_opaque(cur):
+            hidden = True
+    else:
+        if not parts:
+            return True, (layer, os.lstat(layer))
+    if hidden:
+        # an opaque directory on the path in this layer: lower layers don't show through
+        sub = os.path.join(layer, *parts)
+        if os.path.lexists(sub):
+            st = os.lstat(sub)
+            return True, (None if is_whiteout(st) else (sub, st))
+        return True, None
+    return False, None
+
+
 class LayeredFS:
     """Layers top first (an upper, if any, is simply the first layer)."""
 
@@ -52,34 +85,9 @@ class LayeredFS:
     def _lookup(self, parts: list[str]) -> tuple[str, os.stat_result] | None:
         """Host path + lstat of the entry at `parts` (no symlinks followed), or None."""
         for layer in self.layers:
-            cur = layer
-            hidden = False
-            for i, name in enumerate(parts):
-                cur = os.path.join(cur, name)
-                try:
-                    st = os.lstat(cur)
-                except FileNotFoundError:
-                    break  # not in this layer: look lower
-                except NotADirectoryError:
-                    break
-                if is_whiteout(st):
-                    return None
-                if i == len(parts) - 1:
-                    return cur, st
-                if not stat.S_ISDIR(st.st_mode):
-                    return None  # a file here hides everything below in lower layers
-                if is_opaque(cur):
-                    hidden = True
-            else:
-                if not parts:
-                    return layer, os.lstat(layer)
-            if hidden:
-                # an opaque directory on the path in this layer: lower layers don't show through
-                sub = os.path.join(layer, *parts)
-                if os.path.lexists(sub):
-                    st = os.lstat(sub)
-                    return None if is_whiteout(st) else (sub, st)
-                return None
+            decided, hit = in_layer(layer, parts)
+            if decided:
+                return hit
         return None
 
     def find(self, rel: str) -> tuple[str, os.stat_result] | None:

@@ -3,7 +3,9 @@
 Owns: `build_multi(req, platforms, settings, reporter)` (one `build()` per platform, run
 concurrently, sharing one cache and a `KeyLocks` so a step whose key is the same for every
 platform — a stage pinned with `FROM --platform=$BUILDPLATFORM`, the cross-compile shape — runs
-once while the others wait for its record; then one OCI image index naming each manifest's
+once while the others wait for its record; the Dockerfile parsed once; a COPY whose layer is
+provably the same on every platform copied once (engine/copyshare.py, through `KeyLocks.copies`);
+then one OCI image index naming each manifest's
 platform, tagged under the request's names), `KeyLocks`, `local_image` (a local name resolved
 for one platform: a stored index's entry, or a single manifest of that platform) and
 `check_emulation` (a stage with RUN on a foreign platform needs a binfmt_misc handler; said
@@ -39,6 +41,11 @@ class KeyLocks:
         self._guard = threading.Lock()
         self.context = context
         self.cancel = threading.Event()  # every platform's solver stops when it is set
+        self.dockerfile = None  # the Dockerfile parsed once for every platform (None: each parses)
+        # COPY/ADD layers one platform made, by what they depend on apart from the base
+        # (copyshare.share_key): another platform's same step reuses one when its base
+        # answers every lookup the copy made the same way (engine/copyshare.py)
+        self.copies: dict[str, list] = {}
 
     @contextmanager
     def hold(self, key: str) -> Iterator[None]:
@@ -127,6 +134,12 @@ def build_multi(req, platforms_: tuple[str, ...], settings, reporter: Reporter |
         ctx = BuildContext(req.context_dir, read_ignore_patterns(ign.read_text()) if ign else [], stat_cache)
     locks = KeyLocks(ctx)
     rep.emit(BuildStarted(0, str(req.context_dir or "")))
+    from builder.engine.build import _parse
+
+    try:  # once, not once per platform at the same time (Lark holds the GIL: it was paid twice)
+        locks.dockerfile = _parse(req, settings)
+    except PybuildError:
+        pass  # each platform's build reports it, as before
 
     def one(i: int, plat: str):
         r = replace(req, platform=plat, tags=(), memo_fields=None, shared=locks, cache_to=None)

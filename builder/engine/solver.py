@@ -221,13 +221,19 @@ class Solver:
         return rfc3339(sde if sde is not None else time.time())
 
     # -- execution ---------------------------------------------------------------------
-    def _execute(self, step: Step, state: State, sid: int) -> LayerResult | None:
+    def _execute(self, step: Step, state: State, sid: int, key: ck.CacheKey | None = None) -> LayerResult | None:
         op = step.op
         if isinstance(op, RunOp):
             return run_step(self.sv, step, state, lambda text, stream: self.rep.emit(StepLog(sid, text, stream)),
                             cancel=self.cancel)
         if isinstance(op, CopyOp):
-            return copy_step(self.sv, step, state, cancel=self.cancel)
+            share = None
+            if self.opt.shared is not None and key is not None:  # several platforms: one copy may do for all
+                from builder.engine.copyshare import share_key
+
+                share = share_key(op, key.pre_image, workdir=state.config.config.working_dir,
+                                  compression=self.sv.compression, source_date_epoch=self.sv.source_date_epoch)
+            return copy_step(self.sv, step, state, cancel=self.cancel, shared=self.opt.shared, share=share)
         return self._workdir(step, state)
 
     def _workdir(self, step: Step, state: State) -> LayerResult | None:
@@ -311,7 +317,7 @@ class Solver:
             self._prewarm()
             t0 = time.monotonic()
             try:
-                res = self._execute(step, state, sid)
+                res = self._execute(step, state, sid, key)
             except BaseException as e:
                 dt = time.monotonic() - t0
                 if isinstance(e, KeyboardInterrupt) and self.cancel.is_set():

@@ -21,6 +21,7 @@ from builder.engine.copier import Copier, Item, parse_chmod, resolve_owner
 from builder.engine.fsview import LayeredFS, export_tree
 from builder.engine.ops import LayerResult, Services, State, _from_state, commit, ensure_snapshots, view_of
 from builder.errors import BuildStepError, ContextError
+from builder.snapshot import chain_id
 from builder.plan.graph import CopyOp, Step
 from builder.layers import fstree
 
@@ -403,13 +404,45 @@ def _match_in_view(view: LayeredFS, src: str) -> list[tuple[str, str]]:
     return [(c, os.path.dirname(c).lstrip("/")) for c in sorted(cands)]
 
 
-def copy_step(sv: Services, step: Step, state: State, cancel=None) -> LayerResult | None:
+def copy_step(sv: Services, step: Step, state: State, cancel=None, shared=None,
+              share: str | None = None) -> LayerResult | None:
+    """Execute a COPY/ADD. With `shared` (a multiplatform.KeyLocks) and a `share` key
+    (copyshare.share_key), a layer another platform's same step wrote is reused when this
+    stage's base answers every lookup that copy made the same way (engine/copyshare.py)."""
+    if shared is None or share is None:
+        return _copy(sv, step, state, cancel)
+    from builder.engine.copyshare import Shared
+
+    ensure_snapshots(sv, state)  # (before waiting: this platform's base unpacks meanwhile)
+    with shared.hold(share):  # the platforms' same steps one after the other: the first copies
+        lowers = list(sv.snaps.lowerdirs(state.chains))
+        for cand in shared.copies.get(share, ()):
+            if cand.footprint.matches(lowers):
+                chain = chain_id(state.chains[-1] if state.chains else None, cand.diff_id)
+                sv.snaps.alias(chain, cand.chain)
+                return LayerResult(cand.descriptor, cand.diff_id, chain)
+        views: list = []
+        res = _copy(sv, step, state, cancel, views.append)
+        fp = views[0].footprint if views else None
+        if res is not None and fp is not None and fp.complete:
+            shared.copies.setdefault(share, []).append(Shared(fp, res.descriptor, res.diff_id, res.chain))
+        return res
+
+
+def _copy(sv: Services, step: Step, state: State, cancel=None, recording=None) -> LayerResult | None:
+    """The copy itself; with `recording`, through a copyshare.RecordingFS handed to it."""
     op: CopyOp = step.op  # type: ignore[assignment]
     ensure_snapshots(sv, state)
     active = sv.snaps.prepare()
     work = Path(tempfile.mkdtemp(dir=sv.tmp, prefix="copy-"))
     try:
-        full = view_of(sv, state, active.upper)
+        if recording is not None:
+            from builder.engine.copyshare import RecordingFS
+
+            full = RecordingFS(active.upper, sv.snaps.lowerdirs(state.chains))
+            recording(full)
+        else:
+            full = view_of(sv, state, active.upper)
         view = LayeredFS([active.upper]) if op.link else full
         owner = resolve_owner(op.chown, full)
         chmod = parse_chmod(op.chmod)
