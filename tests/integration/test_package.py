@@ -11,7 +11,6 @@ resolves the dependencies from the configured index, as `pip install pybuild` do
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,23 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-pytest.importorskip("build", reason="the `build` package (test extra) builds the wheel")
-pytest.importorskip("wheel", reason="setuptools needs `wheel` to build one without isolation")
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("pkg")
-    src = work / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".pytest_cache", ".hypothesis"))
-    out = work / "dist"
-    r = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "-o", str(out), str(src)],
-                       capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return out
+# `dist` (the sdist and wheel, built once per session) is in tests/integration/conftest.py.
 
 
 def _one(d: Path, pattern: str) -> Path:
@@ -63,7 +46,7 @@ def test_wheel_holds_the_grammar_license_and_metadata(dist):
 def test_sdist_holds_readme_license_examples_and_tests(dist):
     with tarfile.open(_one(dist, "pybuild-*.tar.gz")) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    for must in ("README.md", "LICENSE", "pyproject.toml", "grammar/dockerfile.lark",
+    for must in ("README.md", "LICENSE", "pyproject.toml", "grammar/dockerfile.lark", "docs/design.md",
                  "examples/hello/Dockerfile", "examples/make-busybox-rootfs.sh",
                  "tests/conftest.py", "tests/unit/test_gotemplate.py", "tests/integration/test_package.py"):
         assert must in names, must
