@@ -2,7 +2,7 @@
 
 Builds the sdist and wheel from a copy of the source tree with `python -m build` (the `build`
 and `wheel` packages are in the `test` extra), checks what each holds (LICENSE, README,
-examples, tests, the grammar as package data, classifiers for 3.11–3.13), and installs the wheel
+examples, tests, the grammar as package data, classifiers for 3.11–3.14), and installs the wheel
 twice, running its `pybuild` from outside the source tree each time: into a venv that sees the
 system site-packages for the dependencies only (no network needed; the test checks `builder` and
 `grammar` come from the venv's copy, never from this checkout), and into a clean venv where pip
@@ -36,7 +36,7 @@ def test_wheel_holds_the_grammar_license_and_metadata(dist):
     assert any(n.endswith(".dist-info/LICENSE") for n in names)
     assert {"builder/cli.py", "builder/gotemplate/parse.py", "runtime/init.py"} <= names
     assert not any(n.startswith("tests/") for n in names)
-    for v in ("3.11", "3.12", "3.13"):
+    for v in ("3.11", "3.12", "3.13", "3.14"):
         assert f"Classifier: Programming Language :: Python :: {v}" in meta
     assert "Classifier: License :: OSI Approved :: Apache Software License" in meta
     assert "Project-URL: Source," in meta and "Requires-Python: >=3.11" in meta
