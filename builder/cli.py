@@ -83,6 +83,13 @@ class _Parser(argparse.ArgumentParser):
         sys.stderr.write(f"pybuild: error: {message}\n")
         sys.exit(2)
 
+    def _check_value(self, action, value):  # noqa: ANN001
+        # One wording on every Python: 3.13 (and 3.12.8+) print the choices unquoted, 3.11 and
+        # 3.14 quoted; the quoted form is the one tests/errors pins.
+        if action.choices is not None and value not in action.choices:
+            choices = ", ".join(map(repr, action.choices))
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from {choices})")
+
 
 def _module(name: str):
     return importlib.import_module(f"builder.commands.{COMMANDS[name][0]}")

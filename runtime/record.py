@@ -60,6 +60,25 @@ def _frozen_delattr(self, name):
     raise FrozenInstanceError(f"cannot delete field {name!r} of frozen {type(self).__name__}")
 
 
+def _annotations(ns: dict) -> dict:
+    """The class body's annotations in order. Python 3.14 (PEP 649/749) evaluates them lazily:
+    the namespace holds an `__annotate_func__` instead of `__annotations__` unless the module uses
+    `from __future__ import annotations`. Evaluated as values first (no import); names not
+    defined yet (forward references) fall back to annotationlib's text form."""
+    anns = ns.get("__annotations__")
+    if anns is not None:
+        return anns
+    annotate = ns.get("__annotate_func__") or ns.get("__annotate__")
+    if annotate is None:
+        return {}
+    try:
+        return annotate(1)  # annotationlib.Format.VALUE
+    except NameError:
+        import annotationlib  # 3.14+ only; needed only for forward references
+
+        return annotationlib.call_annotate_function(annotate, annotationlib.Format.STRING)
+
+
 class _RecordMeta(type):
     def __new__(mcls, name, bases, ns, frozen: bool | None = None):
         if not any(isinstance(b, _RecordMeta) for b in bases):  # Record itself
@@ -75,7 +94,7 @@ class _RecordMeta(type):
         elif parent_frozen is not None and frozen != parent_frozen:
             raise TypeError(f"{name}: cannot mix frozen and mutable records in one hierarchy")
         own: dict[str, Field] = {}
-        for fname, ann in ns.get("__annotations__", {}).items():
+        for fname, ann in _annotations(ns).items():
             text = ann if isinstance(ann, str) else getattr(ann, "__name__", "")
             if text.startswith(("ClassVar", "typing.ClassVar")):
                 continue

@@ -25,5 +25,11 @@ fi
 if [ "$(id -u)" = 0 ] && [ -f ../shared/tools/buildkit-reference ]; then
   bash ../shared/tools/buildkit-reference start >/dev/null
 fi
+# Debian root filesystems with Python 3.13 (trixie) and 3.14 (forky) for
+# tests/integration/test_package_pythons.py (issue 18); cached, so a rerun costs nothing. A failure
+# does not stop the suite: that test then fails on CI, naming the missing rootfs.
+if [ "$(id -u)" = 0 ] && command -v debootstrap >/dev/null; then
+  bash tests/pythons/provision.sh || echo "run.sh: tests/pythons/provision.sh failed (see above)" >&2
+fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]' --config-settings editable_mode=compat 2>&1 | grep -v -e '^WARNING: Location' -e 'Running pip as the' || true
 exec python3 -m pytest -q -m 'not slow' "$@"

@@ -2,7 +2,7 @@
 
 Builds the sdist and wheel from a copy of the source tree with `python -m build` (the `build`
 and `wheel` packages are in the `test` extra), checks what each holds (LICENSE, README,
-examples, tests, the grammar as package data, classifiers for 3.11–3.13), and installs the wheel
+examples, tests, the grammar as package data, classifiers for 3.11–3.14), and installs the wheel
 twice, running its `pybuild` from outside the source tree each time: into a venv that sees the
 system site-packages for the dependencies only (no network needed; the test checks `builder` and
 `grammar` come from the venv's copy, never from this checkout), and into a clean venv where pip
@@ -11,7 +11,6 @@ resolves the dependencies from the configured index, as `pip install pybuild` do
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,23 +19,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-pytest.importorskip("build", reason="the `build` package (test extra) builds the wheel")
-pytest.importorskip("wheel", reason="setuptools needs `wheel` to build one without isolation")
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("pkg")
-    src = work / "src"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
-        ".git", "__pycache__", "*.pyc", "*.egg-info", "build", "dist", ".pytest_cache", ".hypothesis"))
-    out = work / "dist"
-    r = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "-o", str(out), str(src)],
-                       capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    return out
+# `dist` (the sdist and wheel, built once per session) is in tests/integration/conftest.py.
 
 
 def _one(d: Path, pattern: str) -> Path:
@@ -53,7 +36,7 @@ def test_wheel_holds_the_grammar_license_and_metadata(dist):
     assert any(n.endswith(".dist-info/LICENSE") for n in names)
     assert {"builder/cli.py", "builder/gotemplate/parse.py", "runtime/init.py"} <= names
     assert not any(n.startswith("tests/") for n in names)
-    for v in ("3.11", "3.12", "3.13"):
+    for v in ("3.11", "3.12", "3.13", "3.14"):
         assert f"Classifier: Programming Language :: Python :: {v}" in meta
     assert "Classifier: License :: OSI Approved :: Apache Software License" in meta
     assert "Project-URL: Source," in meta and "Requires-Python: >=3.11" in meta
@@ -63,7 +46,7 @@ def test_wheel_holds_the_grammar_license_and_metadata(dist):
 def test_sdist_holds_readme_license_examples_and_tests(dist):
     with tarfile.open(_one(dist, "pybuild-*.tar.gz")) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    for must in ("README.md", "LICENSE", "pyproject.toml", "grammar/dockerfile.lark",
+    for must in ("README.md", "LICENSE", "pyproject.toml", "grammar/dockerfile.lark", "docs/design.md",
                  "examples/hello/Dockerfile", "examples/make-busybox-rootfs.sh",
                  "tests/conftest.py", "tests/unit/test_gotemplate.py", "tests/integration/test_package.py"):
         assert must in names, must

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-STDLIB = set(sys.stdlib_module_names) | {"__future__"}
+# annotationlib: standard library from Python 3.14 on (runtime/record.py imports it only there)
+STDLIB = set(sys.stdlib_module_names) | {"__future__", "annotationlib"}
 
 # part -> (allowed builder subpackages/modules, allowed third-party top-level names)
 RULES: dict[str, tuple[set[str], set[str]]] = {

@@ -17,6 +17,18 @@ def test_unknown_command_is_a_usage_error() -> None:
     assert r.stderr.decode().startswith("pybuild: error:")
 
 
+def test_invalid_choice_reads_the_same_on_every_python() -> None:
+    """argparse's wording changed in 3.13 (choices unquoted) and back in 3.14: pybuild keeps one
+    (CI runs this under 3.13 and 3.14 too: tests/integration/test_package_pythons.py)."""
+    r = run_cli("build", "--network=bogus", ".")
+    assert r.returncode == 2
+    assert r.stderr.decode() == ("pybuild: error: argument --network: invalid choice: 'bogus' "
+                                 "(choose from 'default', 'none', 'host')\n")
+    r = run_cli("frobnicate")
+    assert r.stderr.decode().startswith("pybuild: error: argument COMMAND: invalid choice: 'frobnicate' "
+                                        "(choose from 'build', "), r.stderr
+
+
 def test_help_lists_commands() -> None:
     r = run_cli("--help")
     assert r.returncode == 0

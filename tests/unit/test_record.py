@@ -161,3 +161,33 @@ def test_record_module_imports_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {str(repo)!r})\n" + code],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "", f"runtime.record imported {out.strip()}"
+
+
+def test_records_without_the_future_import() -> None:
+    """A module without `from __future__ import annotations`: on Python 3.14 (PEP 649) its class
+    bodies hold a lazy `__annotate_func__`, no `__annotations__` (a Record read none and took no
+    fields: CI's Python 3.14 chroot, tests/integration/test_package_pythons.py). Forward
+    references and ClassVar must still work there (an unquoted forward reference only exists
+    on 3.14: earlier Pythons evaluate annotations at once)."""
+    later = "NotYetDefined" if sys.version_info >= (3, 14) else "'NotYetDefined'"
+    src = ("from typing import ClassVar\n"
+           "from runtime.record import Record, field\n"
+           "class A(Record):\n"
+           "    x: int\n"
+           "    y: str = 'y'\n"
+           "    KIND: ClassVar[str] = 'a'\n"
+           "class B(A):\n"
+           f"    later: {later} = None\n"
+           "    items: list = field(default_factory=list)\n"
+           "    ALSO: 'ClassVar[int]' = 1\n"
+           "class NotYetDefined:\n"
+           "    pass\n")
+    ns: dict = {"__name__": "lazy_annotations"}
+    exec(compile(src, "lazy_annotations.py", "exec", flags=0, dont_inherit=True), ns)
+    A, B = ns["A"], ns["B"]
+    assert A.__match_args__ == ("x", "y") and A(1) == A(1, "y") and A(1).KIND == "a"
+    b = B(1, "z", None)
+    assert B.__match_args__ == ("x", "y", "later", "items")
+    assert (b.x, b.y, b.later, b.items, b.ALSO) == (1, "z", None, [], 1)
+    with pytest.raises(TypeError):
+        B()
