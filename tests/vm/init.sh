@@ -33,7 +33,9 @@ chown 1000:1000 "$deleg" "$deleg/cgroup.procs" "$deleg/cgroup.threads" "$deleg/c
 echo "PYBUILD-VM-BOOTED $(cut -d" " -f1 /proc/uptime)s $(uname -r) cgroup2 controllers: $(cat $deleg/cgroup.controllers)"
 sh -c "echo \$\$ > $deleg/cgroup.procs && exec setpriv --reuid=1000 --regid=1000 --init-groups \
   env -i HOME=/home/tester USER=tester PATH=$PATH PYTHONPATH=/src sh /guest.sh" </dev/console >/dev/console 2>&1
-echo "PYBUILD-VM-EXIT $?"
+rc=$?
+dmesg | grep -E "Killed process|invoked oom-killer" | sed 's/^/PYBUILD-VM-KERNEL /'  # who the OOM killer took
+echo "PYBUILD-VM-EXIT $rc"
 sync
 echo o > /proc/sysrq-trigger
 sleep 10

@@ -7,7 +7,7 @@ filesystem of tests/vm/provision.sh as its initramfs, plus a second archive made
 tests/vm/init.sh, /guest.sh = tests/vm/guest.sh, the checkout's builder/, runtime/, grammar/
 and tests/fixtures/ under /src). The guest delegates a cgroup to the user `tester` as systemd's
 Delegate=yes does and runs guest.sh as that user: pybuild (rootless) imports a busybox base,
-builds with --pids-limit, runs containers with --memory/--pids-limit, and prints "PYBUILD-VM ..."
+builds and runs containers with --memory/--pids-limit, and prints "PYBUILD-VM ..."
 lines on the serial console, which this test reads back.
 
 Needs root (debootstrap) and qemu-system-x86_64 (tests/apt-packages.txt); skips without them,
@@ -119,9 +119,11 @@ def test_rootless_limits_under_a_delegated_cgroup_v2_subtree(vm_dir: Path, tmp_p
     assert re.search(r"controllers=\[.*memory.*\]", lines["cgroup"][0]) and "pids" in lines["cgroup"][0], tail
     assert lines["cgroup"][0].startswith("0::/user.slice/user-1000.slice/user@1000.service"), tail
     assert lines["import"] == ["rc=0"], tail
-    # build --pids-limit 50: the RUN's sleeps stop short of 50 processes
+    # build --memory 64m --pids-limit 50: the RUN's cgroup holds both limits (read from
+    # outside while it ran), and its sleeps stop short of 50 processes
     rc, forked = re.fullmatch(r"rc=(\d+) forked=(\d+)", lines["build"][0]).groups()
     assert rc == "0" and 40 <= int(forked) < 50, tail
+    assert sorted(lines["build-limit"]) == ["memory.max=67108864", "pids.max=50"], tail
     # run --memory 32m --pids-limit 20: pybuild's cgroup in the delegated subtree holds them
     assert sorted(lines["limit"]) == ["memory.max=33554432", "pids.max=20"], tail
     assert lines["run-wait"] == ["rc=0"], tail
