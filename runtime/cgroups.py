@@ -3,8 +3,9 @@ enabled and v1 otherwise (hybrid machines have v1 controllers next to an empty u
 
 Owns: creating the per-sandbox cgroup directories below the caller's own cgroup, writing
 the limits, telling whether the OOM killer struck, and removing the directories. Must not:
-move processes itself (the init child joins by writing "0" to the cgroup.procs files this
-returns, before it forks anything) or import builder.
+move a sandbox's processes itself (the init child joins by writing "0" to the cgroup.procs
+files this returns, before it forks anything; the one move here is of the processes of a v2
+cgroup that must delegate, into its leaf pybuild-init, see _v2_parent) or import builder.
 """
 from __future__ import annotations
 
