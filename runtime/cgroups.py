@@ -3,8 +3,9 @@ enabled and v1 otherwise (hybrid machines have v1 controllers next to an empty u
 
 Owns: creating the per-sandbox cgroup directories below the caller's own cgroup, writing
 the limits, telling whether the OOM killer struck, and removing the directories. Must not:
-move processes itself (the init child joins by writing "0" to the cgroup.procs files this
-returns, before it forks anything) or import builder.
+move a sandbox's processes itself (the init child joins by writing "0" to the cgroup.procs
+files this returns, before it forks anything; the one move here is of the processes of a v2
+cgroup that must delegate, into its leaf pybuild-init, see _v2_parent) or import builder.
 """
 from __future__ import annotations
 
@@ -155,10 +156,15 @@ def create(name: str, memory_bytes: int | None, cpu_quota: float | None, pids: i
             own_dir = v2_mount + own.get("", "/").rstrip("/")
             try:
                 with open(own_dir + "/cgroup.controllers") as f:
-                    v2_ctrls = set(f.read().split()) & set(wanted)
+                    avail = set(f.read().split())
             except OSError:
-                v2_ctrls = set()
+                avail = set()
+            v2_ctrls = avail & set(wanted)
             parent = _v2_parent(v2_mount, own_dir, v2_ctrls) if v2_ctrls else None
+            if parent == own_dir:
+                # best effort, every controller pybuild uses, not just this call's: a later
+                # call (from the leaf _v2_parent moved us into) finds them all for its siblings
+                _enable(own_dir, avail & {"memory", "cpu", "pids"})
             if parent is None:
                 v2_ctrls = set()
             else:
@@ -366,6 +372,9 @@ def limit_unavailable(ctrls: tuple[str, ...] | list[str]) -> str | None:
             if have and (os.access(v2_dir + "/cgroup.subtree_control", os.W_OK)
                          or os.access(os.path.dirname(v2_dir), os.W_OK)):
                 continue
+            if not have and os.access(v2_dir, os.W_OK):
+                return (f"a {ctrl} limit needs the {ctrl} controller, and it is not enabled for {v2_dir} "
+                        f"(add +{ctrl} to cgroup.subtree_control of the cgroup above it)")
             where = v2_dir
         elif ctrl in v1_mounts:
             where = f"{v1_mounts[ctrl]}{own.get(ctrl, '/').rstrip('/')}"
@@ -395,25 +404,32 @@ def _v2_parent(mount: str, own_dir: str, ctrls: set[str]) -> str | None:
     if _enable(own_dir, ctrls):
         return own_dir
     # 2. a sibling: our parent delegates these controllers to us (they are in our
-    #    cgroup.controllers), hence to any new child of it as well
-    if own_dir != mount:
+    #    cgroup.controllers), hence to any new child of it as well, if we may make one there
+    if own_dir != mount and os.access(os.path.dirname(own_dir), os.W_OK):
         return os.path.dirname(own_dir)
-    # 3. we are the root of a cgroup namespace (a container): move its processes into a
-    #    leaf, as docker-in-docker entrypoints do, then delegate from the root
-    leaf = own_dir + "/pybuild-init"
-    try:
-        os.makedirs(leaf, exist_ok=True)
-        with open(own_dir + "/cgroup.procs") as f:
-            pids = f.read().split()
-        for pid in pids:
-            try:
-                with open(leaf + "/cgroup.procs", "w") as f:
-                    f.write(pid)
-            except OSError:
-                pass  # exited meanwhile, or a kernel thread
-    except OSError:
+    # 3. our cgroup is ours but its parent is not: the root of a cgroup namespace (a
+    #    container), or a subtree delegated to this user (systemd's Delegate=yes, rootless).
+    #    Its processes move into a leaf, as docker-in-docker entrypoints do and as systemd
+    #    asks of a delegatee ("no processes in inner nodes"), then it delegates.
+    if not os.access(own_dir, os.W_OK):
         return None
-    return own_dir if _enable(own_dir, ctrls) else None
+    leaf = own_dir + "/pybuild-init"
+    for _ in range(10):  # a process forked meanwhile lands in own_dir: move it too
+        try:
+            os.makedirs(leaf, exist_ok=True)
+            with open(own_dir + "/cgroup.procs") as f:
+                pids = f.read().split()
+            for pid in pids:
+                try:
+                    with open(leaf + "/cgroup.procs", "w") as f:
+                        f.write(pid)
+                except OSError:
+                    pass  # exited meanwhile, or a kernel thread
+        except OSError:
+            return None
+        if _enable(own_dir, ctrls):
+            return own_dir
+    return None
 
 
 def _limit_v2(d: str, ctrl: str, value: float | int, cg: Cgroup) -> None:

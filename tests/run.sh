@@ -21,6 +21,10 @@ fi
 if [ "$(id -u)" = 0 ] && [ -c /dev/net/tun ]; then
   chmod 0666 /dev/net/tun
 fi
+# The guest of tests/vm (a pure cgroup v2 kernel, issue 17): built once, cached (~70 s cold).
+if [ "$(id -u)" = 0 ] && command -v qemu-system-x86_64 >/dev/null; then
+  bash tests/vm/provision.sh >/dev/null || echo "tests/run.sh: tests/vm/provision.sh failed (tests/vm will say why)" >&2
+fi
 # The reference BuildKit for tests/differential (root only; `start` is idempotent).
 if [ "$(id -u)" = 0 ] && [ -f ../shared/tools/buildkit-reference ]; then
   bash ../shared/tools/buildkit-reference start >/dev/null

@@ -54,6 +54,8 @@ def add_build_flags(p) -> None:
     p.add_argument("--jobs", type=int, default=4, help="stages built at once")
     p.add_argument("--pids-limit", type=int, default=None, metavar="N",
                    help="processes + threads one RUN may have (default 2048; -1: no limit)")
+    p.add_argument("--memory", metavar="BYTES", default=None,
+                   help="memory one RUN may use, e.g. 256m (docker's classic builder flag; default: no limit)")
     p.add_argument("--allow", action="append", default=[], metavar="ENTITLEMENT",
                    help="grant an entitlement: security.insecure (RUN --security=insecure), network.host")
 
@@ -198,6 +200,8 @@ def _fast_noop(args) -> bool:
     """A provably all-CACHED rebuild, answered from the memo without parsing (see engine/memo.py)."""
     if args.output or args.check:
         return False
+    _pids_limit(args.pids_limit)  # bad values are usage errors, memo or not
+    _memory(args.memory)
     from builder import settings as settings_mod
     from builder.engine import memo
     from builder.report import make_reporter
@@ -313,7 +317,7 @@ def _request(args, ctx_dir: Path, text: str, name: str, df_path: Path | None):
         cache_to=_cache_dir(args.cache_to, "dest", "--cache-to") if args.cache_to and not _inline(args) else None,
         inline_cache=_inline(args),
         source_date_epoch=sde, max_workers=max(1, args.jobs), pids_limit=_pids_limit(args.pids_limit),
-        allow=_allow(args.allow))
+        memory_bytes=_memory(args.memory), allow=_allow(args.allow))
     return req
 
 
@@ -344,6 +348,18 @@ def _pids_limit(n: int | None) -> int | None:
 
     if n is not None and (n == 0 or n < -1):
         raise UsageError(f"--pids-limit must be a positive number or -1 (no limit), not {n}")
+    return n
+
+
+def _memory(text: str | None) -> int | None:
+    from builder.containers.spec import parse_bytes
+    from builder.errors import UsageError
+
+    if text is None:
+        return None
+    n = parse_bytes(text, "--memory")
+    if n < 6 << 20:
+        raise UsageError("--memory: the minimum is 6m")
     return n
 
 

@@ -52,6 +52,7 @@ class BuildRequest(Record, frozen=False):
     source_date_epoch: int | None = None
     max_workers: int = 4
     pids_limit: int | None = None  # per RUN; None: ops.DEFAULT_RUN_PIDS_LIMIT, -1: none
+    memory_bytes: int | None = None  # per RUN (--memory); None: no limit
     allow: tuple[str, ...] = ()  # entitlements granted with --allow (security.insecure)
     memo_fields: dict | None = None  # the request as the no-op memo fingerprints it (None: no memo)
     shared: object | None = None  # multiplatform.KeyLocks when several platform builds run at once
@@ -255,7 +256,7 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
     for f in findings:
         where = f"{f.span.file}:{f.span.line}: " if f.span else ""
         reporter.emit(W(f"{where}{f.rule}: {f.message}"))
-    _check_pids_limit(req, graph, None)  # an explicit --pids-limit that cannot be: before any work
+    _check_limits(req, graph, None)  # an explicit --pids-limit or --memory that cannot be: before any work
     snaps = Snapshotter(settings.snapshots_dir, settings.tmp_dir)
     snaps.sweep()  # what a killed build (SIGKILL, power loss) left in tmp/
     from builder.engine.mounts import clear_secret_leftovers
@@ -264,6 +265,7 @@ def _setup(req: BuildRequest, settings: Settings, reporter: Reporter):
                   tmp=settings.tmp_dir, cache_mounts=settings.cache_dir / "mounts", context=ctx,
                   compression=settings.compression, source_date_epoch=req.source_date_epoch,
                   secrets=dict(req.secrets), ssh=dict(req.ssh), network=req.network, pids_limit=req.pids_limit,
+                  memory_bytes=req.memory_bytes,
                   allow_insecure="security.insecure" in req.allow)
     cache = CacheStore(settings.cache_dir, settings.tmp_dir)
     for src in req.cache_from:
@@ -343,14 +345,20 @@ def _check_entitlements(graph, allow: tuple[str, ...]) -> None:
                                        "`pybuild build --allow security.insecure`)", s.span)
 
 
-def _check_pids_limit(req: BuildRequest, graph: BuildGraph, reporter: Reporter | None) -> None:
-    """Rootless without a delegated cgroup: an explicit --pids-limit is an error before any
-    work; the default limit is left out with one warning (given a reporter, and only when
+def _check_limits(req: BuildRequest, graph: BuildGraph, reporter: Reporter | None) -> None:
+    """Rootless without a delegated cgroup: an explicit --pids-limit or --memory is an error
+    before any work; the default limit is left out with one warning (given a reporter, and only when
     the build has a RUN step), never a failed build."""
     from builder.engine.ops import DEFAULT_RUN_PIDS_LIMIT, pids_limit_unavailable
     from builder.plan.graph import RunOp
     from builder.report import Warning as W
 
+    if req.memory_bytes is not None and _not_host_root():
+        from runtime.cgroups import limit_unavailable
+
+        why = limit_unavailable(["memory"])
+        if why:
+            raise PybuildError(f"--memory: {why}")
     if req.pids_limit is not None and req.pids_limit < 0:
         return
     why = pids_limit_unavailable()
@@ -360,6 +368,12 @@ def _check_pids_limit(req: BuildRequest, graph: BuildGraph, reporter: Reporter |
         raise PybuildError(f"--pids-limit {req.pids_limit}: {why}")
     if reporter is not None and any(isinstance(s.op, RunOp) for i in graph.needed() for s in graph.stages[i].steps):
         reporter.emit(W(f"RUN steps run without the default limit of {DEFAULT_RUN_PIDS_LIMIT} processes: {why}"))
+
+
+def _not_host_root() -> bool:
+    from runtime.namespaces import userns_root
+
+    return os.geteuid() != 0 or userns_root()
 
 
 def build(req: BuildRequest, settings: Settings, reporter: Reporter | None = None) -> BuildResult:
@@ -379,7 +393,7 @@ def _build(req: BuildRequest, settings: Settings, rep: "_Steps", t0: float, stor
     import time
 
     rep.emit(BuildStarted(len(solver.ids), str(req.context_dir or "")))  # the steps progress shows
-    _check_pids_limit(req, graph, rep)
+    _check_limits(req, graph, rep)
     for w in graph.unused_args:
         from builder.report import Warning as W
 

@@ -57,6 +57,7 @@ class Services(Record, frozen=False):
     image_state: Callable[[str], "State"] | None = None  # a base image's state (COPY --from=image)
     remote_inputs: bool = False  # an ADD read a URL or git repository (the memo must not vouch)
     pids_limit: int | None = None  # RUN's pids cgroup limit; None = DEFAULT_RUN_PIDS_LIMIT when the host can, -1: none
+    memory_bytes: int | None = None  # RUN's memory cgroup limit (build --memory); None: none
     allow_insecure: bool = False  # `--allow security.insecure` given (RUN --security=insecure may run)
 
 
@@ -224,7 +225,7 @@ def run_step(sv: Services, step: Step, state: State, log: Callable[[str, str], N
             hostname=RUN_HOSTNAME,
             network="none" if network == "none" else "host",
             limits=Limits(pids=default_pids_limit() if sv.pids_limit is None
-                          else None if sv.pids_limit < 0 else sv.pids_limit),
+                          else None if sv.pids_limit < 0 else sv.pids_limit, memory_bytes=sv.memory_bytes),
             # BuildKit's insecure mode: every capability and no seccomp filter
             capabilities=tuple(CAPABILITY_NUMBERS) if insecure else DEFAULT_CAPABILITIES,
             seccomp="unconfined" if insecure else "default",

@@ -166,3 +166,22 @@ def test_pids_limit_flag_caps_a_run(tmp_path: Path) -> None:
     assert r.returncode == 1, err
     started = max(int(x) for x in re.findall(r"started=(\d+)", err))
     assert 50 <= started < 64, started
+
+
+def test_memory_flag_caps_a_run(tmp_path: Path) -> None:
+    """`build --memory 32m`: a RUN holding 80 MB in a shell variable is OOM-killed and the build
+    says so; one holding 8 MB builds. A size below 6m is a usage error before any work."""
+    root = tmp_path / "root"
+    make_busybox_image(root, tmp_path)
+    hog = "RUN x=$(head -c {n} /dev/zero | tr '\\0' a); echo held=${{#x}}\n"
+    ctx = write_ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\n" + hog.format(n=80_000_000)})
+    r = build(root, ctx, "--memory", "32m")
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert "was killed by signal 9 (out of memory)" in err and not re.search(r"held=\d", err), err
+    ctx = write_ctx(tmp_path / "ctx2", {"Dockerfile": "FROM busybox\n" + hog.format(n=8_000_000)})
+    r = build(root, ctx, "--memory", "32m")
+    assert r.returncode == 0, r.stderr.decode()
+    assert "held=8000000" in r.stderr.decode()
+    r = build(root, ctx, "--memory", "1m")
+    assert r.returncode == 2 and r.stderr.decode().strip() == "error: --memory: the minimum is 6m", r.stderr

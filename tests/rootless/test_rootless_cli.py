@@ -251,6 +251,8 @@ def test_limits_without_a_delegated_cgroup(rl, store):
     assert "needs a writable cgroup" in one_line_error(r)
     r = rl.cli("run", "--rm", "--memory", "64m", "busybox", "true", env=env)
     assert "memory limit needs a writable cgroup" in one_line_error(r)
+    r = rl.cli("build", "--progress=plain", "--memory", "64m", str(ctx), env=env)
+    assert one_line_error(r).startswith("error: --memory: a memory limit needs a writable cgroup")
     r = rl.cli("build", "--progress=plain", str(ctx), env=env)
     ok(r)
     assert r.stderr.decode().count("without the default limit") == 1
