@@ -32,6 +32,10 @@ class NetworkError(PybuildError):
     pass
 
 
+class MissingTool(NetworkError):
+    """A command networking needs is not installed."""
+
+
 def networks_dir(root: Path) -> Path:
     return root / "networks"
 
@@ -39,7 +43,7 @@ def networks_dir(root: Path) -> Path:
 def tool(name: str, package: str) -> str:
     path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.path.exists(p)), None)
     if not path:
-        raise NetworkError(f"networking needs the {name!r} command (Debian package {package}); install it, "
+        raise MissingTool(f"networking needs the {name!r} command (Debian package {package}); install it, "
                            "or use --network host|none")
     return path
 

@@ -4,8 +4,9 @@ Owns: docker's default for `run` — a private network namespace with outbound c
 when the command waits for its container: as root, a veth whose peer becomes the container's
 `eth0` on the default `bridge` network (the one detached containers use), with an address
 leased under `$PYBUILD_ROOT/networks/bridge.leases/` for as long as the run lives; rootless,
-pasta (builder.networks.pasta), when /dev/net/tun is usable, else the host's network with a
-one-line warning. The namespace is the sandbox's own, never named: when the container ends
+pasta (builder.networks.pasta). Where that cannot be had (no `ip`/`nft` as root, no pasta or
+no usable /dev/net/tun rootless) the host's network, after a one-line warning: a default must
+not make `run` fail. The namespace is the sandbox's own, never named: when the container ends
 the kernel deletes it, and the veth with it, so a killed `pybuild run` leaves at most a lease
 whose owner is gone, which the next allocation takes back. Must not: publish ports or join
 user networks (those containers go through builder.containers and a monitor).
@@ -38,15 +39,17 @@ class Attachment:
 def attach(root: Path, cid: str) -> Attachment | None:
     """Connect a foreground run's fresh namespace; None = use the host's network (rootless
     without a usable pasta, after a warning)."""
-    from builder.rootless import host_root
-
-    if not host_root():
+    if not _is_host_root():
         return _pasta()
     from runtime.netlink import Netlink
 
     from builder.networks import bridge, endpoint
 
-    rec = bridge.ensure_default(root)
+    try:
+        rec = bridge.ensure_default(root)
+    except bridge.MissingTool as e:
+        _warn(str(e).split(";")[0])
+        return None
     with bridge.lock(root):
         ip, lease = endpoint.take_lease(root, rec, _detached_ips(root))
     prefix = int(rec["Subnet"].split("/")[1])
@@ -63,6 +66,16 @@ def attach(root: Path, cid: str) -> Attachment | None:
             nl.add_veth(veth, "eth0", pid, master=master)
 
     return Attachment((ip, prefix, rec["Gateway"]), on_netns, lease)
+
+
+def _is_host_root() -> bool:
+    from builder.rootless import host_root
+    return host_root()
+
+
+def _warn(why: str) -> None:
+    sys.stderr.write(f"pybuild: warning: no private network for this container ({why}); it shares the "
+                     "host's network (--network host says so and silences this)\n")
 
 
 def _detached_ips(root: Path) -> set[str]:
@@ -85,8 +98,7 @@ def _pasta() -> Attachment | None:
 
     why = pasta.usable()
     if why:
-        sys.stderr.write(f"pybuild: warning: no private network for this container ({why}); it shares the "
-                         "host's network (--network host says so and silences this)\n")
+        _warn(why)
         return None
     att = Attachment(None, None, None)
 
