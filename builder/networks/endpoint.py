@@ -86,12 +86,17 @@ def hosts_text(hostname: str, own_ip: str | None, peers: list[tuple[str, list[st
 def write_in_place(path: Path, text: str) -> None:
     """Rewrite a bind-mounted file: a rename would leave the container looking at the old
     inode, so the content is replaced in place (O_NOFOLLOW: never through a link)."""
+    data = text.encode()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return
     try:
-        os.write(fd, text.encode())
+        # over the old content, then cut to length: no O_TRUNC, which on ext4 (auto_da_alloc)
+        # flushes the file at close (~1 ms each, and a start rewrites every peer's file), and
+        # which left a reader an empty file for a moment
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
 
