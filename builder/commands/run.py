@@ -138,7 +138,7 @@ def cmd_run(args) -> int:
     (cdir / "pid").write_text(f"{os.getpid()}\n")  # prune leaves containers whose pybuild lives
     try:
         config = runspec.sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
-                                                    workdir=str(cdir / "work")), tty=args.tty, cid=cid)
+                                                    workdir=str(cdir / "work"), volatile=args.rm), tty=args.tty, cid=cid)
         from runtime.record import replace
         config = replace(config, etc_files_dir=str(cdir))  # writable /etc/hosts etc., on disk as docker's
         if args.tty and not os.isatty(0) and args.interactive:
