@@ -203,9 +203,18 @@ def _prefork_sandbox(argv: list[str]) -> None:
     i = _command_index(argv)
     if i is None or argv[i] != "run" or os.geteuid() != 0:
         return
-    for a in argv[i + 1:]:
-        if a == "--detach" or (a[:1] == "-" and a[1:2] != "-" and "d" in a and a[1:].isalpha() and len(a) <= 4):
+    rest = argv[i + 1:]
+    for a, nxt in zip(rest, rest[1:] + [""]):
+        # what takes builder.commands.run to a container with a monitor (run_container)
+        if a.partition("=")[0] in ("--detach", "--publish", "--publish-all", "--restart", "--volumes-from",
+                                   "--health-cmd", "-p", "-P") \
+                or (a[:1] == "-" and a[1:2] != "-" and "d" in a and a[1:].isalpha() and len(a) <= 4):
             return
+        if a in ("--network", "--net") and nxt not in ("host", "none") \
+                or a.startswith(("--network=", "--net=")) and a.partition("=")[2] not in ("host", "none"):
+            return
+        if a in ("-v", "--volume") and not nxt.startswith(("/", ".")):
+            return  # a named volume
     from runtime import zygote
 
     zygote.prefork()

@@ -41,9 +41,7 @@ class Zygote:
         """Fork an init outer with `fds` as [stdin, stdout, stderr, status(, sync)]; return
         (pid, pidfd). The caller owns the pidfd."""
         with self._lock:
-            if self._owner != os.getpid():
-                # we are a fork of the process that started the server: get our own
-                self._sock, self._proc = None, None
+            self._forget_inherited()
             for attempt in (0, 1):
                 if self._sock is None:
                     self._start()
@@ -66,6 +64,16 @@ class Zygote:
         if not msg or not fds:
             raise EOFError("sandbox fork server ended")
         return int.from_bytes(msg[:4], sys.byteorder), fds[0]
+
+    def _forget_inherited(self) -> None:
+        """In a fork of the process that started the server: forget that one (and get our own
+        later) without closing the socket's fd, which the fork may have closed already and
+        reused (a monitor closes every inherited fd, then opens its lock: closing that number
+        again would drop the lock)."""
+        if self._owner != os.getpid():
+            if self._sock is not None:
+                self._sock.detach()
+            self._sock, self._proc, self._owner = None, None, os.getpid()
 
     def _fork(self) -> bool:
         """Start the server as a fork of this process (see prefork); False if this process
@@ -178,6 +186,7 @@ def prewarm() -> None:
     """Start the fork server now; its Python start-up then overlaps the caller's work."""
     if enabled():
         with _zygote._lock:
+            _zygote._forget_inherited()
             if _zygote._sock is None:
                 _zygote._start()
 
@@ -192,6 +201,7 @@ def prefork() -> bool:
     if not enabled():
         return False
     with _zygote._lock:
+        _zygote._forget_inherited()
         if _zygote._sock is not None:
             return False
         return _zygote._fork()
