@@ -32,6 +32,7 @@ def main() -> None:
         sys.exit("run as root")
     work = Path(tempfile.mkdtemp(prefix="pybuild-bench-ctr-"))
     env = {**os.environ, "PYBUILD_ROOT": str(work / "root"), "PYTHONPATH": str(REPO)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # with bytecode caches, as an installed pybuild has them
     cli = [sys.executable, "-m", "builder.cli"]
 
     def pb(*args: str, check: bool = True) -> str:

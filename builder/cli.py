@@ -14,6 +14,12 @@ import importlib
 import os
 import sys
 
+# argparse's messages go through gettext, whose first lookup imports `locale` (~1 ms of every
+# command's start-up: its 1,000-entry alias table) only to find no catalogue: Python ships
+# none for argparse, and pybuild's messages are English anyway.
+argparse._ = str  # type: ignore[attr-defined]
+argparse.ngettext = lambda singular, plural, n: singular if n == 1 else plural  # type: ignore[attr-defined]
+
 # command name -> (module under builder.commands, one-line summary). Several commands may share
 # a module. The summaries serve `pybuild --help` without importing every command module
 # (start-up budget); tests/unit/test_cli_basics.py holds them equal to the modules' own.
@@ -171,6 +177,8 @@ _fast_exit = False
 def main(argv: list[str] | None = None) -> int:
     as_program = argv is None  # called in-process with an argv: never os._exit the caller
     argv = sys.argv[1:] if argv is None else argv
+    if as_program:
+        _prefork_sandbox(argv)
     debug = "--debug" in argv or os.environ.get("PYBUILD_DEBUG") == "1"
     try:
         code = _dispatch(argv)
@@ -191,6 +199,32 @@ def main(argv: list[str] | None = None) -> int:
             pass
         os._exit(code)
     sys.exit(code)
+
+
+def _prefork_sandbox(argv: list[str]) -> None:
+    """`pybuild run` in the foreground, as root: the sandbox's fork server is forked from this
+    process first thing, while it has one thread and little memory (runtime.zygote.prefork),
+    rather than started as a second Python later: its set-up (cgroup join) then overlaps our
+    imports. A guess from argv alone: a miss only costs the time it would save (`-d` runs the
+    container from a monitor, which starts its own; a usage error leaves it to die with us)."""
+    i = _command_index(argv)
+    if i is None or argv[i] != "run" or os.geteuid() != 0:
+        return
+    rest = argv[i + 1:]
+    for a, nxt in zip(rest, rest[1:] + [""]):
+        # what takes builder.commands.run to a container with a monitor (run_container)
+        if a.partition("=")[0] in ("--detach", "--publish", "--publish-all", "--restart", "--volumes-from",
+                                   "--health-cmd", "-p", "-P") \
+                or (a[:1] == "-" and a[1:2] != "-" and "d" in a and a[1:].isalpha() and len(a) <= 4):
+            return
+        if a in ("--network", "--net") and nxt not in ("host", "none") \
+                or a.startswith(("--network=", "--net=")) and a.partition("=")[2] not in ("host", "none"):
+            return
+        if a in ("-v", "--volume") and not nxt.startswith(("/", ".")):
+            return  # a named volume
+    from runtime import zygote
+
+    zygote.prefork()
 
 
 def _dispatch(argv: list[str]) -> int:

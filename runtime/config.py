@@ -66,6 +66,11 @@ class Rootfs(Record):
     lowerdirs: tuple[str, ...] = ()
     upperdir: str | None = None
     workdir: str | None = None
+    # the upper is thrown away after the run (`run --rm`): overlayfs's `volatile` (Linux 5.10)
+    # skips syncing it, at every fsync inside and once at unmount (a sync of the whole upper
+    # filesystem: ms on the path of every start, more when the disk is busy); ignored by
+    # kernels without it. Such an upper/work pair must not be mounted again.
+    volatile: bool = False
 
     @property
     def is_overlay(self) -> bool:

@@ -13,10 +13,10 @@ threaded callers: the CLI calls it before starting any thread) or import builder
 """
 from __future__ import annotations
 
+import marshal
 import os
 import select
 import signal
-import socket
 
 from runtime import syscalls as sc
 from runtime.config import Process, Rootfs, SandboxConfig
@@ -55,8 +55,6 @@ def enter(pid: int, config: SandboxConfig, process: Process, *, stdin: int | Non
     """Run `process` in the container whose pid 1 is `pid` (its sandbox `config`); return its
     exit status (128+N when killed by signal N). stdin None = /dev/null. With process.tty the
     output comes through a pty on the container's devpts (relayed to `stdout`)."""
-    from runtime.prepare import make_plan
-
     fds: list[tuple[int, int]] = []
     try:
         for name, flag in _ORDER:
@@ -69,33 +67,58 @@ def enter(pid: int, config: SandboxConfig, process: Process, *, stdin: int | Non
         for fd, _ in fds:
             os.close(fd)
         raise SandboxError(f"cannot enter the container (pid {pid}): {e.strerror}") from None
-    # make_plan's view of the container's sandbox: capability mask, rlimits, no_new_privs,
-    # whatever else init applies before the exec. (rootfs "/" only to skip the overlay parts.)
-    plan = make_plan(replace(config, rootfs=Rootfs(path="/"), process=process), "/nonexistent", [])
     console_ours = console_theirs = -1
     if process.tty:
+        import socket  # (here: its import is ~2.5 ms of `exec`'s start-up, and only -t needs it)
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         console_ours, console_theirs = a.detach(), b.detach()
     status_r, status_w = os.pipe()
+    plan_r, plan_w = os.pipe()
+    # The child starts before the plan is made: its first step, the cgroup join, costs a RCU
+    # grace period (0.3 ms idle, 5-20 ms on a loaded machine), which so overlaps the plan's
+    # making (and its imports) here. The plan follows on a pipe.
     child = os.fork()
     if child == 0:
         try:
             os.close(status_r)
+            os.close(plan_w)
             if console_ours >= 0:
                 os.close(console_ours)
-            _child(plan, fds, root, procs, stdin, stdout, stderr, console_theirs, status_w)
+            _child(plan_r, fds, root, procs, stdin, stdout, stderr, console_theirs, status_w)
         except BaseException as e:  # noqa: BLE001
             try:
                 os.write(status_w, f"{e}".encode())
             except OSError:
                 pass
         os._exit(126)
+    os.close(plan_r)
     os.close(status_w)
     for fd, _ in fds:
         os.close(fd)
     os.close(root)
     if console_theirs >= 0:
         os.close(console_theirs)
+    try:
+        from runtime.prepare import make_plan
+
+        # make_plan's view of the container's sandbox: capability mask, rlimits, no_new_privs,
+        # whatever else init applies before the exec. (rootfs "/" only to skip the overlay parts.)
+        plan = make_plan(replace(config, rootfs=Rootfs(path="/"), process=process), "/nonexistent", [])
+        data = marshal.dumps(plan)
+        try:
+            while data:
+                data = data[os.write(plan_w, data):]
+        except BrokenPipeError:
+            pass  # the child failed before it read the plan: its error is on the status pipe
+    except BaseException:
+        os.close(plan_w)
+        _kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        os.close(status_r)
+        if console_ours >= 0:
+            os.close(console_ours)
+        raise
+    os.close(plan_w)
     old = {s: signal.signal(s, lambda n, _f: _kill(child, n)) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         if console_ours >= 0:
@@ -121,7 +144,7 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _child(plan: dict, fds, root: int, procs: list[str], stdin, stdout, stderr, console: int, status_w: int) -> None:
+def _child(plan_r: int, fds, root: int, procs: list[str], stdin, stdout, stderr, console: int, status_w: int) -> None:
     from runtime import init, namespaces
     namespaces.join_cgroups(procs)
     for fd, flag in fds:
@@ -132,6 +155,13 @@ def _child(plan: dict, fds, root: int, procs: list[str], stdin, stdout, stderr, 
     os.fchdir(root)
     os.chroot(".")
     os.set_inheritable(status_w, False)
+    chunks = []
+    while chunk := os.read(plan_r, 1 << 16):
+        chunks.append(chunk)
+    os.close(plan_r)
+    if not chunks:
+        raise SandboxError("no plan to run (the caller failed)")
+    plan = marshal.loads(b"".join(chunks))
     if console >= 0:
         os.dup2(console, 0)
         null = os.open(os.devnull, os.O_RDWR)
@@ -160,6 +190,8 @@ def _child(plan: dict, fds, root: int, procs: list[str], stdin, stdout, stderr, 
 
 
 def _relay_tty(console: int, stdin: int | None, stdout: int) -> None:
+    import socket
+
     from runtime import stdio as stdio_
     sock = socket.socket(fileno=console)
     try:

@@ -349,10 +349,21 @@ def child(plan: dict, status: Status) -> None:
 def _run_under_minimal_init(plan: dict, status: Status) -> None:
     """Stay pid 1: fork the process as pid 2, forward signals, reap zombies, report its status."""
     _install_forwarding()
+    # The process waits for pid 1 to be confined: it must never see (in /proc/1) an init
+    # still holding the privileges it had to fork it with.
+    confined_r, confined_w = os.pipe()
     pid = os.fork()
     if pid == 0:
+        os.close(confined_w)
+        ok = os.read(confined_r, 1) == b"1"
+        os.close(confined_r)
+        if not ok:
+            os._exit(126)  # pid 1 could not drop its privileges (it said so on stderr)
         return  # the caller goes on to become the process
+    os.close(confined_r)
     _confine_init(plan)
+    os.write(confined_w, b"1")
+    os.close(confined_w)
     code, sig = _forward_and_wait(pid)
     status.send("X", code, sig)
     os._exit(code)

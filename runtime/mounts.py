@@ -138,6 +138,12 @@ def mount_rootfs(rootfs: dict, target: str, userns: bool) -> None:
         data += f",upperdir={rootfs['upperdir']},workdir={rootfs['workdir']}"
     if userns:
         data += ",userxattr"  # unprivileged overlay stores whiteouts/opaque in user.* xattrs
+    if rootfs.get("volatile") and rootfs["upperdir"] and len(data) + 9 < _PAGE:
+        try:
+            mount("overlay", target, "overlay", sc.MS_NODEV, data + ",volatile")
+            return
+        except MountError:
+            pass  # a kernel before 5.10: the same mount, synced
     if len(data) < _PAGE:
         mount("overlay", target, "overlay", sc.MS_NODEV, data)
         return

@@ -21,9 +21,7 @@ import errno
 import marshal
 import os
 import selectors
-import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -113,7 +111,7 @@ class _Run:
         self.tty = config.process.tty
         self.records: list[list[str]] = []
         self.status_buf = b""
-        self.popen: subprocess.Popen | None = None  # only when started by re-exec
+        self.popen = None  # a subprocess.Popen, only when started by re-exec
         self.pid = 0
         self.pidfd = -1  # the init outer; works whether or not it is our child
         self.killed_for: str | None = None
@@ -162,6 +160,7 @@ class _Run:
             except FileNotFoundError:
                 pass
         if os.path.isdir(f"{private}/mnt"):
+            import shutil
             shutil.rmtree(f"{private}/mnt", ignore_errors=True)
         # root/ was only ever a mount point inside the (now gone) mount namespace: empty here.
         for d in (f"{private}/root", private):
@@ -267,6 +266,7 @@ class _Run:
                 self.pid, self.pidfd = zygote.spawn(data, [*stdio, status_w, *extra])
                 return
         # No fork server (which sits in the sandbox home cgroups): the outer joins them itself.
+        import subprocess  # (only here: its import is ~2.5 ms of `pybuild run`'s start-up)
         try:
             home = cgroups.sandbox_home_once()
         except (SandboxError, OSError):

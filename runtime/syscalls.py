@@ -53,8 +53,8 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 
 # Syscalls glibc 2.36 has no wrapper for (pivot_root, capset), by architecture.
 _SYSNO = {
-    "x86_64": {"pivot_root": 155, "capset": 126, "keyctl": 250},
-    "aarch64": {"pivot_root": 41, "capset": 91, "keyctl": 219},
+    "x86_64": {"pivot_root": 155, "capset": 126, "keyctl": 250, "renameat2": 316},
+    "aarch64": {"pivot_root": 41, "capset": 91, "keyctl": 219, "renameat2": 276},
 }
 _MACHINE = os.uname().machine
 # The new mount API has one number on every architecture (the generic table, since 5.2).
@@ -64,6 +64,7 @@ FSCONFIG_SET_FLAG, FSCONFIG_SET_STRING, FSCONFIG_CMD_CREATE = 0, 1, 6
 FSMOUNT_CLOEXEC = 1
 MOVE_MOUNT_F_EMPTY_PATH = 4
 AT_FDCWD = -100
+RENAME_EXCHANGE = 2
 
 
 class _int(_ctypes._SimpleCData):
@@ -112,6 +113,7 @@ _sys_fsopen = _bind("syscall", _long, _charp, _ulong, restype=_long)
 _sys_fsconfig = _bind("syscall", _long, _int, _ulong, _charp, _charp, _int, restype=_long)
 _sys_fsmount = _bind("syscall", _long, _int, _ulong, _ulong, restype=_long)
 _sys_move_mount = _bind("syscall", _long, _int, _charp, _int, _charp, _ulong, restype=_long)
+_sys_renameat2 = _bind("syscall", _long, _int, _charp, _int, _charp, _ulong, restype=_long)
 
 
 def _check(ret: int, *context: str) -> int:
@@ -143,6 +145,12 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_syscall(_SYSNO[_MACHINE]["pivot_root"], _b(new_root), _b(put_old)))
+
+
+def rename_exchange(a: str, b: str) -> None:
+    """Swap two existing paths atomically (renameat2 RENAME_EXCHANGE, Linux 3.15; glibc < 2.28
+    has no wrapper). KeyError on an architecture not in the table."""
+    _check(_sys_renameat2(_SYSNO[_MACHINE]["renameat2"], AT_FDCWD, _b(a), AT_FDCWD, _b(b), RENAME_EXCHANGE), b)
 
 
 def sethostname(name: str) -> None:

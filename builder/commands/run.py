@@ -145,7 +145,7 @@ def cmd_run(args) -> int:
             net = attach(st.root, cid)
             args.network = "none" if net else "host"
         config = runspec.sandbox_config(args, spec, Rootfs(lowerdirs=tuple(lowers), upperdir=str(cdir / "upper"),
-                                                    workdir=str(cdir / "work")), tty=args.tty, cid=cid)
+                                                    workdir=str(cdir / "work"), volatile=args.rm), tty=args.tty, cid=cid)
         from runtime.record import replace
         # writable /etc/hosts etc., on disk as docker's
         config = replace(config, etc_files_dir=str(cdir), interface=net.interface if net else None)

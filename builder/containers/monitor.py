@@ -25,6 +25,12 @@ def run_monitor(root: Path, cdir: Path, ready_fd: int) -> None:
     code = 0
     try:
         _detach_stdio(ready_fd)
+        # The sandbox fork server first, forked from here while we have one thread and before
+        # anything else (runtime.zygote.prefork): its set-up (the cgroup join, a RCU grace
+        # period) then overlaps ours. Killed with SIGKILL, we take it with us (its parent-death
+        # signal), and it the container's init outer (theirs): nothing outlives a lost monitor.
+        from runtime import zygote
+        zygote.prefork()
         Monitor(root, Container(cdir), ready_fd).run()
     except BaseException as e:  # noqa: BLE001 - nobody is left to report to but the state file
         code = 1
@@ -85,9 +91,8 @@ class Monitor:
             self.ready_fd = -1
 
     def run(self) -> None:
-        # The sandbox fork server starts now, so its Python start-up overlaps the network set-up.
-        # Killed with SIGKILL, we take it with us (its parent-death signal), and it the
-        # container's init outer (theirs): nothing outlives a lost monitor.
+        # (the fork server, if run_monitor could not fork it, starts now as a re-exec'd Python,
+        # so its start-up overlaps the network set-up)
         from runtime import zygote
         zygote.prewarm()
         lock_fd = os.open(self.c.path / "monitor.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

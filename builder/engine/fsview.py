@@ -18,7 +18,6 @@ import shutil
 import stat
 from pathlib import Path
 
-from builder.context import read_xattrs
 from builder.errors import BuildStepError
 from builder.layers.changes import OPAQUE_XATTRS  # the one list of overlay opaque-dir xattrs
 
@@ -223,6 +222,8 @@ def _export_file(host: str, dest: Path, st: os.stat_result, links: dict[tuple[in
             return
     shutil.copyfile(host, dest, follow_symlinks=False)
     os.lchown(dest, st.st_uid, st.st_gid)
+    from builder.context import read_xattrs  # (not at import: hashlib et al. are `run`'s start-up)
+
     for k, v in read_xattrs(host):  # after chown, which drops security.capability
         try:
             os.setxattr(dest, k, v, follow_symlinks=False)

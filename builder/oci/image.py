@@ -7,13 +7,12 @@ Must not: tag (layout.py does), build layers, or talk to registries.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Iterator
 
 from builder.errors import StoreError
 from builder.oci import mediatypes as mt
-from builder.oci.digest import Digest, canonical_json
+from builder.oci.digest import Digest, canonical_json, sha256
 from builder.oci.model import Descriptor, ImageConfig, Index, Manifest, Platform
 from builder.oci.store import ContentStore
 from runtime.record import Record
@@ -109,7 +108,7 @@ def chain_id(parent: Digest | str | None, diff_id: Digest | str) -> Digest:
     """OCI ChainID: ChainID(L0) = DiffID(L0); ChainID(Ln) = sha256(ChainID(Ln-1) + " " + DiffID(Ln))."""
     if parent is None:
         return Digest(diff_id)
-    return Digest("sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest())
+    return Digest("sha256:" + sha256(f"{parent} {diff_id}".encode()).hexdigest())
 
 
 def chain_ids(diff_ids: list[Digest] | tuple[Digest, ...] | list[str]) -> list[Digest]:

@@ -9,7 +9,6 @@ layout.py / image.py; delete anything but the blob asked for.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import os
 import tempfile
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol, runtime_checkable
 
 from builder.errors import BlobNotFound, DigestMismatch, InvalidDocument, StoreError
-from builder.oci.digest import Digest
+from builder.oci.digest import Digest, sha256, sha256_hasher
 from builder.oci.model import Descriptor
 
 CHUNK = 1 << 20
@@ -48,7 +47,7 @@ class BlobWriter:
         fd, name = tempfile.mkstemp(prefix="blob-", dir=store.tmp)
         self._tmp = Path(name)
         self._f = os.fdopen(fd, "wb", buffering=0)
-        self._h = hashlib.sha256()
+        self._h = sha256_hasher()
         self.size = 0
         self._done = False
 
@@ -114,7 +113,11 @@ class VerifyingReader(io.RawIOBase):
     def __init__(self, f: BinaryIO, digest: Digest, size: int | None = None) -> None:
         self._f = f
         self._digest = digest
-        self._h = hashlib.sha256()
+        try:
+            length = os.fstat(f.fileno()).st_size if size is None else size
+        except (OSError, AttributeError, io.UnsupportedOperation):
+            length = None
+        self._h = sha256(size=length) if length is not None else sha256_hasher()
         self._n = 0
         self._size = size
         self._checked = False
@@ -219,7 +222,7 @@ class DirStore:
             return w.commit(expected)
 
     def put_bytes(self, data: bytes, media_type: str) -> Descriptor:
-        d = Digest("sha256:" + hashlib.sha256(data).hexdigest())
+        d = Digest("sha256:" + sha256(data).hexdigest())
         if self.has(d):
             _touch(self.path(d))
             return Descriptor(media_type, d, len(data))

@@ -93,6 +93,21 @@ def test_rm_discards_writable_layer_and_default_keeps_it(root):
     assert not any((root / "containers").iterdir())
 
 
+def test_rm_mounts_the_root_volatile_and_a_kept_layer_synced(root):
+    """`run --rm` throws its writable layer away: the overlay is mounted `volatile` (no sync of
+    the upper filesystem at every fsync and at unmount, a few ms per start); a kept layer is
+    an ordinary, synced overlay."""
+    if tuple(int(x) for x in os.uname().release.split(".")[:2]) < (5, 10):
+        pytest.skip("overlayfs volatile needs Linux 5.10")
+    script = "awk '$5 == \"/\" {print}' /proc/self/mountinfo"
+    r = pb(root, "run", "--rm", "busybox", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    assert b" - overlay " in r.stdout and b"volatile" in r.stdout, r.stdout
+    r = pb(root, "run", "busybox", "sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    assert b" - overlay " in r.stdout and b"volatile" not in r.stdout, r.stdout
+
+
 def test_volumes_rw_and_ro(root, tmp_path):
     host = tmp_path / "vol"
     host.mkdir()

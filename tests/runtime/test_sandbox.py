@@ -434,6 +434,40 @@ def test_fork_server_is_restarted_after_it_was_killed(sh, monkeypatch):
     assert (r.exit_code, out) == (0, "1\n") and z.pid != old
 
 
+def test_a_fork_forgets_the_inherited_fork_server_without_closing_a_reused_fd(tmp_path):
+    # A container's monitor is a fork of the CLI, which (`pybuild run` as root) may already
+    # have forked a fork server: the monitor closes every inherited fd, opens its lock (the
+    # lowest free number: the old socket's) and starts a server of its own. Forgetting the
+    # old one must not close that number again: the lock would go, and the CLI would see the
+    # monitor gone while it runs.
+    code = f"""if True:
+        import gc, os, sys
+        sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+        from runtime import zygote
+        assert zygote.prefork()
+        fd = zygote._zygote._sock.fileno()
+        pid = os.fork()
+        if pid == 0:
+            os.closerange(3, 1 << 16)
+            reused = os.open({str(tmp_path / "lock")!r}, os.O_RDWR | os.O_CREAT)
+            if reused != fd:
+                os.dup2(reused, fd)
+                reused = fd
+            ino = os.fstat(reused).st_ino
+            zygote.spawn(b"x", [])  # a server of our own (the request itself fails: no fds)
+            gc.collect()
+            try:
+                still = os.fstat(reused).st_ino == ino  # (a closed number may be reused at once)
+            except OSError:
+                still = False
+            os._exit(0 if still else 3)
+        _, st = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(st))
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stderr.decode()[-500:])
+
+
 @pytest.mark.parametrize("script, kw, expect", [
     ("echo $$; hostname; echo $A", {"hostname": "rx", "process": {"env": ("PATH=/bin", "A=1")}}, (0, "1\nrx\n1\n")),
     ("exit 3", {}, (3, "")),

@@ -105,6 +105,22 @@ def test_init_is_no_more_privileged_than_the_container(root: Path) -> None:
     assert "EXE-DENIED" in probes and "FD-DENIED" in probes and "/" not in probes.replace("/proc/1", ""), probes
 
 
+def test_init_does_not_show_the_callers_environment(root: Path) -> None:
+    """`pybuild run` forks the sandbox's fork server from itself (runtime.zygote.prefork), so
+    the --init pid 1 descends from the CLI: the kernel's /proc/1/environ is the block that
+    process started with, readable by a container with CAP_SYS_PTRACE. It must hold nothing
+    of the caller's environment (the re-exec'd server had an empty one)."""
+    secret = "pybuild-caller-secret-7f3a"
+    env = {**os.environ, "PYBUILD_ROOT": str(root), "CALLER_TOKEN": secret}
+    r = subprocess.run([sys.executable, "-m", "builder.cli", "run", "--rm", "--init", "--cap-add", "SYS_PTRACE",
+                        "busybox", "sh", "-c", "cat /proc/1/environ; echo; echo ====; echo $CALLER_TOKEN"],
+                       env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    environ, own = r.stdout.split(b"====\n")
+    assert own == b"\n"  # (nor does the container's own environment get it)
+    assert secret.encode() not in environ and b"PYBUILD_ROOT" not in environ, environ[:300]
+
+
 def test_init_runs_as_the_containers_user(root: Path) -> None:
     r = _run(root, "--init", "-u", "65534:65534", "busybox", "sh", "-c",
              "grep -E '^(Uid|Gid|CapEff|NoNewPrivs)' /proc/1/status")
