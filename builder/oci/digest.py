@@ -72,9 +72,14 @@ def sha256(data: bytes = b"", *, size: int | None = None):
     Large ones get hashlib's, several times faster per byte."""
     if (len(data) if size is None else size) <= SMALL:
         try:
-            from _sha256 import sha256 as builtin
+            from _sha2 import sha256 as builtin  # Python 3.12+
             return builtin(data)
-        except ImportError:  # (a Python built without it)
+        except ImportError:
+            pass
+        try:
+            from _sha256 import sha256 as builtin  # 3.11
+            return builtin(data)
+        except ImportError:  # (a Python built without either)
             pass
     import hashlib
     return hashlib.sha256(data)
