@@ -38,8 +38,10 @@ def test_reopening_stdout_cannot_reach_the_host_file(root: Path, tmp_path: Path)
     host = tmp_path / "out.log"
     host.write_bytes(b"HOST-SECRET-CONTENT\n")
     with open(host, "ab") as f:  # the caller's `pybuild run ... >> out.log`
+        # The read-back comes first: stdout being a pipe, re-opening it reads the pipe, and with
+        # "hello" already in it `head` could take it before pybuild relays it (a race under load).
         r = _run(root, "busybox", "sh", "-c",
-                 "echo hello; timeout 1 head -c 19 /proc/$$/fd/1 | grep -q SECRET && echo READ-BACK >&2;"
+                 "timeout 1 head -c 19 /proc/$$/fd/1 | grep -q SECRET && echo READ-BACK >&2; echo hello;"
                  " readlink /proc/self/fd/1 >&2; : > /proc/self/fd/1; echo bye",
                  stdout=f)
     assert r.returncode == 0, r.stderr
