@@ -147,12 +147,23 @@ def ensure_up(rec: dict, root: Path | None = None) -> None:
 ALIAS_PREFIX = "pybuild-network "
 
 
+def _mount_ns() -> str:
+    """Our mount namespace's id: a record path means something only inside the namespace
+    that wrote it (a chroot or container sharing this network namespace sees other files)."""
+    try:
+        return str(os.stat("/proc/self/ns/mnt").st_ino)
+    except OSError:
+        return "0"
+
+
 def collect_orphans(under: str | None = None) -> list[str]:
     """Remove the bridges (and nft tables) of networks whose record is gone — a store that
     was deleted with its networks still up — or, with `under`, of every network whose
-    record lies below that directory. Each bridge names its record in its alias
-    (/sys/class/net/BR/ifalias). Returns the bridges removed."""
+    record lies below that directory. Each bridge names, in its alias
+    (/sys/class/net/BR/ifalias), the mount namespace and path of its record; bridges made
+    from another mount namespace are never touched. Returns the bridges removed."""
     gone = []
+    mine = _mount_ns()
     try:
         links = [n for n in os.listdir("/sys/class/net") if n.startswith("pbr")]
     except OSError:
@@ -165,7 +176,9 @@ def collect_orphans(under: str | None = None) -> list[str]:
             continue
         if not alias.startswith(ALIAS_PREFIX):
             continue
-        record = alias[len(ALIAS_PREFIX):]
+        ns, _, record = alias[len(ALIAS_PREFIX):].partition(" ")
+        if ns != mine or not record.startswith("/"):
+            continue
         if (under is not None and record.startswith(under.rstrip("/") + "/")) or \
                 (under is None and not os.path.exists(record)):
             _remove_kernel_objects({"Bridge": br})
@@ -182,7 +195,8 @@ def _make_kernel_objects(rec: dict, root: Path | None = None) -> None:
     br, net = rec["Bridge"], ipaddress.ip_network(rec["Subnet"])
     sh([ip, "link", "add", br, "type", "bridge"], check=False)  # (exists after a crash: fine)
     if root is not None:  # for collect_orphans(): which record this bridge belongs to
-        sh([ip, "link", "set", br, "alias", f"{ALIAS_PREFIX}{networks_dir(root) / (rec['Name'] + '.json')}"])
+        record = networks_dir(root).absolute() / (rec["Name"] + ".json")
+        sh([ip, "link", "set", br, "alias", f"{ALIAS_PREFIX}{_mount_ns()} {record}"])
     sh([ip, "addr", "replace", f"{rec['Gateway']}/{net.prefixlen}", "dev", br])
     sh([ip, "link", "set", br, "up"])
     # published ports reached on 127.0.0.1 are DNATed to the bridge: loopback sources must
