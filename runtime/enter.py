@@ -5,7 +5,7 @@ as the host sees it: the container's cgroups first, then its user namespace (onl
 its own), ipc, uts, net, pid, cgroup and mount namespaces, its root (fchdir + chroot to
 /proc/PID/root opened before the switch), then, as a child (a pid namespace applies to
 children only), the same capability bounding set, no_new_privs, ids and umask the container's
-process got (runtime.init.become_process, with a plan made by runtime.prepare, so whatever
+process got (runtime.become.become_process, with a plan made by runtime.prepare, so whatever
 init applies to the container applies here too) and the exec. With a tty the process makes
 its pty on the container's devpts and hands the master back, as a container start does.
 Must not: be called from a threaded process (setns of a mount or user namespace refuses
@@ -145,7 +145,7 @@ def _kill(pid: int, sig: int) -> None:
 
 
 def _child(plan_r: int, fds, root: int, procs: list[str], stdin, stdout, stderr, console: int, status_w: int) -> None:
-    from runtime import init, namespaces
+    from runtime import become, namespaces
     namespaces.join_cgroups(procs)
     for fd, flag in fds:
         try:
@@ -176,7 +176,7 @@ def _child(plan_r: int, fds, root: int, procs: list[str], stdin, stdout, stderr,
     if grandchild == 0:
         sc.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)
         try:
-            init.become_process(plan)
+            become.become_process(plan)
         except SandboxError as e:
             os.write(status_w, str(e).encode())
         os._exit(127)

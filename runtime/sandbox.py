@@ -176,57 +176,12 @@ class _Run:
         if ("user" in plan["unshare"] and not plan["self_map"]) or plan["net_wait"]:
             sync_r, sync_w = os.pipe()
         close_after_spawn = [status_w] + ([sync_r] if sync_r >= 0 else [])
-        relays: dict[int, Callable[[bytes], None]] = {}
-        feed: bytes | None = None
-        feed_fd = -1
-        console = -1
-        stdio: list[int] = []
+        w = stdio_.wire(self.stdin, self.stdout, self.stderr, tty=self.tty, relay=self.relay,
+                        size=self.config.process.terminal_size, close_later=close_after_spawn)
+        stdio, relays, feed, feed_fd, console, stdin_src = w.stdio, w.relays, w.feed, w.feed_fd, w.console, w.stdin_src
+        self.pump = w.pump
         if self.tty:
-            # The pty is made inside the container, on its own devpts, so the process sees
-            # /dev/pts/0 (ttyname works, as under docker); init sends the master back on this
-            # socket, which is the process's fd 0 until then (runtime.init.become_process).
-            import socket
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            console, child_end = ours.detach(), theirs.detach()
-            os.set_inheritable(console, False)
-            stdio = [child_end, stdio_.devnull(close_after_spawn), stdio_.devnull(close_after_spawn)]
-            close_after_spawn.append(child_end)
-            size = self.config.process.terminal_size
-            if size is None and isinstance(self.stdin, int):
-                size = stdio_.terminal_size(self.stdin)
-            plan["tty_size"] = tuple(size) if size else None
-            if isinstance(self.stdin, int):
-                stdin_src = self.stdin
-            else:
-                stdin_src = -1
-                feed = self.stdin or None
-        else:
-            stdin_src = -1
-            if isinstance(self.stdin, int) and self.relay:
-                r, w = os.pipe()
-                stdio.append(r)
-                close_after_spawn.append(r)
-                self.pump = stdio_.Pump(self.stdin, w)
-            elif isinstance(self.stdin, int):
-                stdio.append(self.stdin)
-            elif isinstance(self.stdin, bytes):
-                r, w = os.pipe()
-                stdio.append(r)
-                close_after_spawn.append(r)
-                feed, feed_fd = self.stdin, w
-                os.set_blocking(w, False)
-            else:
-                stdio.append(stdio_.devnull(close_after_spawn))
-            for sink in (self.stdout, self.stderr):
-                if isinstance(sink, int) and not self.relay:
-                    stdio.append(sink)
-                elif sink is None:
-                    stdio.append(stdio_.devnull(close_after_spawn))
-                else:
-                    r, w = os.pipe()
-                    stdio.append(w)
-                    close_after_spawn.append(w)
-                    relays[r] = stdio_.writer(sink)
+            plan["tty_size"] = w.tty_size
         try:
             self._start_init(plan, status_w, sync_r, stdio)
         except OSError as e:
@@ -503,18 +458,8 @@ class _Run:
 
     def _receive_master(self, console: int) -> int:
         """The pty master init made inside the container, or -1 if it ended before sending it."""
-        import socket
-        sock = socket.socket(fileno=os.dup(console))
-        try:
-            _msg, fds, _flags, _addr = socket.recv_fds(sock, 1, 1, socket.MSG_CMSG_CLOEXEC)
-        except OSError:
-            fds = []
-        finally:
-            sock.close()
-        if not fds:
-            return -1
-        self.master = fds[0]
-        return fds[0]
+        self.master = stdio_.receive_fd(console)
+        return self.master
 
     def _status(self, chunk: bytes, sync_w: int) -> None:
         self.status_buf += chunk

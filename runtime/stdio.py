@@ -1,7 +1,9 @@
 """Small stdio helpers for the sandbox parent: sinks, /dev/null, pty sizes, raw mode.
 
-Owns: turning a caller's output target into a writer, and the terminal ioctls around a pty.
-Must not: decide what is relayed where (runtime.sandbox does) or import builder.
+Owns: turning a caller's input and output targets into the container's fds 0-2 and what the
+parent keeps of them (wire: pipes relayed or fds handed in, a pty's socket, /dev/null), the pty
+master's hand-over, and the terminal ioctls around a pty. Must not: run the relay loop
+(runtime.sandbox does) or import builder.
 """
 from __future__ import annotations
 
@@ -29,6 +31,85 @@ def devnull(close_later: list[int]) -> int:
     fd = os.open(os.devnull, os.O_RDWR)
     close_later.append(fd)
     return fd
+
+
+class Wiring:
+    """The container's fds 0-2 (`stdio`, for the init) and the parent's ends: output pipes to
+    relay (`relays`: read end -> writer), bytes to feed (`feed` into `feed_fd`), a caller's
+    input fd relayed by `pump` or read for the pty (`stdin_src`), the pty's socket (`console`)."""
+
+    def __init__(self) -> None:
+        self.stdio: list[int] = []
+        self.relays: dict[int, Callable[[bytes], None]] = {}
+        self.feed: bytes | None = None
+        self.feed_fd = self.console = self.stdin_src = -1
+        self.pump: Pump | None = None
+        self.tty_size: tuple[int, int] | None = None
+
+
+def wire(stdin, stdout: Sink, stderr: Sink, *, tty: bool, relay: bool,
+         size: tuple[int, int] | None, close_later: list[int]) -> Wiring:
+    """stdin: an int fd, bytes or None; stdout/stderr: Sinks (see runtime.sandbox.run). The
+    fds the child gets are added to `close_later` (closed by the caller once it is started);
+    `size`: the pty's (rows, columns), else the caller's terminal's when stdin is one."""
+    w = Wiring()
+    if tty:
+        # The pty is made inside the container, on its own devpts, so the process sees
+        # /dev/pts/0 (ttyname works, as under docker); init sends the master back on this
+        # socket, which is the process's fd 0 until then (runtime.become.become_process).
+        import socket
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        w.console, child_end = ours.detach(), theirs.detach()
+        os.set_inheritable(w.console, False)
+        w.stdio = [child_end, devnull(close_later), devnull(close_later)]
+        close_later.append(child_end)
+        if size is None and isinstance(stdin, int):
+            size = terminal_size(stdin)
+        w.tty_size = tuple(size) if size else None
+        if isinstance(stdin, int):
+            w.stdin_src = stdin
+        else:
+            w.feed = stdin or None
+        return w
+    if isinstance(stdin, int) and relay:
+        r, wr = os.pipe()
+        w.stdio.append(r)
+        close_later.append(r)
+        w.pump = Pump(stdin, wr)
+    elif isinstance(stdin, int):
+        w.stdio.append(stdin)
+    elif isinstance(stdin, bytes):
+        r, wr = os.pipe()
+        w.stdio.append(r)
+        close_later.append(r)
+        w.feed, w.feed_fd = stdin, wr
+        os.set_blocking(wr, False)
+    else:
+        w.stdio.append(devnull(close_later))
+    for sink in (stdout, stderr):
+        if isinstance(sink, int) and not relay:
+            w.stdio.append(sink)
+        elif sink is None:
+            w.stdio.append(devnull(close_later))
+        else:
+            r, wr = os.pipe()
+            w.stdio.append(wr)
+            close_later.append(wr)
+            w.relays[r] = writer(sink)
+    return w
+
+
+def receive_fd(sock_fd: int) -> int:
+    """One fd sent over the unix socket `sock_fd` (the pty master), or -1 if none came."""
+    import socket
+    sock = socket.socket(fileno=os.dup(sock_fd))
+    try:
+        _msg, fds, _flags, _addr = socket.recv_fds(sock, 1, 1, socket.MSG_CMSG_CLOEXEC)
+    except OSError:
+        fds = []
+    finally:
+        sock.close()
+    return fds[0] if fds else -1
 
 
 def terminal_size(fd: int) -> tuple[int, int] | None:
